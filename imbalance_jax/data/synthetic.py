@@ -1,0 +1,70 @@
+"""Synthetic data sets: Random Heavy-Tailed Labels (paper H, App. A.2)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from imbalance_jax import _checks
+from imbalance_jax.types import Dataset
+
+INPUT_DISTRIBUTIONS = ("uniform", "normal_1", "normal_0")
+
+
+def heavy_tailed_class_counts(m: int) -> np.ndarray:
+  """Class sizes of the Random Heavy-Tailed Labels data set.
+
+  Level ``i = 0..m-1`` holds ``2**i`` classes of ``2**(m-i)`` examples each, so
+  every level holds ``2**m`` examples and the counts approximate pi_k ∝ 1/k.
+  Class 0 is the most frequent.
+
+  Returns:
+    int array ``[C]`` with ``C = 2**m - 1``.
+
+  Example:
+    >>> heavy_tailed_class_counts(3).tolist()
+    [8, 4, 4, 2, 2, 2, 2]
+  """
+  m = _checks.check_int("m", m, minimum=1)
+  return np.concatenate([np.full(2**i, 2**(m - i)) for i in range(m)]).astype(np.int32)
+
+
+def heavy_tailed_labels(key: jax.Array, m: int, input_dist: str = "uniform",
+                        dtype=jnp.float32) -> Dataset:
+  """Random Heavy-Tailed Labels (paper H, App. A.2).
+
+  ``n = m 2^m`` examples in ``d = (m+1) 2^m`` dimensions over ``c = 2^m - 1``
+  classes (the paper prints ``c = 2^(m+1) - 1``, which contradicts its own
+  construction; the authors' code uses ``2^m - 1``). Inputs are independent of
+  the labels: ``"uniform"`` U[0, 1), ``"normal_1"`` N(1, 1) or ``"normal_0"``
+  N(0, 1) (paper H, Fig. 15). Labels are sorted by class, class 0 first.
+
+  Pure in ``key``, so ``jax.vmap(lambda k: heavy_tailed_labels(k, m))(keys)``
+  draws one data set per seed.
+
+  Args:
+    key: PRNG key for the inputs.
+    m: number of frequency levels, ``m >= 1`` (m=8: n=2048, d=2304, c=255).
+    input_dist: one of ``INPUT_DISTRIBUTIONS``.
+    dtype: float dtype of the inputs.
+
+  Returns:
+    `Dataset` with ``x [n, d]``, ``y [n]`` and ``class_counts [c]``.
+
+  Example:
+    >>> ds = heavy_tailed_labels(jax.random.key(0), m=8)
+    >>> ds.x.shape, ds.num_classes
+    ((2048, 2304), 255)
+  """
+  counts = heavy_tailed_class_counts(m)
+  _checks.check_choice("input_dist", input_dist, INPUT_DISTRIBUTIONS)
+  num_classes = counts.size
+  n, d = m * 2**m, (m + 1) * 2**m
+  if input_dist == "uniform":
+    x = jax.random.uniform(key, (n, d), dtype)
+  else:
+    x = jax.random.normal(key, (n, d), dtype) + (1.0 if input_dist == "normal_1" else 0.0)
+  y = np.repeat(np.arange(num_classes, dtype=np.int32), counts)
+  return Dataset(x=x, y=jnp.asarray(y), class_counts=jnp.asarray(counts),
+                 num_classes=num_classes)

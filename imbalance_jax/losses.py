@@ -1,0 +1,54 @@
+"""Cross-entropy with optional class reweighting (paper H App. F, paper R)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from imbalance_jax import _checks
+
+WEIGHTINGS = ("none", "inverse", "inverse_sqrt")
+
+
+def cross_entropy(logits_NC: jax.Array, labels_N: jax.Array) -> jax.Array:
+  """Per-example softmax cross-entropy ``-log softmax(logits)[label]``, shape ``[N]``."""
+  return optax.losses.softmax_cross_entropy_with_integer_labels(logits_NC, labels_N)
+
+
+def class_weights(class_counts_C: jax.Array, weighting: str = "none") -> jax.Array:
+  """Per-class loss weights ``w_k ∝ pi_k^(-gamma)``, normalised so ``sum_k pi_k w_k = 1``.
+
+  ``"inverse"`` is gamma = 1 (weights 1/pi_k), ``"inverse_sqrt"`` gamma = 1/2
+  (1/sqrt(pi_k)), ``"none"`` all ones. The normalisation makes the reweighted
+  loss equal the plain loss whenever every example has the same loss (e.g. at
+  W = 0), so step sizes stay comparable across weightings. Classes with no
+  examples get weight 0.
+
+  Args:
+    class_counts_C: example counts ``[C]``.
+    weighting: one of ``WEIGHTINGS``.
+
+  Returns:
+    float32 weights ``[C]``.
+
+  Example:
+    >>> class_weights(jnp.array([3, 1]), "inverse").tolist()
+    [0.6666666865348816, 2.0]
+  """
+  _checks.check_choice("weighting", weighting, WEIGHTINGS)
+  counts = jnp.asarray(class_counts_C, jnp.float32)
+  pi = counts / counts.sum(-1, keepdims=True)
+  if weighting == "none":
+    return jnp.ones_like(pi)
+  gamma = 1.0 if weighting == "inverse" else 0.5
+  raw = jnp.where(pi > 0, jnp.where(pi > 0, pi, 1.0) ** -gamma, 0.0)
+  return raw / jnp.sum(pi * raw, -1, keepdims=True)
+
+
+def weighted_mean_loss(loss_N: jax.Array, labels_N: jax.Array,
+                       class_weights_C: jax.Array | None = None) -> jax.Array:
+  """``(1/N) sum_i w_{y_i} loss_i`` (the plain mean when weights are None)."""
+  if class_weights_C is None:
+    return jnp.mean(loss_N)
+  return jnp.mean(class_weights_C[labels_N] * loss_N)

@@ -1,0 +1,8 @@
+"""optax GradientTransformations for the optimizers of paper H (App. A.6)."""
+
+from imbalance_jax.optim.aliases import (OPTIMIZERS, adam, gd, injectable, normalized_gd,
+                                         sign_descent)
+from imbalance_jax.optim.transforms import normalize_by_global_norm, scale_by_sign
+
+__all__ = ["OPTIMIZERS", "adam", "gd", "injectable", "normalize_by_global_norm",
+           "normalized_gd", "scale_by_sign", "sign_descent"]

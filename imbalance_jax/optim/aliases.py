@@ -1,0 +1,89 @@
+"""Optimizers of paper H App. A.6: GD, normalized GD, sign descent, Adam.
+
+GD, normalized GD and sign descent share one recipe: a direction ``d_t``
+(g, g/||g||_2 or sign(g)), heavy-ball momentum ``m_t = beta m_{t-1} + d_t``
+(``optax.trace``) and the step ``x_{t+1} = x_t - alpha m_t``. Adam is PyTorch's
+Adam (``optax.adam`` computes the same update); ``momentum`` is its beta_1, so
+``momentum=0`` is the paper's "Adam (-m)".
+
+Sweeps pass the learning rate as a traced value through
+``optax.inject_hyperparams`` (see `injectable`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import optax
+
+from imbalance_jax import _checks
+from imbalance_jax.optim.transforms import normalize_by_global_norm, scale_by_sign
+
+ScalarOrSchedule = optax.ScalarOrSchedule
+
+
+def _with_momentum(direction: optax.GradientTransformation, learning_rate: ScalarOrSchedule,
+                   momentum: float) -> optax.GradientTransformation:
+  _checks.check_positive("learning_rate", learning_rate)
+  momentum = _checks.check_fraction("momentum", momentum)
+  heavy_ball = optax.trace(decay=momentum) if momentum else optax.identity()
+  return optax.chain(direction, heavy_ball, optax.scale_by_learning_rate(learning_rate))
+
+
+def gd(learning_rate: ScalarOrSchedule, momentum: float = 0.0) -> optax.GradientTransformation:
+  """Gradient descent with heavy-ball momentum: d_t = g_t.
+
+  Example:
+    >>> opt = gd(0.1, momentum=0.9)
+  """
+  return _with_momentum(optax.identity(), learning_rate, momentum)
+
+
+def normalized_gd(learning_rate: ScalarOrSchedule,
+                  momentum: float = 0.0) -> optax.GradientTransformation:
+  """Normalized GD: d_t = g_t / ||g_t||_2, the norm over the whole parameter pytree."""
+  return _with_momentum(normalize_by_global_norm(), learning_rate, momentum)
+
+
+def sign_descent(learning_rate: ScalarOrSchedule,
+                 momentum: float = 0.0) -> optax.GradientTransformation:
+  """Sign descent: d_t = sign(g_t), elementwise."""
+  return _with_momentum(scale_by_sign(), learning_rate, momentum)
+
+
+def adam(learning_rate: ScalarOrSchedule, momentum: float = 0.9, b2: float = 0.999,
+         eps: float = 1e-8) -> optax.GradientTransformation:
+  """PyTorch's Adam with beta_1 = ``momentum`` (0 gives the paper's "Adam -m")."""
+  _checks.check_positive("learning_rate", learning_rate)
+  momentum = _checks.check_fraction("momentum", momentum)
+  b2 = _checks.check_fraction("b2", b2)
+  _checks.check_positive("eps", eps)
+  return optax.adam(learning_rate, b1=momentum, b2=b2, eps=eps)
+
+
+OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "gd": gd,
+    "normalized_gd": normalized_gd,
+    "sign_descent": sign_descent,
+    "adam": adam,
+}
+
+
+def injectable(name: str, momentum: float) -> Callable[[ScalarOrSchedule],
+                                                       optax.GradientTransformation]:
+  """``learning_rate -> optimizer`` with the rate held in the optimizer state.
+
+  The returned factory wraps the alias in ``optax.inject_hyperparams``, so a
+  traced (e.g. vmapped) learning rate lives in ``state.hyperparams`` and one
+  compiled program serves every rate of a sweep.
+
+  Example:
+    >>> make = injectable("sign_descent", momentum=0.9)
+    >>> opt = make(1e-3)
+  """
+  _checks.check_choice("optimizer", name, OPTIMIZERS)
+  momentum = _checks.check_fraction("momentum", momentum)
+  alias = functools.partial(OPTIMIZERS[name], momentum=momentum)
+  factory = optax.inject_hyperparams(alias, static_args=("momentum",))
+  return lambda learning_rate: factory(learning_rate=learning_rate)

@@ -1,0 +1,40 @@
+"""Direction transforms of paper H App. A.6 as optax GradientTransformations."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def scale_by_sign() -> optax.GradientTransformation:
+  """Replaces each gradient entry by its sign (the sign-descent direction)."""
+
+  def init_fn(params):
+    del params
+    return optax.EmptyState()
+
+  def update_fn(updates, state, params=None):
+    del params
+    return jax.tree.map(jnp.sign, updates), state
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def normalize_by_global_norm() -> optax.GradientTransformation:
+  """Divides the whole update pytree by its global l2 norm: d = g / ||g||_2.
+
+  A zero gradient gives a zero update rather than NaN.
+  """
+
+  def init_fn(params):
+    del params
+    return optax.EmptyState()
+
+  def update_fn(updates, state, params=None):
+    del params
+    norm = optax.global_norm(updates)
+    scale = jnp.where(norm > 0, 1.0 / jnp.where(norm > 0, norm, 1.0), 0.0)
+    return jax.tree.map(lambda u: (u * scale).astype(u.dtype), updates), state
+
+  return optax.GradientTransformation(init_fn, update_fn)
