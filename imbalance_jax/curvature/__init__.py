@@ -1,0 +1,1 @@
+"""Per-class curvature diagnostics: block traces, Hutchinson estimates, block maps."""
