@@ -93,3 +93,73 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 130) -> str:
     fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
   plt.close(fig)
   return os.fspath(path)
+
+
+def _mean_over_seeds(values):
+  return np.mean(np.asarray(values), axis=0)
+
+
+def plot_heavy_tailed_overview(class_counts, groups, steps, histories: dict,
+                               learning_rates: dict, panels=("gd+m", "adam+m")):
+  """Paper H Fig. 4: (a) class distribution with groups, (b) overall loss of
+  every run, (c, d...) loss per frequency group for the runs named in ``panels``.
+
+  Args:
+    class_counts: ``[C]``; groups: ``[C]`` group ids.
+    steps: ``[T]`` logged steps.
+    histories: run name -> history dict with ``loss [S, T]`` and
+      ``group_loss [S, T, G]`` (means over seeds are plotted).
+    learning_rates: run name -> selected step size (shown in titles).
+    panels: runs given a per-group panel (missing ones are skipped).
+
+  Returns:
+    The matplotlib figure.
+  """
+  panels = [p for p in panels if p in histories] or list(histories)[:2]
+  fig, axes = plt.subplots(1, 2 + len(panels), figsize=(4.2 * (2 + len(panels)), 3.6),
+                           constrained_layout=True)
+  plot_class_distribution(axes[0], class_counts, groups)
+  axes[0].set_title("(a) class frequencies")
+  for name, history in histories.items():
+    axes[1].plot(steps, _mean_over_seeds(history["loss"]), label=run_label(name), **run_style(name))
+  axes[1].set(xlabel="step", ylabel="training loss", title="(b) overall loss")
+  axes[1].legend(fontsize=7)
+  group_axes = axes[2:]
+  for i, (ax, name) in enumerate(zip(group_axes, panels)):
+    plot_group_curves(ax, steps, _mean_over_seeds(histories[name]["group_loss"]))
+    ax.set_title(f"({chr(ord('c') + i)}) {run_label(name)}, lr={learning_rates[name]:.2g}")
+  if len(group_axes):
+    top = max(ax.get_ylim()[1] for ax in group_axes)
+    for ax in group_axes:
+      ax.set_ylim(0, top)
+  add_group_colorbar(fig, axes, int(np.max(groups)) + 1)
+  return fig
+
+
+def plot_group_grid(steps, histories: dict, learning_rates: dict, num_groups: int):
+  """Paper H Figs. 19/21: overall loss, then per-group loss of every run.
+
+  Runs without momentum go in the top row and with momentum (``+m``) below;
+  reweighted runs (``@...``) get their own row.
+  """
+  rows = {}
+  for name in histories:
+    base, _, weighting = name.partition("@")
+    row = "+m" if base.endswith("+m") else "-m"
+    rows.setdefault(row + ("@" + weighting if weighting else ""), []).append(name)
+  num_cols = 1 + max(len(r) for r in rows.values())
+  fig, axes = plt.subplots(len(rows), num_cols, figsize=(3.4 * num_cols, 2.9 * len(rows)),
+                           squeeze=False, sharey=True, constrained_layout=True)
+  for r, (row, names) in enumerate(sorted(rows.items())):
+    for name in names:
+      axes[r, 0].plot(steps, _mean_over_seeds(histories[name]["loss"]), label=run_label(name),
+                      **run_style(name))
+    axes[r, 0].set(title=f"overall loss ({row})", xlabel="step", ylabel="training loss")
+    axes[r, 0].legend(fontsize=7)
+    for c, name in enumerate(names, start=1):
+      plot_group_curves(axes[r, c], steps, _mean_over_seeds(histories[name]["group_loss"]))
+      axes[r, c].set_title(f"{run_label(name)}, lr={learning_rates[name]:.2g}", fontsize=9)
+    for c in range(len(names) + 1, num_cols):
+      axes[r, c].axis("off")
+  add_group_colorbar(fig, axes, num_groups)
+  return fig

@@ -32,7 +32,7 @@ class LinearSoftmax(nn.Module):
   Attributes:
     num_classes: C.
     use_bias: adds the bias vector ``b [C]`` (paper H's linear model has one).
-    init: ``"pytorch"`` (U(±1/sqrt(D)) for weight and bias, as in the authors'
+    init_scheme: ``"pytorch"`` (U(±1/sqrt(D)) for weight and bias, as in the authors'
       code) or ``"zeros"`` (W = 0, the setting of the theory).
     param_dtype: parameter dtype (float64 in precision tests).
 
@@ -45,14 +45,14 @@ class LinearSoftmax(nn.Module):
 
   num_classes: int
   use_bias: bool = True
-  init: str = "pytorch"
+  init_scheme: str = "pytorch"
   param_dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    _checks.check_choice("init", self.init, INITS)
+    _checks.check_choice("init_scheme", self.init_scheme, INITS)
     x = x.reshape(x.shape[0], -1)
-    initializer = (pytorch_uniform(x.shape[-1]) if self.init == "pytorch"
+    initializer = (pytorch_uniform(x.shape[-1]) if self.init_scheme == "pytorch"
                    else nn.initializers.zeros)
     return nn.Dense(self.num_classes, use_bias=self.use_bias, kernel_init=initializer,
                     bias_init=initializer, param_dtype=self.param_dtype, name="head")(x)

@@ -1,0 +1,70 @@
+"""Per-class and per-group loss, accuracy and true-class probability.
+
+Everything is a segment sum over examples, so it runs inside the compiled
+training step with no loop over classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from imbalance_jax.types import Dataset
+
+
+def per_class_mean(values_N: jax.Array, labels_N: jax.Array, num_classes: int) -> jax.Array:
+  """Mean of ``values_N`` over the examples of each class, ``[C]`` (NaN for empty classes).
+
+  Example:
+    >>> per_class_mean(jnp.array([1., 3., 5.]), jnp.array([0, 0, 1]), 3).tolist()
+    [2.0, 5.0, nan]
+  """
+  sums = jax.ops.segment_sum(values_N, labels_N, num_segments=num_classes)
+  counts = jax.ops.segment_sum(jnp.ones_like(values_N), labels_N, num_segments=num_classes)
+  return jnp.where(counts > 0, sums / jnp.maximum(counts, 1), jnp.nan)
+
+
+def classification_metrics(class_to_group, *, per_class: bool = False
+                           ) -> Callable[..., dict[str, jax.Array]]:
+  """Builds a ``metrics_fn(params, grads, aux, data)`` for `imbalance_jax.train`.
+
+  Uses the forward pass the training step already made (``aux['logits']``,
+  ``aux['loss_N']``), so recording costs O(N C) on top of the step.
+
+  Args:
+    class_to_group: int ``[C]`` group of each class (see
+      `imbalance_jax.data.frequency_groups`); a group's value is the mean over
+      its examples, i.e. the count-weighted mean of its classes.
+    per_class: also return ``class_loss``, ``class_accuracy``, ``class_prob``
+      (``[C]`` each).
+
+  Returns:
+    ``metrics_fn`` giving ``loss``, ``accuracy`` (scalars) and ``group_loss``,
+    ``group_accuracy``, ``group_prob`` (``[G]``; ``prob`` is the mean predicted
+    probability of the true class).
+
+  Example:
+    >>> metrics_fn = classification_metrics(frequency_groups(ds.class_counts))
+  """
+  class_to_group = np.asarray(class_to_group, np.int32)
+  num_groups = int(class_to_group.max()) + 1
+  class_to_group = jnp.asarray(class_to_group)
+
+  def metrics_fn(params, grads, aux, data: Dataset) -> dict[str, jax.Array]:
+    del params, grads
+    loss_N = aux["loss_N"]
+    correct_N = (jnp.argmax(aux["logits"], axis=-1) == data.y).astype(loss_N.dtype)
+    prob_N = jnp.exp(-loss_N)
+    group_N = class_to_group[data.y]
+    values = {"loss": loss_N, "accuracy": correct_N, "prob": prob_N}
+    out = {"loss": jnp.mean(loss_N), "accuracy": jnp.mean(correct_N)}
+    for name, v in values.items():
+      out[f"group_{name}"] = per_class_mean(v, group_N, num_groups)
+      if per_class:
+        out[f"class_{name}"] = per_class_mean(v, data.y, data.num_classes)
+    return out
+
+  return metrics_fn
