@@ -31,7 +31,7 @@ def _dense_hessian(x, y, kernel, bias, weights_N):
     return jnp.mean(weights_N * loss_n)
 
   theta = jnp.concatenate([kernel.ravel(), bias])
-  hess = jax.hessian(loss)(theta)
+  hess = jax.jit(jax.hessian(loss))(theta)
   # Index of kernel entry (a, k) is a * c + k; bias k is d * c + k.
   kernel_idx = (np.arange(d)[:, None] * c + np.arange(c)[None, :])  # [D, C]
   return hess, kernel_idx, d * c + np.arange(c)

@@ -1,0 +1,131 @@
+"""Hutchinson block traces converge to exact / dense-Hessian traces."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from imbalance_jax import curvature
+from imbalance_jax.models.mlp import MLP
+
+N, D, C = 11, 4, 5
+
+
+def _linear_problem():
+  kx, ky, kw, kb = jax.random.split(jax.random.key(3), 4)
+  x = jax.random.normal(kx, (N, D), jnp.float64)
+  y = jax.random.randint(ky, (N,), 0, C)
+  params = {"kernel": jax.random.normal(kw, (D, C), jnp.float64),
+            "bias": jax.random.normal(kb, (C,), jnp.float64)}
+
+  def loss(p):
+    logits = x @ p["kernel"] + p["bias"]
+    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1))
+  return x, params, loss
+
+
+def test_hutchinson_error_shrinks_like_inverse_sqrt_probes():
+  with jax.enable_x64(True):
+    x, params, loss = _linear_problem()
+    exact = curvature.linear_block_traces(x @ params["kernel"] + params["bias"], x)
+    ids = curvature.dense_block_ids(params)
+    keys = jax.random.split(jax.random.key(0), 64)  # 64 independent repetitions
+    probes, rms, stderr = [4, 32, 256], [], []
+    for k in probes:
+      est = jax.jit(jax.vmap(functools.partial(
+          curvature.hutchinson_block_traces, loss, params, ids, num_blocks=C, num_probes=k)))(
+              key=keys)
+      rms.append(float(jnp.sqrt(jnp.mean((est.traces - exact) ** 2))))
+      stderr.append(float(jnp.sqrt(jnp.mean(est.stderr**2))))
+    slope = np.polyfit(np.log(probes), np.log(rms), 1)[0]
+    assert -0.6 < slope < -0.4, (slope, rms)
+    assert 2.2 < rms[0] / rms[1] < 3.5  # sqrt(8) = 2.83
+    # The reported standard errors describe the actual error.
+    np.testing.assert_allclose(stderr, rms, rtol=0.3)
+    assert rms[-1] < 0.1 * float(jnp.mean(exact))
+
+
+def test_hutchinson_matches_dense_hessian_on_tiny_mlp():
+  with jax.enable_x64(True):
+    model = MLP(num_classes=3, hidden=(4,), param_dtype=jnp.float64)
+    kx, ky, kp = jax.random.split(jax.random.key(1), 3)
+    x = jax.random.normal(kx, (9, 3), jnp.float64)
+    y = jax.random.randint(ky, (9,), 0, 3)
+    params = model.init(kp, x)
+
+    def loss(p):
+      logits = model.apply(p, x)
+      return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1))
+
+    # Partition: head column k (+ bias k) -> k, hidden kernel -> 3, hidden bias -> 4.
+    head_ids = curvature.dense_block_ids(params["params"]["head"])
+    hidden = params["params"]["dense_0"]
+    ids = {"params": {"head": head_ids,
+                      "dense_0": {"kernel": jnp.full(hidden["kernel"].shape, 3),
+                                  "bias": jnp.full(hidden["bias"].shape, 4)}}}
+    flat, unravel = ravel_pytree(params)
+    diag = jnp.diag(jax.jit(jax.hessian(lambda f: loss(unravel(f))))(flat))
+    flat_ids, _ = ravel_pytree(jax.tree.map(lambda i, p: jnp.broadcast_to(i, p.shape).astype(
+        jnp.float64), ids, params))
+    dense = jax.ops.segment_sum(diag, flat_ids.astype(jnp.int32), num_segments=5)
+
+    # 16 independent estimates with 256 probes each (one compiled program).
+    est = jax.jit(jax.vmap(functools.partial(curvature.hutchinson_block_traces, loss, params, ids,
+                                             num_blocks=5, num_probes=256)))(
+                                                 key=jax.random.split(jax.random.key(7), 16))
+    # The reported standard error matches the spread across repetitions ...
+    np.testing.assert_allclose(jnp.std(est.traces, axis=0, ddof=1), jnp.mean(est.stderr, 0),
+                               rtol=0.45)
+    # ... and pooling the 16 x 256 = 4096 probes lands on the dense-Hessian traces.
+    pooled, pooled_err = jnp.mean(est.traces, 0), jnp.sqrt(jnp.mean(est.stderr**2, 0)) / 4
+    assert np.all(np.abs(pooled - dense) < 4 * pooled_err + 1e-12)
+    single_rms = jnp.mean(jnp.sqrt(jnp.mean((est.traces - dense) ** 2, axis=1)))
+    assert float(jnp.sqrt(jnp.mean((pooled - dense) ** 2))) < 0.5 * float(single_rms)
+    # Restricting to the head gives the head blocks of the full Hessian.
+    head_loss, head = curvature.restrict_to_layer(loss, params, "head")
+    restricted = jax.jit(functools.partial(curvature.hutchinson_block_traces, head_loss, head,
+                                           head_ids, num_blocks=3, num_probes=2048))(
+                                               key=jax.random.key(8))
+    assert np.all(np.abs(restricted.traces - dense[:3]) < 4 * restricted.stderr + 1e-12)
+
+
+def test_naive_estimator_agrees_and_has_no_cross_block_variance():
+  with jax.enable_x64(True):
+    x, params, loss = _linear_problem()
+    exact = curvature.linear_block_traces(x @ params["kernel"] + params["bias"], x)
+    ids = curvature.dense_block_ids(params)
+    kwargs = dict(num_blocks=C, key=jax.random.key(2), num_probes=512)
+    naive = jax.jit(lambda: curvature.hutchinson_block_traces_naive(loss, params, ids,
+                                                                    **kwargs))()
+    shared = jax.jit(lambda: curvature.hutchinson_block_traces(loss, params, ids, **kwargs))()
+    assert np.all(np.abs(naive.traces - exact) < 4 * naive.stderr)
+    assert np.all(naive.stderr < shared.stderr)
+    # Excluding the bias (-1 ids) estimates the kernel-only traces.
+    ids_nobias = curvature.dense_block_ids(params, include_bias=False)
+    nobias = jax.jit(lambda: curvature.hutchinson_block_traces_naive(loss, params, ids_nobias,
+                                                                     **kwargs))()
+    exact_nobias = curvature.linear_block_traces(x @ params["kernel"] + params["bias"], x,
+                                                 bias=False)
+    assert np.all(np.abs(nobias.traces - exact_nobias) < 4 * nobias.stderr)
+
+
+def test_bad_arguments_raise_naming_the_argument():
+  with jax.enable_x64(True):
+    _, params, loss = _linear_problem()
+  ids = curvature.dense_block_ids(params)
+  key = jax.random.key(0)
+  with pytest.raises(ValueError, match="num_probes"):
+    curvature.hutchinson_block_traces(loss, params, ids, num_blocks=C, key=key, num_probes=0)
+  with pytest.raises(ValueError, match="num_blocks"):
+    curvature.hutchinson_block_traces(loss, params, ids, num_blocks=0, key=key, num_probes=2)
+  with pytest.raises(ValueError, match="block_ids"):
+    curvature.hutchinson_block_traces(loss, params, {"kernel": ids["kernel"]}, num_blocks=C,
+                                      key=key, num_probes=2)
+  with pytest.raises(ValueError, match="probe_batch_size"):
+    curvature.hutchinson_block_traces(loss, params, ids, num_blocks=C, key=key, num_probes=2,
+                                      probe_batch_size=0)
+  with pytest.raises(ValueError, match="layer"):
+    curvature.restrict_to_layer(loss, {"params": {"head": params}}, "missing")
