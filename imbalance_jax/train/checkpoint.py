@@ -98,7 +98,7 @@ def run_sweep(sweep: Sweep, params_S, data, learning_rates_L, *,
     return jax.device_get(sweep(params_S, data, learning_rates_L))
 
   state = sweep.init(params_S, data, learning_rates_L)
-  segment_shape = jax.eval_shape(sweep.run, state, data, segment_steps)[1]
+  segment_shape = jax.eval_shape(lambda s, d: sweep.run(s, d, segment_steps), state, data)[1]
   with _quiet():
     manager = ocp.CheckpointManager(os.path.abspath(checkpoint_dir),
                                     options=ocp.CheckpointManagerOptions(max_to_keep=1))

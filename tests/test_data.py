@@ -1,0 +1,117 @@
+import jax
+import numpy as np
+import pytest
+
+from imbalance_jax import data
+from imbalance_jax.types import make_dataset
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 5, 7, 8])
+def test_heavy_tailed_labels_sizes(m):
+  ds = data.heavy_tailed_labels(jax.random.key(m), m)
+  n, d, c = m * 2**m, (m + 1) * 2**m, 2**m - 1
+  assert ds.x.shape == (n, d) and ds.x.dtype == np.float32
+  assert ds.y.shape == (n,) and ds.num_classes == c
+  counts = np.asarray(ds.class_counts)
+  np.testing.assert_array_equal(counts, np.bincount(np.asarray(ds.y), minlength=c))
+  # Level i: 2**i classes of 2**(m-i) examples; every level holds 2**m examples.
+  start = 0
+  for level in range(m):
+    level_counts = counts[start:start + 2**level]
+    assert np.all(level_counts == 2**(m - level)) and level_counts.sum() == 2**m
+    start += 2**level
+  assert counts.argmax() == 0 and np.all(np.diff(counts) <= 0)
+
+
+def test_paper_scale_sizes_without_drawing_inputs():
+  counts = data.heavy_tailed_class_counts(11)
+  assert counts.size == 2047 and counts.sum() == 22528
+
+
+@pytest.mark.parametrize("dist,mean", [("uniform", 0.5), ("normal_1", 1.0), ("normal_0", 0.0)])
+def test_input_distributions(dist, mean):
+  ds = data.heavy_tailed_labels(jax.random.key(0), 5, input_dist=dist)
+  x = np.asarray(ds.x)
+  assert abs(x.mean() - mean) < 0.02
+  if dist == "uniform":
+    assert x.min() >= 0 and x.max() < 1
+  else:
+    assert abs(x.std() - 1.0) < 0.02
+
+
+def test_seeds_redraw_inputs_only():
+  a = data.heavy_tailed_labels(jax.random.key(0), 4)
+  b = data.heavy_tailed_labels(jax.random.key(1), 4)
+  assert not np.allclose(a.x, b.x)
+  np.testing.assert_array_equal(a.y, b.y)
+
+
+def test_vmap_over_seeds():
+  ds = jax.vmap(lambda k: data.heavy_tailed_labels(k, 3))(jax.random.split(jax.random.key(0), 4))
+  assert ds.x.shape == (4, 24, 32) and ds.num_classes == 7
+
+
+@pytest.mark.parametrize("m", [0, -1, 2.5, True, "3"])
+def test_bad_m(m):
+  with pytest.raises(ValueError, match="m must"):
+    data.heavy_tailed_labels(jax.random.key(0), m)
+
+
+def test_bad_input_dist():
+  with pytest.raises(ValueError, match="input_dist"):
+    data.heavy_tailed_labels(jax.random.key(0), 3, input_dist="gaussian")
+
+
+@pytest.mark.parametrize("m", [7, 8, 11])
+def test_frequency_groups_cover_ten_percent_each(m):
+  counts = data.heavy_tailed_class_counts(m)
+  groups = data.frequency_groups(counts)
+  assert groups.shape == counts.shape
+  assert set(groups.tolist()) == set(range(10))
+  share = np.bincount(groups, weights=counts) / counts.sum()
+  assert np.all(np.abs(share - 0.1) < 0.05), share
+  # Groups are ordered by frequency: a more frequent class never sits in a later group.
+  order = np.argsort(-counts, kind="stable")
+  assert np.all(np.diff(groups[order]) >= 0)
+
+
+def test_frequency_groups_no_empty_group_with_dominant_class():
+  counts = np.array([500, 30, 20, 20, 10, 10, 5, 5])  # class 0 holds 83% of the data
+  groups = data.frequency_groups(counts, num_groups=10)
+  num_groups = groups.max() + 1
+  assert set(groups.tolist()) == set(range(num_groups))
+  assert groups[0] == 0 and np.sum(groups == 0) == 1
+
+
+def test_frequency_groups_unsorted_input():
+  counts = np.array([1, 8, 2, 4])
+  groups = data.frequency_groups(counts, num_groups=2)
+  assert groups[1] == 0 and groups[0] == groups.max()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(class_counts=[], num_groups=3), "class_counts"),
+    (dict(class_counts=[1, -1], num_groups=3), "class_counts"),
+    (dict(class_counts=[1, 2], num_groups=0), "num_groups"),
+])
+def test_frequency_groups_bad_input(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    data.frequency_groups(**kwargs)
+
+
+def test_make_dataset_validates():
+  x = np.zeros((4, 3))
+  ds = make_dataset(x, np.array([0, 1, 1, 2]), 3)
+  np.testing.assert_array_equal(ds.class_counts, [1, 2, 1])
+  with pytest.raises(ValueError, match="y must lie in"):
+    make_dataset(x, np.array([0, 1, 1, 3]), 3)
+  with pytest.raises(ValueError, match="y must lie in"):
+    make_dataset(x, np.array([0, -1, 1, 2]), 3)
+  with pytest.raises(ValueError, match="x and y disagree"):
+    make_dataset(x, np.array([0, 1, 2]), 3)
+  with pytest.raises(ValueError, match="x contains NaN"):
+    make_dataset(np.full((4, 3), np.nan), np.array([0, 1, 1, 2]), 3)
+  with pytest.raises(ValueError, match="num_classes"):
+    make_dataset(x, np.array([0, 1, 1, 2]), 0)
+  with pytest.raises(ValueError, match="integer labels"):
+    make_dataset(x, np.array([0.0, 1, 1, 2]), 3)

@@ -1,0 +1,129 @@
+"""Optimizers against plain NumPy implementations of paper H App. A.6 and PyTorch's Adam."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from imbalance_jax import optim
+
+RNG = np.random.default_rng(0)
+A = {"w": RNG.uniform(0.5, 2.0, (3, 4)), "b": RNG.uniform(0.5, 2.0, (4,))}
+B = {"w": RNG.normal(size=(3, 4)), "b": RNG.normal(size=(4,))}
+X0 = {"w": RNG.normal(size=(3, 4)), "b": RNG.normal(size=(4,))}
+
+
+def grad_np(x):
+  return {k: A[k] * x[k] + B[k] for k in x}  # gradient of sum(a x^2 / 2 + b x)
+
+
+def direction_np(name, g):
+  if name == "gd":
+    return g
+  if name == "sign_descent":
+    return {k: np.sign(v) for k, v in g.items()}
+  norm = np.sqrt(sum(np.sum(v**2) for v in g.values()))  # over the whole pytree
+  return {k: v / norm for k, v in g.items()}
+
+
+def run_np(name, lr, momentum, steps):
+  x, m = dict(X0), {k: np.zeros_like(v) for k, v in X0.items()}
+  for _ in range(steps):
+    d = direction_np(name, grad_np(x))
+    m = {k: momentum * m[k] + d[k] for k in x}  # m_t = beta m_{t-1} + d_t
+    x = {k: x[k] - lr * m[k] for k in x}  # x_{t+1} = x_t - alpha m_t
+  return x
+
+
+def adam_np(lr, b1, b2, eps, steps):
+  x = dict(X0)
+  m = {k: np.zeros_like(v) for k, v in x.items()}
+  v = {k: np.zeros_like(val) for k, val in x.items()}
+  for t in range(1, steps + 1):
+    g = grad_np(x)
+    for k in x:  # torch.optim.Adam, amsgrad=False, no weight decay
+      m[k] = b1 * m[k] + (1 - b1) * g[k]
+      v[k] = b2 * v[k] + (1 - b2) * g[k]**2
+      m_hat = m[k] / (1 - b1**t)
+      v_hat = v[k] / (1 - b2**t)
+      x[k] = x[k] - lr * m_hat / (np.sqrt(v_hat) + eps)
+  return x
+
+
+def run_optax(opt, steps):
+  with jax.enable_x64(True):
+    x = jax.tree.map(jnp.asarray, X0)
+    state = opt.init(x)
+    for _ in range(steps):
+      g = jax.tree.map(lambda a, b, xx: a * xx + b, A, B, x)
+      updates, state = opt.update(g, state, x)
+      x = optax.apply_updates(x, updates)
+    return jax.tree.map(np.asarray, x)
+
+
+@pytest.mark.parametrize("name", ["gd", "normalized_gd", "sign_descent"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_first_three_steps_match_numpy(name, momentum):
+  lr = 0.05
+  expected = run_np(name, lr, momentum, 3)
+  for opt in (optim.OPTIMIZERS[name](lr, momentum=momentum),
+              optim.injectable(name, momentum)(lr)):
+    got = run_optax(opt, 3)
+    for k in expected:
+      np.testing.assert_allclose(got[k], expected[k], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_adam_matches_pytorch_reference(momentum):
+  expected = adam_np(1e-2, momentum, 0.999, 1e-8, 5)
+  got = run_optax(optim.injectable("adam", momentum)(1e-2), 5)
+  for k in expected:
+    np.testing.assert_allclose(got[k], expected[k], rtol=1e-10, atol=1e-12)
+
+
+def test_normalized_gd_zero_gradient_is_zero_update():
+  opt = optim.normalized_gd(0.1)
+  updates, _ = opt.update({"a": jnp.zeros(3)}, opt.init({"a": jnp.zeros(3)}))
+  np.testing.assert_array_equal(updates["a"], 0.0)
+
+
+def test_learning_rate_vmaps_through_inject_hyperparams():
+  make = optim.injectable("sign_descent", 0.9)
+  params = {"a": jnp.ones(2)}
+
+  def first_update(lr):
+    opt = make(lr)
+    return opt.update({"a": jnp.array([2.0, -3.0])}, opt.init(params), params)[0]["a"]
+
+  got = jax.jit(jax.vmap(first_update))(jnp.array([0.1, 1.0]))
+  np.testing.assert_allclose(got, [[-0.1, 0.1], [-1.0, 1.0]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1e-3, float("nan"), float("inf")])
+@pytest.mark.parametrize("name", ["gd", "normalized_gd", "sign_descent", "adam"])
+def test_bad_learning_rate(name, bad):
+  with pytest.raises(ValueError, match="learning_rate"):
+    optim.OPTIMIZERS[name](bad)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5])
+def test_bad_momentum(bad):
+  with pytest.raises(ValueError, match="momentum"):
+    optim.gd(0.1, momentum=bad)
+  with pytest.raises(ValueError, match="momentum"):
+    optim.injectable("adam", bad)
+
+
+def test_run_names():
+  spec = optim.parse_run("adam")
+  assert (spec.optimizer, spec.momentum, spec.weighting) == ("adam", 0.0, "none")
+  assert optim.parse_run("sign_descent+m").momentum == 0.9
+  assert optim.parse_run("gd+m@inverse").weighting == "inverse"
+  assert optim.parse_runs("gd,adam+m", default_weighting="inverse_sqrt")[0].weighting == "inverse_sqrt"
+  with pytest.raises(ValueError, match="optimizer"):
+    optim.parse_run("sgd+m")
+  with pytest.raises(ValueError, match="weighting"):
+    optim.parse_run("gd@balanced")
+  with pytest.raises(ValueError, match="duplicates"):
+    optim.parse_runs("gd,gd")

@@ -1,0 +1,106 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import make_linear_train, small_problem
+from imbalance_jax import train
+
+
+def member(tree, s, l):
+  return jax.tree.map(lambda a: a[s, l], tree)
+
+
+def test_exploding_member_does_not_poison_the_others(x64):
+  ds, model, params_S = small_problem(num_seeds=2)
+  run = make_linear_train(model, ds.class_counts[0], "gd", 0.9)
+  rates = np.array([1e-3, 1e-1, 1e308, 1.0])  # 1e308 overflows to inf/NaN
+  result = train.Sweep(run)(params_S, ds, rates)
+  assert result.final_loss.shape == (2, 4)
+  assert not np.any(np.asarray(result.finite[:, 2]))
+  solo = jax.jit(run)
+  for s in range(2):
+    for l in (0, 1, 3):
+      seed = lambda tree: jax.tree.map(lambda a: a[s], tree)
+      expected = solo(seed(params_S), seed(ds), rates[l])
+      got = member(result, s, l)
+      assert bool(got.finite)
+      np.testing.assert_allclose(got.history["group_loss"], expected.history["group_loss"],
+                                 rtol=1e-9)
+      jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12),
+                   got.params, expected.params)
+
+
+def test_sweep_compiles_once_for_the_whole_grid(x64):
+  ds, model, params_S = small_problem(num_seeds=3)
+  traces = []
+  run = make_linear_train(model, ds.class_counts[0], "adam", 0.9)
+  counting = run.__class__(objective_fn=lambda p, d: (traces.append(1), run.objective_fn(p, d))[1],
+                           make_optimizer=run.make_optimizer, num_steps=run.num_steps,
+                           log_every=run.log_every, metrics_fn=run.metrics_fn)
+  sweep = train.Sweep(counting)
+  sweep(params_S, ds, np.logspace(-4, -1, 8))
+  first_traces = len(traces)
+  sweep(params_S, ds, np.logspace(-3, 0, 8))  # new values, same shapes: no retrace
+  assert sweep._full._cache_size() == 1
+  assert len(traces) == first_traces
+
+
+def test_shared_data_across_seeds(x64):
+  ds, model, params_S = small_problem(num_seeds=2)
+  shared = jax.tree.map(lambda a: a[0], ds)
+  run = make_linear_train(model, shared.class_counts, "gd", 0.0)
+  result = train.Sweep(run, data_per_seed=False)(params_S, shared, np.array([0.1, 0.2]))
+  expected = jax.jit(run)(jax.tree.map(lambda a: a[1], params_S), shared, 0.2)
+  np.testing.assert_allclose(result.final_loss[1, 1], expected.final_loss, rtol=1e-10)
+
+
+@pytest.mark.parametrize("rates", [[], [0.1, -1.0], [0.0], [np.nan], [[0.1]]])
+def test_bad_learning_rates(rates):
+  ds, model, params_S = small_problem(num_seeds=1, dtype=np.float32)
+  run = make_linear_train(model, ds.class_counts[0])
+  with pytest.raises(ValueError, match="learning_rates"):
+    train.Sweep(run)(params_S, ds, rates)
+
+
+def test_mismatched_seed_axes():
+  ds, model, params_S = small_problem(num_seeds=2, dtype=np.float32)
+  _, _, params_3 = small_problem(num_seeds=3, dtype=np.float32)
+  run = make_linear_train(model, ds.class_counts[0])
+  with pytest.raises(ValueError, match="seeds"):
+    train.Sweep(run)(params_3, ds, [0.1])
+
+
+def test_member_partition():
+  assert train.sweep.member_partition(3, 8, 1) is None
+  assert train.sweep.member_partition(3, 8, 2) == (None, "members")
+  assert train.sweep.member_partition(4, 3, 2) == ("members", None)
+  assert train.sweep.member_partition(3, 3, 2) is None
+
+
+def test_sharded_over_two_devices_matches_one_device():
+  script = textwrap.dedent("""
+      import jax, numpy as np
+      from conftest import make_linear_train, small_problem
+      from imbalance_jax import train
+      with jax.enable_x64(True):
+        ds, model, params = small_problem(num_seeds=2)
+        run = make_linear_train(model, ds.class_counts[0], "sign_descent", 0.9)
+        rates = np.array([1e-3, 1e-2, 1e-1, 1.0])
+        result = train.Sweep(run)(params, ds, rates)
+        assert len(result.final_loss.sharding.device_set) == 2, result.final_loss.sharding
+        solo = jax.jit(run)(jax.tree.map(lambda a: a[1], params),
+                            jax.tree.map(lambda a: a[1], ds), rates[2])
+        np.testing.assert_allclose(result.final_loss[1, 2], solo.final_loss, rtol=1e-10)
+        print("OK", jax.device_count())
+  """)
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                       cwd=os.path.dirname(__file__), timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "OK 2" in out.stdout
