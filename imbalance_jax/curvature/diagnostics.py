@@ -27,7 +27,8 @@ import numpy as np
 from imbalance_jax import losses
 from imbalance_jax.curvature.hutchinson import dense_block_ids, hutchinson_block_traces
 from imbalance_jax.curvature.hvp import restrict_to_layer
-from imbalance_jax.curvature.linear_exact import linear_block_traces
+from imbalance_jax.curvature.linear_exact import (linear_block_trace_matrix, linear_block_traces,
+                                                  linear_hessian_entries)
 from imbalance_jax.metrics.blocks import block_grad_norms
 from imbalance_jax.metrics.per_class import per_class_mean
 
@@ -66,7 +67,8 @@ def _linear_block_gradients(logits_NC, x_ND, data, weights_N, bias):
 
 def linear_curvature_metrics(class_to_group, *, include_bias: bool = True,
                              weighting: str = "none", negated: bool = False,
-                             layer: str = "head") -> Callable[..., dict[str, jax.Array]]:
+                             layer: str = "head", maps: dict | None = None
+                             ) -> Callable[..., dict[str, jax.Array]]:
   """Exact block diagnostics of the softmax linear model (`LinearSoftmax`).
 
   Traces use `linear_block_traces` on ``aux['logits']`` and ``data.x``
@@ -83,6 +85,11 @@ def linear_curvature_metrics(class_to_group, *, include_bias: bool = True,
       objective whose gradient the step uses.
     negated: also record ``neg_*`` diagnostics at ``-params``.
     layer: name of the Dense layer.
+    maps: optional ``{name: (classes [S], dims [J] or None)}``: also records
+      the block-trace matrix ``trace_matrix_<name>`` ``[S, S]`` (`linear_block_trace_matrix`)
+      and, if ``dims`` is given, the Hessian entries ``entries_<name>``
+      ``[S*J, S*J]`` (`linear_hessian_entries`) at every record (Figs 8, 28),
+      ``O(N (S J)^2)`` each.
 
   Example:
     >>> metrics_fn = linear_curvature_metrics(frequency_groups(ds.class_counts), negated=True)
@@ -109,6 +116,13 @@ def linear_curvature_metrics(class_to_group, *, include_bias: bool = True,
           "neg_grad_norm_C": _linear_block_gradients(neg, x, data, weights_N, include_bias),
           "neg_trace_C": linear_block_traces(neg, x, bias=include_bias, weights_N=weights_N),
           **{f"neg_{k}": v for k, v in neg_probs.items()}})
+    for name, (classes, dims) in (maps or {}).items():
+      out[f"trace_matrix_{name}"] = linear_block_trace_matrix(logits, x, classes,
+                                                              bias=include_bias,
+                                                              weights_N=weights_N)
+      if dims is not None:
+        out[f"entries_{name}"] = linear_hessian_entries(logits, x, classes, dims,
+                                                        weights_N=weights_N)
     return out
 
   return metrics_fn

@@ -1,0 +1,111 @@
+"""Figures of paper H Figs 7, 8, 23, 24, 27, 28 (matplotlib, via `imbalance_jax.plotting`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+
+from imbalance_jax import plotting
+from imbalance_jax.curvature.block_maps import log10_magnitude
+
+
+def plot_block_scatter(steps, grad_norm_TC, trace_TC, snapshot_indices: Sequence[int],
+                       class_to_group, *, title: str, correlations: Sequence[float] | None = None,
+                       xlabel: str = r"Hessian trace Tr$(\nabla^2_{w_k} L)$"):
+  """One log-log panel per snapshot: gradient norm vs Hessian trace per block.
+
+  Points are coloured by frequency group (viridis, most frequent darkest) and
+  drawn rare-first so frequent classes stay visible; a colour bar maps
+  colours to frequency. ``correlations`` (Spearman per panel) go in titles.
+  """
+  groups = np.asarray(class_to_group)
+  num_groups = int(groups.max()) + 1
+  colors = plotting.group_colors(num_groups)[groups]
+  order = np.argsort(-groups, kind="stable")
+  num = len(snapshot_indices)
+  fig, axes = plt.subplots(1, num, figsize=(3.3 * num + 0.6, 3.3), squeeze=False,
+                           constrained_layout=True)
+  for j, (ax, t) in enumerate(zip(axes[0], snapshot_indices)):
+    g, h = np.asarray(grad_norm_TC)[t], np.asarray(trace_TC)[t]
+    ok = (g > 0) & (h > 0)
+    sel = order[ok[order]]
+    ax.scatter(h[sel], g[sel], c=colors[sel], s=9, linewidths=0)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    label = f"step {int(np.asarray(steps)[t])}"
+    if correlations is not None:
+      label += f"\nSpearman {correlations[j]:+.2f}"
+    ax.set_title(label, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+  axes[0, 0].set_ylabel(r"gradient norm $\|\nabla_{w_k} L\|$")
+  plotting.add_group_colorbar(fig, axes, num_groups)
+  fig.suptitle(title, fontsize=10)
+  return fig
+
+
+def plot_group_probabilities(steps, group_prob: Mapping[str, np.ndarray], num_groups: int):
+  """Paper H Fig 23c: mean predicted probability of the true class per group."""
+  fig, axes = plt.subplots(1, len(group_prob), figsize=(3.6 * len(group_prob) + 0.6, 3.0),
+                           squeeze=False, sharey=True, constrained_layout=True)
+  for ax, (name, values) in zip(axes[0], group_prob.items()):
+    plotting.plot_group_curves(ax, steps, values, ylabel="mean p(true class)")
+    ax.set_title(name, fontsize=9)
+  plotting.add_group_colorbar(fig, axes, num_groups)
+  return fig
+
+
+def plot_block_maps(matrices: Sequence[np.ndarray], titles: Sequence[str], *, suptitle: str,
+                    block_size: int = 1, floor: float = 1e-12):
+  """``log10 |.|`` images on a shared colour scale (Figs 8 and 28).
+
+  ``block_size > 1`` draws thin lines between the class blocks of an
+  entrywise map (``block_size`` input dims per class).
+  """
+  logs = [np.asarray(log10_magnitude(np.asarray(m), floor)) for m in matrices]
+  finite = np.concatenate([l[l > np.log10(floor)] for l in logs] or [np.zeros(1)])
+  vmin, vmax = np.percentile(finite, 1), finite.max()
+  num = len(matrices)
+  fig, axes = plt.subplots(1, num, figsize=(3.2 * num + 0.8, 3.3), squeeze=False,
+                           constrained_layout=True)
+  for ax, l, title in zip(axes[0], logs, titles):
+    image = ax.imshow(l, cmap="magma", vmin=vmin, vmax=vmax, interpolation="nearest")
+    if block_size > 1:  # ticks at class-block boundaries, no grid over the image
+      edges = np.arange(0, l.shape[0] + 1, block_size * max(1, l.shape[0] // block_size // 8))
+      ax.set_xticks(edges - 0.5, labels=[])
+      ax.set_yticks(edges - 0.5, labels=[])
+      ax.tick_params(length=2)
+      ax.set_title(title, fontsize=9)
+      continue
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+  fig.colorbar(image, ax=axes, fraction=0.03, pad=0.01, label=r"$\log_{10}|\cdot|$")
+  fig.suptitle(suptitle, fontsize=10)
+  return fig
+
+
+def plot_prediction_vs_measurement(panels: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                                   class_to_group, *, suptitle: str):
+  """Log-log scatter of measured vs predicted per-block values with the y = x line."""
+  groups = np.asarray(class_to_group)
+  num_groups = int(groups.max()) + 1
+  colors = plotting.group_colors(num_groups)[groups]
+  fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 0.6, 3.3),
+                           squeeze=False, constrained_layout=True)
+  for ax, (name, (predicted, measured)) in zip(axes[0], panels.items()):
+    p, m = np.abs(np.asarray(predicted)), np.abs(np.asarray(measured))
+    ok = (p > 0) & (m > 0) & np.isfinite(p) & np.isfinite(m)
+    ax.scatter(p[ok], m[ok], c=colors[ok], s=9, linewidths=0)
+    lo, hi = min(p[ok].min(), m[ok].min()), max(p[ok].max(), m[ok].max())
+    ax.plot([lo, hi], [lo, hi], color="gray", linewidth=0.8, linestyle="--")
+    ax.set(xscale="log", yscale="log", xlabel="predicted", ylabel="measured")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_title(name, fontsize=9)
+  plotting.add_group_colorbar(fig, axes, num_groups)
+  fig.suptitle(suptitle, fontsize=10)
+  return fig

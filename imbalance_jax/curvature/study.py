@@ -1,0 +1,114 @@
+"""Recording block diagnostics along training runs, and summarising them.
+
+Glue used by ``experiments/curvature_linear.py`` and
+``experiments/curvature_cnn.py``: a run is `imbalance_jax.train.make_train`
+with a curvature ``metrics_fn`` (recorded inside the scan), and a summary
+is a rank correlation between per-block gradient norms and Hessian traces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+import scipy.stats
+
+from imbalance_jax import _checks, data as data_lib, optim, train
+from imbalance_jax.types import Dataset, make_dataset
+
+
+def rank_correlations(grad_norm_C, trace_C) -> dict[str, float]:
+  """Spearman and log-log Pearson correlation across blocks.
+
+  Blocks with a non-finite or non-positive value are dropped (log axes).
+
+  Returns:
+    ``{"spearman": r_s, "loglog_pearson": r, "num_blocks": B}`` (NaN when
+    fewer than 3 blocks remain).
+
+  Example:
+    >>> rank_correlations([1., 2., 3.], [10., 20., 30.])["spearman"]
+    1.0
+  """
+  g, t = np.asarray(grad_norm_C, np.float64), np.asarray(trace_C, np.float64)
+  if g.shape != t.shape or g.ndim != 1:
+    raise ValueError(f"grad_norm_C and trace_C must be 1-d of equal shape, got {g.shape}, "
+                     f"{t.shape}")
+  keep = np.isfinite(g) & np.isfinite(t) & (g > 0) & (t > 0)
+  if keep.sum() < 3:
+    return {"spearman": float("nan"), "loglog_pearson": float("nan"),
+            "num_blocks": int(keep.sum())}
+  return {"spearman": float(scipy.stats.spearmanr(g[keep], t[keep]).statistic),
+          "loglog_pearson": float(np.corrcoef(np.log(g[keep]), np.log(t[keep]))[0, 1]),
+          "num_blocks": int(keep.sum())}
+
+
+def record_run(model_apply: Callable, params: Any, data: Dataset, run_name: str,
+               learning_rate: float, *, num_steps: int, log_every: int,
+               metrics_fn: Callable) -> tuple[np.ndarray, dict[str, np.ndarray], Any]:
+  """Trains one run (``"adam+m"``, ``"gd"``, ...) recording ``metrics_fn``.
+
+  Returns:
+    ``(steps [T], history {name: [T, ...]} as numpy, final params)``.
+  """
+  spec = optim.parse_run(run_name)
+  _checks.check_positive("learning_rate", learning_rate)
+  run = train.make_train(train.classification_objective(model_apply, spec.weighting),
+                         optim.injectable(spec.optimizer, spec.momentum), num_steps=num_steps,
+                         log_every=log_every, metrics_fn=metrics_fn)
+  result = jax.jit(run)(params, data, learning_rate)
+  history = jax.tree.map(np.asarray, result.history)
+  return run.history_steps, history, result.params
+
+
+def tune_learning_rate(model_apply: Callable, params: Any, data: Dataset, run_name: str, *,
+                       num_steps: int, exponents, log: Callable[[str], None] = print) -> float:
+  """Step size chosen by the library's tuning (paper H App. A.4) on one seed."""
+  spec = optim.parse_run(run_name)
+  run = train.make_train(train.classification_objective(model_apply, spec.weighting),
+                         optim.injectable(spec.optimizer, spec.momentum), num_steps=num_steps,
+                         log_every=num_steps)
+  add_seed = lambda tree: jax.tree.map(lambda v: v[None], tree)  # noqa: E731
+  tuned = train.tune_sweep(train.Sweep(run), add_seed(params), add_seed(data),
+                           exponents=tuple(float(e) for e in exponents), log=log)
+  return tuned.selection.learning_rate
+
+
+def closest_steps(steps, wanted) -> list[int]:
+  """Indices of the recorded ``steps`` closest to each ``wanted`` step (deduplicated)."""
+  steps = np.asarray(steps)
+  out = []
+  for w in wanted:
+    i = int(np.argmin(np.abs(steps - w)))
+    if i not in out:
+      out.append(i)
+  return out
+
+
+def heavy_tailed_images(key: jax.Array, m: int, image_size: int, *,
+                        signal: float = 0.0) -> Dataset:
+  """Random Heavy-Tailed Labels with image-shaped inputs ``[n, H, W, 1]``.
+
+  Class sizes as in `imbalance_jax.data.heavy_tailed_class_counts` (``n = m
+  2^m``, ``c = 2^m - 1``). Pixels are U[0, 1) noise plus ``signal`` times a
+  fixed random class template (``signal = 0``: labels independent of the
+  inputs, as in the linear data set; the CNN must memorise).
+  """
+  image_size = _checks.check_int("image_size", image_size, minimum=4)
+  counts = data_lib.heavy_tailed_class_counts(m)
+  y = np.repeat(np.arange(counts.size), counts)
+  noise_key, template_key = jax.random.split(key)
+  shape = (image_size, image_size, 1)
+  x = jax.random.uniform(noise_key, (y.size, *shape))
+  if signal:
+    templates = jax.random.uniform(template_key, (counts.size, *shape))
+    x = x + signal * templates[y]
+  return make_dataset(np.asarray(x), y, counts.size)
+
+
+def correlations_over_time(grad_norm_TC, trace_TC) -> dict[str, np.ndarray]:
+  """`rank_correlations` at every recorded step: ``{"spearman": [T], "loglog_pearson": [T]}``."""
+  rows = [rank_correlations(g, t) for g, t in zip(np.asarray(grad_norm_TC), np.asarray(trace_TC))]
+  return {k: np.array([r[k] for r in rows]) for k in ("spearman", "loglog_pearson")}
