@@ -150,7 +150,9 @@ def plot_group_grid(steps, histories: dict, learning_rates: dict, num_groups: in
   num_cols = 1 + max(len(r) for r in rows.values())
   fig, axes = plt.subplots(len(rows), num_cols, figsize=(3.4 * num_cols, 2.9 * len(rows)),
                            squeeze=False, sharey=True, constrained_layout=True)
-  for r, (row, names) in enumerate(sorted(rows.items())):
+  # No momentum on top, as in paper H Fig. 21; reweighted rows last.
+  order = lambda item: ("@" in item[0], item[0].startswith("+m"), item[0])
+  for r, (row, names) in enumerate(sorted(rows.items(), key=order)):
     for name in names:
       axes[r, 0].plot(steps, _mean_over_seeds(histories[name]["loss"]), label=run_label(name),
                       **run_style(name))
