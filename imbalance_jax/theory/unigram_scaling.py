@@ -1,0 +1,166 @@
+"""Iterations to reach eps-suboptimality on the unigram model, and their growth with d.
+
+A sweep over step sizes is one compiled program (`imbalance_jax.train.Sweep`
+of a `make_train` run), advanced in segments: it stops at the end of the first
+segment in which some member reaches ``f - f* <= eps`` (no other member can
+then do better), or at ``max_steps``. Members that have not reached eps when
+the sweep stops are *censored* at the number of steps they ran; a method is
+censored at a size d when none of its step sizes reached eps within
+``max_steps``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from imbalance_jax import _checks
+from imbalance_jax.theory.unigram import unigram_loss, unigram_suboptimality
+from imbalance_jax.train import Sweep, make_train
+
+
+@dataclasses.dataclass(frozen=True)
+class Reach:
+  """Outcome of one sweep: steps each step size needed to reach eps.
+
+  Attributes:
+    learning_rates: ``[L]``.
+    iterations: ``[L]`` first step t with ``f(theta_t) - f* <= eps``; -1 if not reached.
+    steps_run: steps every member ran (their censoring time if not reached).
+    final_gap: ``[L]`` suboptimality when the sweep stopped.
+  """
+
+  learning_rates: np.ndarray
+  iterations: np.ndarray
+  steps_run: int
+  final_gap: np.ndarray
+
+  @property
+  def reached(self) -> np.ndarray:
+    return self.iterations >= 0
+
+  @property
+  def best_index(self) -> int | None:
+    """Fewest iterations; ties go to the smaller step size. None if nobody reached eps."""
+    if not self.reached.any():
+      return None
+    key = np.where(self.reached, self.iterations, np.iinfo(np.int64).max)
+    return int(np.lexsort((self.learning_rates, key))[0])
+
+
+def iterations_to_reach(pi_D, make_optimizer: Callable, learning_rates: Sequence[float], eps: float,
+                        max_steps: int, *, segment_steps: int = 50, dtype=jnp.float32) -> Reach:
+  """Runs every step size from theta = 0 until one reaches ``eps`` or ``max_steps``.
+
+  Args:
+    pi_D: token distribution (positive, sums to 1).
+    make_optimizer: ``learning_rate -> GradientTransformation`` (e.g.
+      ``imbalance_jax.optim.injectable("sign_descent", 0.0)``).
+    learning_rates: step sizes swept in one compiled program.
+    eps: target suboptimality ``f - f*`` (> 0).
+    max_steps: iteration cap (a multiple of ``segment_steps``).
+    segment_steps: steps per compiled segment (the stopping granularity).
+    dtype: parameter dtype.
+
+  Returns:
+    A `Reach`.
+
+  Example:
+    >>> reach = iterations_to_reach(zipf_distribution(100), optim.injectable("sign_descent", 0.0),
+    ...                             [0.01, 0.1], eps=0.05, max_steps=1000)
+    >>> reach.iterations[reach.best_index]
+  """
+  _checks.check_positive("eps", eps)
+  segment_steps = _checks.check_int("segment_steps", segment_steps, minimum=1)
+  max_steps = _checks.check_int("max_steps", max_steps, minimum=segment_steps)
+  if max_steps % segment_steps:
+    raise ValueError(f"max_steps={max_steps} must be a multiple of segment_steps={segment_steps}")
+  pi = jnp.asarray(pi_D, dtype)
+
+  def objective(theta, pi_D):
+    return unigram_loss(theta, pi_D), {"loss": unigram_suboptimality(theta, pi_D)}
+
+  train = make_train(objective, make_optimizer, num_steps=segment_steps, log_every=1,
+                     metrics_fn=lambda params, grads, aux, data: aux["loss"])
+  sweep = Sweep(train, data_per_seed=False)
+  rates = np.asarray(learning_rates, np.float64)
+  state = sweep.init(jnp.zeros((1,) + pi.shape, dtype), pi, rates)
+  iterations = np.full(rates.shape, -1, np.int64)
+  steps = 0
+  while steps < max_steps and not (iterations >= 0).any():
+    state, gap_SLT = sweep.run(state, pi, segment_steps)
+    below_LT = np.asarray(gap_SLT)[0] <= eps
+    hit = below_LT.any(axis=1)
+    iterations = np.where(hit, steps + np.argmax(below_LT, axis=1), iterations)
+    steps += segment_steps
+  _, final_gap = sweep.finish(state, pi)
+  final_gap = np.asarray(final_gap)[0]
+  if not (iterations >= 0).any():  # the last iterate is not in any segment's history
+    iterations = np.where(final_gap <= eps, steps, iterations)
+  return Reach(learning_rates=rates, iterations=iterations, steps_run=steps, final_gap=final_gap)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuned:
+  """Best step size of a dyadic search (``10**exponent``) and every sweep behind it."""
+
+  exponent: float | None
+  iterations: int | None  # None: censored, no step size reached eps
+  reaches: tuple[Reach, ...]
+
+  @property
+  def censored(self) -> bool:
+    return self.iterations is None
+
+  @property
+  def steps_run(self) -> int:
+    return max(r.steps_run for r in self.reaches)
+
+
+def tune_iterations(pi_D, make_optimizer: Callable, exponents: Sequence[float], eps: float,
+                    max_steps: int, *, segment_steps: int = 50, dtype=jnp.float32) -> Tuned:
+  """Step size ``10**e`` with the fewest iterations to reach eps.
+
+  Round 1 sweeps ``exponents``. Round 2 sweeps ``e* +- 1/4`` around the best
+  (and ``e* + 1/2, e* + 1`` if the best is the largest exponent tried, which
+  would otherwise be an artefact of the grid), capped at the best count so far.
+  """
+  exponents = sorted(float(e) for e in exponents)
+  if not exponents:
+    raise ValueError("exponents must be non-empty")
+  first = iterations_to_reach(pi_D, make_optimizer, 10.0 ** np.array(exponents), eps, max_steps,
+                              segment_steps=segment_steps, dtype=dtype)
+  reaches = [first]
+  best = first.best_index
+  if best is None:
+    return Tuned(exponent=None, iterations=None, reaches=tuple(reaches))
+  best_exponent, best_iterations = exponents[best], int(first.iterations[best])
+  extra = [best_exponent - 0.25, best_exponent + 0.25]
+  if best_exponent == exponents[-1]:
+    extra += [best_exponent + 0.5, best_exponent + 1.0]
+  cap = max(segment_steps, -(-best_iterations // segment_steps) * segment_steps)
+  second = iterations_to_reach(pi_D, make_optimizer, 10.0 ** np.array(extra), eps, cap,
+                               segment_steps=segment_steps, dtype=dtype)
+  reaches.append(second)
+  candidates = [(best_iterations, best_exponent)] + [
+      (int(n), e) for n, e in zip(second.iterations, extra) if n >= 0]
+  best_iterations, best_exponent = min(candidates)
+  return Tuned(exponent=best_exponent, iterations=best_iterations, reaches=tuple(reaches))
+
+
+def loglog_slope(sizes, iterations) -> dict:
+  """Least-squares slope of ``log(iterations)`` on ``log(d)`` over the uncensored points.
+
+  ``iterations`` entries that are None or < 1 count as censored and are left
+  out. Returns ``{"slope", "intercept", "num_points"}`` (slope None with < 2 points).
+  """
+  sizes = np.asarray(sizes, np.float64)
+  values = np.array([np.nan if v is None or v < 1 else v for v in iterations], np.float64)
+  keep = np.isfinite(values)
+  if keep.sum() < 2:
+    return {"slope": None, "intercept": None, "num_points": int(keep.sum())}
+  slope, intercept = np.polyfit(np.log(sizes[keep]), np.log(values[keep]), 1)
+  return {"slope": float(slope), "intercept": float(intercept), "num_points": int(keep.sum())}
