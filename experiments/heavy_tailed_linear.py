@@ -52,6 +52,12 @@ def main(argv):
       "group_share": np.bincount(groups, weights=counts) / counts.sum()})
 
   store = train.ResultStore(os.path.join(workdir, "checkpoints"))
+  if config.learning_rate < 0:
+    raise ValueError(f"config.learning_rate must be > 0 (fixed) or 0 (tune), got "
+                     f"{config.learning_rate}")
+  grid = dict(exponents=train.SPARSE_EXPONENTS, refine_rounds=config.refine_rounds)
+  if config.learning_rate > 0:
+    grid = dict(exponents=(float(np.log10(config.learning_rate)),), refine_rounds=0)
   tuned = {}
   for spec in specs:
     run = train.make_train(train.classification_objective(model.apply, spec.weighting),
@@ -59,8 +65,7 @@ def main(argv):
                            num_steps=config.num_steps, log_every=config.log_every,
                            metrics_fn=metrics.classification_metrics(groups))
     tuned[spec.name] = train.tune_sweep(
-        train.Sweep(run), params_S, datasets, refine_rounds=config.refine_rounds,
-        threshold=config.divergence_threshold, store=store, store_key=spec.name,
+        train.Sweep(run), params_S, datasets, **grid, threshold=config.divergence_threshold, store=store, store_key=spec.name,
         segment_steps=config.segment_steps, log=logging.info)
     selection = tuned[spec.name].selection
     logging.info("%s: selected lr=%.3g (final loss %.4f)", spec.name, selection.learning_rate,
@@ -79,6 +84,9 @@ def main(argv):
                        os.path.join(workdir, "overview.png"))
   plotting.save_figure(plotting.plot_group_grid(steps, best, rates, int(groups.max()) + 1),
                        os.path.join(workdir, "all_runs.png"))
+  if config.num_steps >= 1000:  # paper H Fig. 16: the same runs seen at growing horizons
+    plotting.save_figure(plotting.plot_horizons(steps, best, rates),
+                         os.path.join(workdir, "horizons.png"))
   for name, entry in summary.items():
     logging.info("%-28s lr=%-9.3g final loss=%.4f  most frequent group=%.4f  rarest group=%.4f",
                  name, entry["learning_rate"], entry["final_loss"],

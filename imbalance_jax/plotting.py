@@ -165,3 +165,29 @@ def plot_group_grid(steps, histories: dict, learning_rates: dict, num_groups: in
       axes[r, c].axis("off")
   add_group_colorbar(fig, axes, num_groups)
   return fig
+
+
+def plot_horizons(steps, histories: dict, learning_rates: dict):
+  """Paper H Fig. 16: per-group loss of each run over horizons 100, 1000, ... steps.
+
+  One row per run, one column per horizon (powers of ten from 100 up to the
+  last logged step); a dotted line marks the initial loss.
+  """
+  steps = np.asarray(steps)
+  horizons = [h for h in 10 ** np.arange(2, 8) if h <= steps[-1]] or [int(steps[-1])]
+  fig, axes = plt.subplots(len(histories), len(horizons), squeeze=False, sharey="row",
+                           figsize=(3.6 * len(horizons), 2.9 * len(histories)),
+                           constrained_layout=True)
+  num_groups = 1
+  for r, (name, history) in enumerate(histories.items()):
+    group_loss = _mean_over_seeds(history["group_loss"])
+    num_groups = group_loss.shape[-1]
+    for c, horizon in enumerate(horizons):
+      keep = steps <= horizon
+      ax = axes[r, c]
+      plot_group_curves(ax, steps[keep], group_loss[keep])
+      ax.axhline(_mean_over_seeds(history["loss"])[0], color="gray", linestyle=":", linewidth=1)
+      ax.set_title(f"{run_label(name)}, lr={learning_rates[name]:.2g}, {horizon:,} steps",
+                   fontsize=9)
+  add_group_colorbar(fig, axes, num_groups)
+  return fig
