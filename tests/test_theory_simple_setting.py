@@ -108,6 +108,16 @@ def test_margin_solves_the_implicit_equation(c, log_pi, log_t):
   assert ss.simple_setting_class_loss(2 * t, pi, c) < loss < np.log(c)
 
 
+@pytest.mark.parametrize("method", ["gd", "sign"])
+def test_time_to_loss_inverts_the_class_loss(method):
+  pi = np.array([[0.9], [1e-3], [1e-6]])
+  loss = np.array([2.0, 0.3, 1e-2, 1e-5])
+  t = ss.simple_setting_time_to_loss(loss, pi, 10, method)
+  np.testing.assert_allclose(ss.simple_setting_class_loss(t, pi, 10, method), loss + 0 * pi,
+                             rtol=1e-9)
+  assert np.all(ss.simple_setting_time_to_loss(np.log(10.0) + 1, pi, 10, method) == 0)
+
+
 def test_broadcasts_over_t_and_pi():
   loss = ss.simple_setting_class_loss(np.arange(4.0)[:, None], np.array([0.5, 0.25, 0.25]), 3)
   assert loss.shape == (4, 3)

@@ -15,7 +15,8 @@ from imbalance_jax.theory.quadratic import (gd_quadratic_path, sign_descent_quad
                                             simulate_quadratic, weighted_quadratic)
 from imbalance_jax.theory.simple_setting import (per_class_loss, simple_setting_class_loss,
                                                  simple_setting_gd_asymptote, simple_setting_margin,
-                                                 simple_setting_ode, simple_setting_weights,
+                                                 simple_setting_ode, simple_setting_time_to_loss,
+                                                 simple_setting_weights,
                                                  simulate_simple_setting, softmax_model_loss)
 from imbalance_jax.theory.simulate import gradient_flow_path, optimizer_path
 from imbalance_jax.theory.ufm_dynamics import (UFMProblem, corollary_c3_times, maj_min_half_time,
@@ -36,17 +37,17 @@ from imbalance_jax.theory.unigram_scaling import (Reach, Tuned, iterations_to_re
                                                   loglog_slope, tune_iterations)
 
 __all__ = [
-    "GROUPS", "Reach", "Tuned", "UFMProblem", "corollary_c3_times", "distance_to_minimizers",
-    "gd_quadratic_path", "gradient_flow_path", "iterations_to_reach", "l2_smoothness",
-    "l2_smoothness_bounds", "linf_smoothness", "linf_smoothness_bounds", "loglog_slope",
-    "maj_min_half_time", "maj_min_path", "mode_strengths", "optimizer_path", "per_class_loss",
-    "random_init", "saxe_half_time", "saxe_strength", "sign_descent_quadratic_path",
-    "simple_setting_class_loss", "simple_setting_gd_asymptote", "simple_setting_margin",
-    "simple_setting_ode", "simple_setting_weights", "simulate_quadratic",
+    "GROUPS", "corollary_c3_times", "distance_to_minimizers", "gd_quadratic_path",
+    "gradient_flow_path", "iterations_to_reach", "l2_smoothness", "l2_smoothness_bounds",
+    "linf_smoothness", "linf_smoothness_bounds", "loglog_slope", "maj_min_half_time",
+    "maj_min_path", "mode_strengths", "optimizer_path", "per_class_loss", "random_init", "Reach",
+    "saxe_half_time", "saxe_strength", "sign_descent_quadratic_path", "simple_setting_class_loss",
+    "simple_setting_gd_asymptote", "simple_setting_margin", "simple_setting_ode",
+    "simple_setting_time_to_loss", "simple_setting_weights", "simulate_quadratic",
     "simulate_simple_setting", "simulate_ufm", "softmax_model_loss", "step_label_spectrum",
     "step_label_svd", "step_sample_weights", "svd_aligned_init", "theory_iterations",
-    "theory_step_size", "time_spread", "tune_iterations", "ufm_growth_rates", "ufm_half_times",
-    "ufm_learning_times", "ufm_loss", "ufm_mode_paths", "ufm_problem", "unigram_grad",
-    "unigram_hessian", "unigram_hvp", "unigram_loss", "unigram_minimizer",
-    "unigram_optimal_value", "unigram_suboptimality", "weighted_quadratic",
+    "theory_step_size", "time_spread", "tune_iterations", "Tuned", "ufm_growth_rates",
+    "ufm_half_times", "ufm_learning_times", "ufm_loss", "ufm_mode_paths", "ufm_problem",
+    "UFMProblem", "unigram_grad", "unigram_hessian", "unigram_hvp", "unigram_loss",
+    "unigram_minimizer", "unigram_optimal_value", "unigram_suboptimality", "weighted_quadratic",
 ]

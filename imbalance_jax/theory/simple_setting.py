@@ -111,6 +111,26 @@ def simple_setting_class_loss(t, pi_k, num_classes: int, method: str = "gd") -> 
   return np.log1p(1.0 / _lambert_v(t, pi, c))
 
 
+def simple_setting_time_to_loss(loss, pi_k, num_classes: int, method: str = "gd") -> np.ndarray:
+  """Inverse of `simple_setting_class_loss`: the time at which ``l_k`` falls to ``loss``.
+
+  Gradient flow: ``v = 1 / (e^loss - 1)`` and ``t = (z (v + log(z v)) - 1) / (c pi)``
+  (from ``v e^v = e^{f/z} / z``); sign descent: ``t = log(z / (e^loss - 1)) / 2``.
+  Losses at or above ``log(c)`` (the value at t = 0) give t = 0.
+
+  Example:
+    >>> simple_setting_time_to_loss(0.1, [0.5, 0.005], 10).round(1)
+    array([  24.9, 2492.4])
+  """
+  _, pi, c = _check_inputs(0.0, pi_k, num_classes, method)
+  loss = np.asarray(_checks.check_positive("loss", loss), np.float64)
+  z = c - 1.0
+  if method == "sign":
+    return np.maximum(np.log(z / np.expm1(loss)) / 2.0, 0.0) + np.zeros_like(pi)
+  v = 1.0 / np.expm1(loss)
+  return np.maximum((z * (v + np.log(z * v)) - 1.0) / (c * pi), 0.0)
+
+
 def simple_setting_gd_asymptote(t, pi_k, num_classes: int) -> np.ndarray:
   """Leading term of the gradient-flow loss, ``l_k(t) ~ (c - 1) / (c pi_k t)`` as t -> inf."""
   t, pi, c = _check_inputs(t, pi_k, num_classes, "gd")

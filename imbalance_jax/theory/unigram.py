@@ -149,7 +149,7 @@ def theory_step_size(pi_D, eps: float, norm: str) -> float:
 
 
 def theory_iterations(pi_D, eps: float, norm: str) -> float:
-  """Bound ``(L D_0^2 / eps) log(2 Delta_0 / eps)`` on the steps to reach eps at `theory_step_size`."""
+  """Steps to reach eps at `theory_step_size`: at most ``(L D_0^2 / eps) log(2 Delta_0 / eps)``."""
   _checks.check_positive("eps", eps)
   _checks.check_choice("norm", norm, NORMS)
   pi = np.asarray(pi_D, np.float64)

@@ -1,0 +1,63 @@
+r"""Every theory figure of issue 5 (papers H, S, R): closed forms drawn over simulations.
+
+Writes config.json, summary.json (the numbers behind each figure, including
+the largest closed-form-vs-simulation errors) and one PNG per figure into
+--workdir.
+
+  python -m experiments.theory_figures --workdir /tmp/theory
+"""
+
+import os
+import time
+
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from experiments.configs import theory_figures as config_lib
+from imbalance_jax import config as config_util
+from imbalance_jax import plotting, results
+from imbalance_jax.theory import figures
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results and figures.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(os.path.dirname(__file__), "configs", "theory_figures.py"),
+    "Experiment config (ml_collections).")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv):
+  del argv
+  config = config_util.resolve_preset(_CONFIG.value, config_lib.PRESETS)
+  workdir = _WORKDIR.value
+  results.write_json(os.path.join(workdir, "config.json"), config)
+  jobs = {
+      "quadratic": lambda: figures.quadratic_figure(config.quadratic_classes,
+                                                    config.quadratic_steps),
+      "simple_setting": lambda: figures.simple_setting_figure(
+          num_classes=config.simple_classes, gd_lr=config.simple_gd_lr,
+          gd_steps=config.simple_gd_steps),
+      "unigram_smoothness": lambda: figures.unigram_smoothness_figure(
+          np.logspace(1, config.unigram_max_log10_d, config.unigram_max_log10_d).astype(int),
+          config.unigram_eps),
+      "ufm_spectrum": lambda: figures.ufm_spectrum_figure(4, config.ufm_R),
+      "ufm_dynamics": lambda: figures.ufm_dynamics_figure(config.ufm_R, config.ufm_delta,
+                                                          config.ufm_hidden_dim, config.ufm_lr,
+                                                          config.seed),
+      "ufm_learning_times": lambda: figures.ufm_times_figure(R_convergence=config.ufm_R,
+                                                             delta_finite=config.ufm_delta),
+  }
+  summary, start = {}, time.perf_counter()
+  for name, job in jobs.items():
+    tick = time.perf_counter()
+    fig, summary[name] = job()
+    plotting.save_figure(fig, os.path.join(workdir, f"{name}.png"))
+    summary[name]["seconds"] = time.perf_counter() - tick
+    logging.info("%s.png in %.1fs", name, summary[name]["seconds"])
+  summary["total_seconds"] = time.perf_counter() - start
+  results.write_json(os.path.join(workdir, "summary.json"), summary)
+  logging.info("wrote %d figures to %s in %.1fs", len(jobs), workdir, summary["total_seconds"])
+
+
+if __name__ == "__main__":
+  app.run(main)
