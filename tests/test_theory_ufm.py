@@ -141,6 +141,14 @@ def test_learning_times_and_spread_closed_forms():
   np.testing.assert_allclose(printed["maj_min"], np.sqrt(2) / (np.sqrt(R) + 1))
 
 
+def test_saxe_forms_survive_huge_delta():
+  # e^{2 delta} overflows for delta > ~354; the log form must not.
+  half = ud.saxe_half_time(3.0, 1000.0, 3.0)
+  np.testing.assert_allclose(half, (2000.0 + np.log(3.0)) / 6.0, rtol=1e-12)
+  np.testing.assert_allclose(ud.saxe_strength([0.0, half, 2 * half], 3.0, 1000.0, 3.0),
+                             [0.0, 0.5, 1.0], atol=1e-12)
+
+
 def test_finite_delta_spread_tends_to_the_limit():
   # Reweighted: all groups share the rate sqrt(R + 1), so the spread is O(1) / delta.
   spreads = np.array([ud.time_spread(50.0, True, delta=d) for d in (16.0, 32.0, 64.0)])

@@ -128,10 +128,25 @@ def test_tuning_and_censoring(x64):
   pi = zipf_distribution(100)
   tuned = us.tune_iterations(pi, optim.injectable("sign_descent", 0.0), [-2.0, -1.0], 0.05, 500,
                              segment_steps=50, dtype=jnp.float64)
-  assert not tuned.censored and tuned.exponent in (-1.25, -1.0, -0.75, -0.5, 0.0)
+  assert not tuned.censored and tuned.exponent in (-1.5, -1.0, -0.5, 0.0, 1.0)
   hopeless = us.tune_iterations(pi, optim.injectable("gd", 0.0), [-6.0], 0.05, 100,
                                 segment_steps=50, dtype=jnp.float64)
   assert hopeless.censored and hopeless.steps_run == 100 and hopeless.exponent is None
+
+
+def test_scaling_study_records_and_censoring():
+  records = us.scaling_study([20, 60], ["sign_descent@theory", "gd"], eps=0.05, max_steps=100,
+                             max_work=1e9, exponents=[-4.0], segment_steps=50, log=lambda _: None)
+  by = {(r["method"], r["d"]): r for r in records}
+  for d in (20, 60):
+    theory = by["sign_descent@theory", d]
+    assert not theory["censored"] and theory["iterations"] <= theory["theory_bound"]
+  assert by["gd", 20]["censored"] and by["gd", 20]["steps_run"] == 100
+  assert by["gd", 60]["steps_run"] == 0 and "censored at d=20" in by["gd", 60]["reason"]
+  slopes = us.scaling_slopes(records)
+  assert slopes["gd"]["slope"] is None and slopes["gd"]["censored_sizes"] == [20, 60]
+  assert slopes["sign_descent@theory"]["num_points"] == 2
+  assert us.step_cap(10**6, 3000, 1e9, 50) == 1000 and us.step_cap(10, 3000, 1e9, 50) == 3000
 
 
 def test_loglog_slope_skips_censored_points():

@@ -144,6 +144,14 @@ def corollary_c3_times(R, reweight: bool = False) -> dict:
   return {"maj_maj": root, "maj_min": np.sqrt(2.0) / (np.sqrt(ratio) + 1.0), "min_min": root}
 
 
+def _log_gap(sigma: float, delta: float):
+  """``(log|sigma e^{2 delta} - 1|, sign)`` without forming e^{2 delta} (overflows past ~354)."""
+  x = np.log(sigma) + 2.0 * delta  # log(sigma e^{2 delta})
+  if x > 0:
+    return x + np.log1p(-np.exp(-x)), 1.0
+  return (np.log1p(-np.exp(x)) if x < 0 else -np.inf), -1.0
+
+
 def saxe_strength(t, sigma: float, delta: float, rate: float) -> np.ndarray:
   """Saxe's logistic ``beta(t) = 1 / (1 + (sigma e^{2 delta} - 1) e^{-2 rate t})``.
 
@@ -151,16 +159,15 @@ def saxe_strength(t, sigma: float, delta: float, rate: float) -> np.ndarray:
   (``rate = sigma * lambda``; ``rate = sigma`` for ERM).
   """
   t = np.asarray(t, dtype=np.float64)
-  # log form: sigma e^{2 delta} overflows for delta > ~350.
-  log_gap = np.log(np.abs(sigma * np.exp(2.0 * delta) - 1.0))
-  sign = np.sign(sigma * np.exp(2.0 * delta) - 1.0)
-  return 1.0 / (1.0 + sign * np.exp(log_gap - 2.0 * rate * t))
+  log_gap, sign = _log_gap(sigma, delta)
+  with np.errstate(over="ignore"):  # e^{+inf} -> beta = 0, the right limit
+    return 1.0 / (1.0 + sign * np.exp(log_gap - 2.0 * rate * t))
 
 
 def saxe_half_time(sigma: float, delta: float, rate: float) -> float:
   """Time at which `saxe_strength` reaches 1/2: ``log(sigma e^{2 delta} - 1) / (2 rate)`` (>= 0)."""
-  gap = sigma * np.exp(2.0 * delta) - 1.0
-  return float(max(np.log(gap), 0.0) / (2.0 * rate)) if gap > 0 else 0.0
+  log_gap, sign = _log_gap(sigma, delta)
+  return float(max(log_gap, 0.0) / (2.0 * rate)) if sign > 0 else 0.0
 
 
 def _sigmas(R, n_min: int) -> dict:

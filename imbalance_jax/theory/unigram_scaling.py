@@ -12,14 +12,27 @@ censored at a size d when none of its step sizes reached eps within
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 
 import jax.numpy as jnp
 import numpy as np
 
-from imbalance_jax import _checks
-from imbalance_jax.theory.unigram import unigram_loss, unigram_suboptimality
+from imbalance_jax import _checks, optim
+from imbalance_jax.data.theory_problems import zipf_distribution
+from imbalance_jax.theory.unigram import (theory_iterations, theory_step_size, unigram_loss,
+                                          unigram_suboptimality)
 from imbalance_jax.train import Sweep, make_train
+
+# name -> (optimizer, momentum, norm of the theory step size or None for a tuned step size)
+METHODS = {
+    "normalized_gd": ("normalized_gd", 0.0, None),
+    "sign_descent": ("sign_descent", 0.0, None),
+    "adam": ("adam", 0.9, None),
+    "gd": ("gd", 0.0, None),
+    "normalized_gd@theory": ("normalized_gd", 0.0, "l2"),
+    "sign_descent@theory": ("sign_descent", 0.0, "linf"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,13 +137,15 @@ def tune_iterations(pi_D, make_optimizer: Callable, exponents: Sequence[float], 
                     max_steps: int, *, segment_steps: int = 50, dtype=jnp.float32) -> Tuned:
   """Step size ``10**e`` with the fewest iterations to reach eps.
 
-  Round 1 sweeps ``exponents``. Round 2 sweeps ``e* +- 1/4`` around the best
-  (and ``e* + 1/2, e* + 1`` if the best is the largest exponent tried, which
-  would otherwise be an artefact of the grid), capped at the best count so far.
+  Round 1 sweeps ``exponents`` (spacing h). Round 2 sweeps ``e* +- h/2`` around
+  the best and, if the best is at an end of the grid (which would otherwise
+  make it an artefact of the grid), two more points ``h, 2h`` beyond that end;
+  round 2 is capped at the best count so far.
   """
   exponents = sorted(float(e) for e in exponents)
   if not exponents:
     raise ValueError("exponents must be non-empty")
+  spacing = float(np.min(np.diff(exponents))) if len(exponents) > 1 else 0.5
   first = iterations_to_reach(pi_D, make_optimizer, 10.0 ** np.array(exponents), eps, max_steps,
                               segment_steps=segment_steps, dtype=dtype)
   reaches = [first]
@@ -138,9 +153,11 @@ def tune_iterations(pi_D, make_optimizer: Callable, exponents: Sequence[float], 
   if best is None:
     return Tuned(exponent=None, iterations=None, reaches=tuple(reaches))
   best_exponent, best_iterations = exponents[best], int(first.iterations[best])
-  extra = [best_exponent - 0.25, best_exponent + 0.25]
+  extra = [best_exponent - spacing / 2, best_exponent + spacing / 2]
   if best_exponent == exponents[-1]:
-    extra += [best_exponent + 0.5, best_exponent + 1.0]
+    extra += [best_exponent + spacing, best_exponent + 2 * spacing]
+  if best_exponent == exponents[0] and len(exponents) > 1:
+    extra += [best_exponent - spacing, best_exponent - 2 * spacing]
   cap = max(segment_steps, -(-best_iterations // segment_steps) * segment_steps)
   second = iterations_to_reach(pi_D, make_optimizer, 10.0 ** np.array(extra), eps, cap,
                                segment_steps=segment_steps, dtype=dtype)
@@ -164,3 +181,80 @@ def loglog_slope(sizes, iterations) -> dict:
     return {"slope": None, "intercept": None, "num_points": int(keep.sum())}
   slope, intercept = np.polyfit(np.log(sizes[keep]), np.log(values[keep]), 1)
   return {"slope": float(slope), "intercept": float(intercept), "num_points": int(keep.sum())}
+
+
+def step_cap(d: int, max_steps: int, max_work: float, segment_steps: int) -> int:
+  """``min(max_steps, max_work / d)`` rounded down to whole segments (at least one)."""
+  by_work = int(max_work // d) // segment_steps * segment_steps
+  return max(segment_steps, min(max_steps, by_work))
+
+
+def scaling_study(sizes: Sequence[int], methods: Sequence[str], *, eps: float, max_steps: int,
+                  max_work: float, exponents: Sequence[float], local_halfwidth: float = 0.5,
+                  local_step: float = 0.25, segment_steps: int = 50, zipf_exponent: float = 1.0,
+                  log: Callable[[str], None] = print) -> list[dict]:
+  """Iterations to reach eps for each method and vocabulary size (increasing d).
+
+  Tuned methods sweep ``exponents`` at the first size and
+  ``e* - h, e* - h + s, ..., e* + h`` (h = ``local_halfwidth``, s = ``local_step``
+  decades) around the previous size's best afterwards, each followed by the
+  refinement of `tune_iterations`. Theory methods use `theory_step_size`.
+  Each size runs at most ``step_cap(d, max_steps, max_work)`` steps; once a
+  method is censored at some d it is not run at larger d (recorded as
+  censored with ``steps_run = 0`` and the reason).
+
+  Returns:
+    One record per (method, d): ``method, d, learning_rate, iterations (None
+    if censored), censored, steps_run, reason, theory_bound, seconds``.
+  """
+  for name in methods:
+    _checks.check_choice("methods", name, METHODS)
+  records = []
+  for name in methods:
+    optimizer, momentum, norm = METHODS[name]
+    make = optim.injectable(optimizer, momentum)
+    previous, stop_reason = None, None
+    for d in sizes:
+      d = _checks.check_int("sizes", d, minimum=2)
+      pi = zipf_distribution(d, zipf_exponent)
+      cap = step_cap(d, max_steps, max_work, segment_steps)
+      record = {"method": name, "d": d, "eps": eps, "step_cap": cap, "theory_bound": None}
+      if norm is not None:
+        record["theory_bound"] = theory_iterations(pi, eps, norm)
+      if stop_reason is not None:
+        records.append(record | {"learning_rate": None, "iterations": None, "censored": True,
+                                 "steps_run": 0, "reason": stop_reason, "seconds": 0.0})
+        continue
+      start = time.perf_counter()
+      if norm is not None:
+        rate = theory_step_size(pi, eps, norm)
+        reach = iterations_to_reach(pi, make, [rate], eps, cap, segment_steps=segment_steps)
+        iterations = int(reach.iterations[0]) if reach.reached[0] else None
+        steps_run = reach.steps_run
+      else:
+        grid = (exponents if previous is None else
+                np.arange(previous - local_halfwidth, previous + local_halfwidth + 1e-9,
+                          local_step))
+        tuned = tune_iterations(pi, make, grid, eps, cap, segment_steps=segment_steps)
+        rate = None if tuned.censored else 10.0**tuned.exponent
+        iterations, steps_run, previous = tuned.iterations, tuned.steps_run, tuned.exponent
+      censored = iterations is None
+      reason = f"not reached within {steps_run} steps" if censored else ""
+      if censored:
+        stop_reason = f"skipped: censored at d={d}"
+      records.append(record | {"learning_rate": rate, "iterations": iterations,
+                               "censored": censored, "steps_run": steps_run, "reason": reason,
+                               "seconds": time.perf_counter() - start})
+      log(f"{name} d={d}: " + (f"{iterations} steps at lr={rate:.3g}" if not censored else reason)
+          + f" ({records[-1]['seconds']:.1f}s)")
+  return records
+
+
+def scaling_slopes(records: Sequence[dict]) -> dict:
+  """`loglog_slope` of iterations on d for each method, plus its censored sizes."""
+  out = {}
+  for name in dict.fromkeys(r["method"] for r in records):
+    rows = [r for r in records if r["method"] == name]
+    fit = loglog_slope([r["d"] for r in rows], [r["iterations"] for r in rows])
+    out[name] = fit | {"censored_sizes": [r["d"] for r in rows if r["censored"]]}
+  return out

@@ -1,0 +1,58 @@
+r"""Paper S: iterations to reach eps on the softmax unigram model as the vocabulary grows.
+
+Normalized GD and sign descent (each with its best step size from a sweep and
+with the theory step size eps / (L D_0)), Adam and GD, on Zipf token
+frequencies over vocabulary sizes d. Writes config.json, metrics.jsonl (one
+record per method and d, censored runs marked), summary.json (log-log slopes)
+and unigram_scaling.png into --workdir.
+
+  python -m experiments.unigram_scaling --workdir /tmp/unigram
+"""
+
+import os
+import time
+
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from experiments.configs import unigram_scaling as config_lib
+from imbalance_jax import config as config_util
+from imbalance_jax import plotting, results
+from imbalance_jax.theory import figures, unigram_scaling
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results and figures.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(os.path.dirname(__file__), "configs", "unigram_scaling.py"),
+    "Experiment config (ml_collections).")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv):
+  del argv
+  config = config_util.resolve_preset(_CONFIG.value, config_lib.PRESETS)
+  workdir = _WORKDIR.value
+  results.write_json(os.path.join(workdir, "config.json"), config)
+  start = time.perf_counter()
+  records = unigram_scaling.scaling_study(
+      [int(d) for d in config.sizes.split(",")], config.methods.split(","), eps=config.eps,
+      max_steps=config.max_steps, max_work=config.max_work,
+      exponents=np.arange(config.min_exponent, config.max_exponent + 1e-9, 0.5),
+      local_halfwidth=config.local_halfwidth, local_step=config.local_step,
+      segment_steps=config.segment_steps,
+      zipf_exponent=config.zipf_exponent, log=logging.info)
+  slopes = unigram_scaling.scaling_slopes(records)
+  results.write_jsonl(os.path.join(workdir, "metrics.jsonl"), records)
+  results.write_json(os.path.join(workdir, "summary.json"),
+                     {"eps": config.eps, "slopes": slopes,
+                      "censored": [r for r in records if r["censored"]],
+                      "seconds": time.perf_counter() - start})
+  plotting.save_figure(figures.unigram_scaling_figure(records, slopes),
+                       os.path.join(workdir, "unigram_scaling.png"))
+  for name, fit in slopes.items():
+    logging.info("%s: slope %s over %d sizes; censored at %s", name, fit["slope"],
+                 fit["num_points"], fit["censored_sizes"])
+
+
+if __name__ == "__main__":
+  app.run(main)
