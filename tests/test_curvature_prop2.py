@@ -7,8 +7,6 @@ import pytest
 
 from imbalance_jax import curvature
 from imbalance_jax.metrics import blocks
-from imbalance_jax.models.linear import LinearSoftmax
-from imbalance_jax.types import Dataset
 
 N, D, C = 12, 4, 5
 
@@ -119,33 +117,3 @@ def test_block_maps_sampling_and_ratio():
     curvature.prop2_at_init(jnp.ones((3, 2)), jnp.zeros(3, jnp.int32), 2, bias_C=jnp.ones(3))
   with pytest.raises(ValueError, match="class_to_group"):
     curvature.linear_curvature_metrics(np.array([-1, 0]))
-
-
-def test_linear_metrics_fn_records_exact_and_negated_diagnostics():
-  with jax.enable_x64(True):
-    x, y = _data(1)
-    data = Dataset(x=x, y=y, class_counts=jnp.bincount(y, length=C), num_classes=C)
-    model = LinearSoftmax(C, param_dtype=jnp.float64)
-    params = model.init(jax.random.key(4), x)
-
-    def objective(p, d):
-      logits = model.apply(p, d.x)
-      loss_n = -jnp.take_along_axis(jax.nn.log_softmax(logits), d.y[:, None], 1)[:, 0]
-      return jnp.mean(loss_n), {"logits": logits, "loss_N": loss_n, "loss": jnp.mean(loss_n)}
-
-    groups = np.array([0, 0, 1, 1, 1])
-    metrics_fn = jax.jit(curvature.linear_curvature_metrics(groups, negated=True))
-    out = {}
-    for sign, prefix in ((1, ""), (-1, "neg_")):
-      p = jax.tree.map(lambda v: sign * v, params)
-      (_, aux), grads = jax.value_and_grad(objective, has_aux=True)(p, data)
-      if sign == 1:
-        out = metrics_fn(p, grads, aux, data)
-      np.testing.assert_allclose(out[prefix + "grad_norm_C"],
-                                 blocks.block_grad_norms(grads, include_bias=True), rtol=1e-10)
-      np.testing.assert_allclose(out[prefix + "trace_C"],
-                                 curvature.linear_block_traces(aux["logits"], x), rtol=1e-10)
-      np.testing.assert_allclose(out[prefix + "loss"], aux["loss"], rtol=1e-12)
-      prob = jnp.exp(-aux["loss_N"])
-      np.testing.assert_allclose(out[prefix + "group_prob_G"],
-                                 [prob[groups[y] == g].mean() for g in (0, 1)], rtol=1e-12)
