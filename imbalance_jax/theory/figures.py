@@ -7,16 +7,16 @@ form and the simulation drawn on it. Colours follow `imbalance_jax.plotting`.
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
-import numpy as np
-from matplotlib.lines import Line2D
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from imbalance_jax import optim, plotting
-from imbalance_jax.data.theory_problems import simplex_encoded_labels, step_imbalanced_labels
-from imbalance_jax.data.theory_problems import zipf_distribution
+from imbalance_jax import optim, plotting  # plotting selects the Agg backend first
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend choice)
+from matplotlib.lines import Line2D  # noqa: E402
+
+from imbalance_jax.data.theory_problems import (simplex_encoded_labels, step_imbalanced_labels,
+                                                zipf_distribution)
 from imbalance_jax.theory import quadratic, simple_setting, ufm_dynamics, ufm_spectrum, unigram
 
 GROUP_COLORS = {"maj_maj": "tab:green", "maj_min": "tab:orange", "min_min": "tab:pink"}

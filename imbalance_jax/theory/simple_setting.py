@@ -99,10 +99,10 @@ def simple_setting_class_loss(t, pi_k, num_classes: int, method: str = "gd") -> 
     ValueError: naming ``t``, ``pi_k``, ``num_classes`` or ``method``.
 
   Example:
-    >>> simple_setting_class_loss(0.0, 0.5, 10)        # log(c) at W = 0
-    array(2.30258509)
+    >>> float(simple_setting_class_loss(0.0, 0.5, 10))   # log(c) at W = 0
+    2.302585092994046
     >>> simple_setting_class_loss([1e2, 1e4], 0.01, 10).round(4)
-    array([0.4919, 0.0085])
+    array([1.5089, 0.0095])
   """
   t, pi, c = _check_inputs(t, pi_k, num_classes, method)
   if method == "sign":

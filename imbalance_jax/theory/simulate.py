@@ -29,9 +29,11 @@ from imbalance_jax.train import make_train
 LossFn = Callable[[Any, Any], jax.Array]
 
 
-def optimizer_path(loss_fn: LossFn, params, data, make_optimizer: Callable[[Any], optax.
-                                                                         GradientTransformation],
-                   learning_rate, num_steps: int, *, log_every: int = 1,
+MakeOptimizer = Callable[[Any], optax.GradientTransformation]
+
+
+def optimizer_path(loss_fn: LossFn, params, data, make_optimizer: MakeOptimizer, learning_rate,
+                   num_steps: int, *, log_every: int = 1,
                    record_fn: Callable[[Any, Any], Any] | None = None):
   """Runs ``num_steps`` optimizer steps; returns the records at steps 0, k, 2k, ..., num_steps.
 

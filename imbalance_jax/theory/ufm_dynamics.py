@@ -119,7 +119,7 @@ def time_spread(R, reweight: bool = False, *, n_min: int = 1, gamma: float = 0.5
   half-times of `ufm_half_times` (scalar R only).
 
   Example:
-    >>> time_spread(9.0)
+    >>> round(time_spread(9.0), 12)   # sqrt(R) - 1
     2.0
   """
   if delta is None:
