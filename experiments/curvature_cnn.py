@@ -120,7 +120,9 @@ def main(argv):
       os.path.join(workdir, "group_probability.png"))
   plotting.save_figure(figures.plot_prediction_vs_measurement(
       {"Hutchinson vs exact trace": (exact, est)}, np.tile(groups, est.size // groups.size),
-      suptitle="CNN head: Hutchinson estimates (y) vs exact feature-space traces (x)"),
+      suptitle="CNN head: Hutchinson vs exact block traces (all records, both runs)",
+      xlabel="exact trace (linear model on the head's features)",
+      ylabel=f"Hutchinson estimate ({config.num_probes} probes)"),
       os.path.join(workdir, "hutchinson_vs_exact.png"))
   plotting.save_figure(figures.plot_block_maps(
       [trace_matrix], [f"step {int(steps[-1])}"],

@@ -12,6 +12,18 @@ from imbalance_jax import plotting
 from imbalance_jax.curvature.block_maps import log10_magnitude
 
 
+def _log_axes(ax, x, y):
+  """Log-log axes; spans under a decade get 1-2-5 ticks in plain numbers."""
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  for axis, values in ((ax.xaxis, x), (ax.yaxis, y)):
+    values = np.asarray(values)
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    if values.size and values.max() < 10 * values.min():
+      axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+      axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.3g"))
+
+
 def plot_block_scatter(steps, grad_norm_TC, trace_TC, snapshot_indices: Sequence[int],
                        class_to_group, *, title: str, correlations: Sequence[float] | None = None,
                        xlabel: str = r"Hessian trace Tr$(\nabla^2_{w_k} L)$"):
@@ -33,10 +45,7 @@ def plot_block_scatter(steps, grad_norm_TC, trace_TC, snapshot_indices: Sequence
     ok = (g > 0) & (h > 0)
     sel = order[ok[order]]
     ax.scatter(h[sel], g[sel], c=colors[sel], s=9, linewidths=0)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    _log_axes(ax, h[sel], g[sel])
     label = f"step {int(np.asarray(steps)[t])}"
     if correlations is not None:
       label += f"\nSpearman {correlations[j]:+.2f}"
@@ -90,7 +99,8 @@ def plot_block_maps(matrices: Sequence[np.ndarray], titles: Sequence[str], *, su
 
 
 def plot_prediction_vs_measurement(panels: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                                   class_to_group, *, suptitle: str):
+                                   class_to_group, *, suptitle: str, xlabel: str = "predicted",
+                                   ylabel: str = "measured"):
   """Log-log scatter of measured vs predicted per-block values with the y = x line."""
   groups = np.asarray(class_to_group)
   num_groups = int(groups.max()) + 1
@@ -103,8 +113,8 @@ def plot_prediction_vs_measurement(panels: Mapping[str, tuple[np.ndarray, np.nda
     ax.scatter(p[ok], m[ok], c=colors[ok], s=9, linewidths=0)
     lo, hi = min(p[ok].min(), m[ok].min()), max(p[ok].max(), m[ok].max())
     ax.plot([lo, hi], [lo, hi], color="gray", linewidth=0.8, linestyle="--")
-    ax.set(xscale="log", yscale="log", xlabel="predicted", ylabel="measured")
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    _log_axes(ax, p[ok], m[ok])
+    ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.set_title(name, fontsize=9)
   plotting.add_group_colorbar(fig, axes, num_groups)
   fig.suptitle(suptitle, fontsize=10)
