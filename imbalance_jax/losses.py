@@ -30,14 +30,14 @@ def class_weights(class_counts_C: jax.Array, weighting: str = "none") -> jax.Arr
     weighting: one of ``WEIGHTINGS``.
 
   Returns:
-    float32 weights ``[C]``.
+    weights ``[C]`` in the default float dtype (float64 under ``jax.enable_x64``).
 
   Example:
     >>> class_weights(jnp.array([3, 1]), "inverse").tolist()
     [0.6666666865348816, 2.0]
   """
   _checks.check_choice("weighting", weighting, WEIGHTINGS)
-  counts = jnp.asarray(class_counts_C, jnp.float32)
+  counts = jnp.asarray(class_counts_C, jnp.result_type(float))
   pi = counts / counts.sum(-1, keepdims=True)
   if weighting == "none":
     return jnp.ones_like(pi)
