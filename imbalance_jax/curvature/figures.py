@@ -100,14 +100,21 @@ def plot_block_maps(matrices: Sequence[np.ndarray], titles: Sequence[str], *, su
 
 def plot_prediction_vs_measurement(panels: Mapping[str, tuple[np.ndarray, np.ndarray]],
                                    class_to_group, *, suptitle: str, xlabel: str = "predicted",
-                                   ylabel: str = "measured"):
-  """Log-log scatter of measured vs predicted per-block values with the y = x line."""
+                                   ylabel: str = "measured", ncols: int | None = None):
+  """Log-log scatter of measured vs predicted per-block values with the y = x line.
+
+  Panels fill a grid with ``ncols`` columns (default: one row).
+  """
   groups = np.asarray(class_to_group)
   num_groups = int(groups.max()) + 1
   colors = plotting.group_colors(num_groups)[groups]
-  fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 0.6, 3.3),
+  ncols = ncols or len(panels)
+  nrows = -(-len(panels) // ncols)
+  fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols + 0.6, 3.1 * nrows),
                            squeeze=False, constrained_layout=True)
-  for ax, (name, (predicted, measured)) in zip(axes[0], panels.items()):
+  for ax in axes.ravel()[len(panels):]:
+    ax.axis("off")
+  for ax, (name, (predicted, measured)) in zip(axes.ravel(), panels.items()):
     p, m = np.abs(np.asarray(predicted)), np.abs(np.asarray(measured))
     ok = (p > 0) & (m > 0) & np.isfinite(p) & np.isfinite(m)
     ax.scatter(p[ok], m[ok], c=colors[ok], s=9, linewidths=0)

@@ -112,3 +112,26 @@ def correlations_over_time(grad_norm_TC, trace_TC) -> dict[str, np.ndarray]:
   """`rank_correlations` at every recorded step: ``{"spearman": [T], "loglog_pearson": [T]}``."""
   rows = [rank_correlations(g, t) for g, t in zip(np.asarray(grad_norm_TC), np.asarray(trace_TC))]
   return {k: np.array([r[k] for r in rows]) for k in ("spearman", "loglog_pearson")}
+
+
+def prop2_comparison(x_ND, y_N, num_classes: int, class_prob_C, grad_norm_C, trace_C, *,
+                     bias: bool = True) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+  """Prop. 2 eq. (2) predictions (with the measured ``p_k``) against measurements.
+
+  Returns:
+    ``(stats, arrays)``: stats are the Spearman correlation of predicted vs
+    measured traces and the median ``|log10(measured / predicted)|`` of the
+    traces and of the ratio gradient norm / trace; arrays hold the predicted
+    and measured ``hessian_trace_C`` and ``ratio_C``.
+  """
+  from imbalance_jax.curvature.prop2 import prop2_training  # avoid an import cycle
+  pred = prop2_training(x_ND, y_N, num_classes, np.asarray(class_prob_C), bias=bias)
+  trace_pred, ratio_pred = np.asarray(pred["hessian_trace_C"]), np.asarray(pred["ratio_C"])
+  trace, ratio = np.asarray(trace_C), np.asarray(grad_norm_C) / np.asarray(trace_C)
+  log_err = lambda a, b: float(np.nanmedian(np.abs(np.log10(a / b))))  # noqa: E731
+  stats = {"trace_spearman": rank_correlations(trace_pred, trace)["spearman"],
+           "median_abs_log10_trace_error": log_err(trace, trace_pred),
+           "median_abs_log10_ratio_error": log_err(ratio, ratio_pred),
+           "median_trace_measured_over_predicted": float(np.nanmedian(trace / trace_pred))}
+  return stats, {"trace_predicted": trace_pred, "trace_measured": trace,
+                 "ratio_predicted": ratio_pred, "ratio_measured": ratio}
