@@ -44,6 +44,9 @@ def main(argv):
       "ufm_dynamics": lambda: figures.ufm_dynamics_figure(config.ufm_R, config.ufm_delta,
                                                           config.ufm_hidden_dim, config.ufm_lr,
                                                           config.seed),
+      "ufm_confusion": lambda: figures.ufm_confusion_figure(config.ufm_R, config.ufm_delta,
+                                                            config.ufm_hidden_dim, config.ufm_lr,
+                                                            seed=config.seed),
       "ufm_learning_times": lambda: figures.ufm_times_figure(R_convergence=config.ufm_R,
                                                              delta_finite=config.ufm_delta),
   }

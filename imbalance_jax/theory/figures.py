@@ -11,13 +11,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from imbalance_jax import optim, plotting  # plotting selects the Agg backend first
+from imbalance_jax import metrics, optim, plotting  # plotting selects the Agg backend first
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend choice)
 from matplotlib.lines import Line2D  # noqa: E402
 
 from imbalance_jax.data.theory_problems import (simplex_encoded_labels, step_imbalanced_labels,
                                                 zipf_distribution)
-from imbalance_jax.theory import quadratic, simple_setting, ufm_dynamics, ufm_spectrum, unigram
+from imbalance_jax.theory import (quadratic, simple_setting, simulate, ufm_dynamics, ufm_spectrum,
+                                  unigram)
 
 GROUP_COLORS = {"maj_maj": "tab:green", "maj_min": "tab:orange", "min_min": "tab:pink"}
 GROUP_LABELS = {"maj_maj": "maj-maj", "maj_min": "maj-min", "min_min": "min-min"}
@@ -262,6 +263,68 @@ def ufm_dynamics_figure(R: int = 10, delta: float = 8.0, hidden_dim: int = 8, lr
     summary[key] = {"half_times_over_delta": {g: h / delta for g, h in ufm_dynamics.ufm_half_times(
         R, delta, reweight).items()}, "limits": limits}
   axes[0].set_ylabel(r"mode strength $\beta_m = u_m^T W H v_m / \sigma_m$")
+  return fig, summary
+
+
+def ufm_confusion_figure(R: int = 10, delta: float = 8.0, hidden_dim: int = 8, lr: float = 5e-3,
+                         snapshots=(0.2, 0.35, 0.5, 0.8, 1.2), seed: int = 0):
+  """Paper R Figs 1 and 4 in the small-scale model: class-averaged logits during GD.
+
+  4 classes (2 majority with R examples, 2 minority with 1), UFM with square
+  loss from small random init (scale e^{-delta}). Entry (k, j) is the mean
+  logit of output j over the examples of class k; it converges to the target
+  (I - 11^T/4)_{kj} (0.75 on the diagonal, -0.25 off it). This is the
+  square-loss analogue of a confusion matrix: an argmax confusion matrix is
+  uninformative here, because argmax ignores the scale of the (tiny) logits.
+  Rows: ERM, reweighted (gamma = 1/2); columns: times ``t / delta``.
+
+  The summary holds, per row, the first time (units of delta) at which every
+  majority (minority) class reaches half its target logit on its own output.
+  """
+  log_every = 20
+  horizon = delta * max(snapshots) * 1.05
+  steps = int(np.ceil(horizon / lr / log_every)) * log_every
+  t_over_delta = lr * np.arange(0, steps + 1, log_every) / delta
+  fig, axes = plt.subplots(2, len(snapshots), figsize=(2.3 * len(snapshots), 4.9),
+                           constrained_layout=True)
+  summary = {}
+  names = ["M1", "M2", "m1", "m2"]
+  for row, reweight in enumerate((False, True)):
+    with jax.enable_x64(True):
+      problem = ufm_dynamics.ufm_problem(4, R, reweight=reweight, dtype=jnp.float64)
+      labels = jnp.argmax(problem.z_KN, axis=0)
+
+      def class_mean_logits(params, problem):
+        w_KD, h_DN = params
+        return jax.vmap(lambda row: metrics.per_class_mean(row, labels, 4))(w_KD @ h_DN).T
+
+      params = ufm_dynamics.random_init(jax.random.key(seed), problem, hidden_dim, delta)
+      path = np.asarray(simulate.optimizer_path(ufm_dynamics.ufm_loss, params, problem, optim.gd,
+                                                lr, steps, log_every=log_every,
+                                                record_fn=class_mean_logits))
+    own = np.diagonal(path, axis1=1, axis2=2) / 0.75  # [T, 4], 1 once learned
+    first = lambda ok: float(t_over_delta[np.argmax(ok)]) if ok.any() else None
+    summary["reweighted" if reweight else "erm"] = {
+        "majority_learned_at": first(np.all(own[:, :2] >= 0.5, axis=1)),
+        "minority_learned_at": first(np.all(own[:, 2:] >= 0.5, axis=1))}
+    for col, when in enumerate(snapshots):
+      ax = axes[row, col]
+      matrix = path[np.argmin(np.abs(t_over_delta - when))]
+      image = ax.imshow(matrix, vmin=-0.75, vmax=0.75, cmap="RdBu_r")
+      for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, f"{0.0 if abs(value) < 0.005 else value:.2f}", ha="center", va="center",
+                fontsize=7,
+                color="white" if abs(value) > 0.5 else "black")
+      ax.set_xticks(range(4), names, fontsize=7)
+      ax.set_yticks(range(4), names, fontsize=7)
+      ax.set_title(("reweighted" if reweight else "ERM") + rf", $t/\delta$={when:g}", fontsize=9)
+      if col == 0:
+        ax.set_ylabel("true class")
+      if row == 1:
+        ax.set_xlabel("output (logit)")
+  fig.colorbar(image, ax=axes, fraction=0.02, label="mean logit (target 0.75 / -0.25)")
+  fig.suptitle(f"Small-scale model (UFM, square loss), R={R}: M = majority, m = minority",
+               fontsize=10)
   return fig, summary
 
 
