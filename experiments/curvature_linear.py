@@ -1,4 +1,4 @@
-r"""Gradient / Hessian block diagnostics on the softmax linear model (paper H Figs 7, 8, 23, 27, 28).
+r"""Gradient / Hessian block diagnostics of the linear model (paper H Figs 7, 8, 23, 27, 28).
 
 Trains Adam and GD on Random Heavy-Tailed Labels, recording inside the scanned
 step (every ``log_every`` steps) the per-class gradient norms, exact Hessian
@@ -105,6 +105,11 @@ def main(argv):
       "diag_to_offdiag_trace_ratio": ratios["log_uniform"],
       "diag_to_offdiag_trace_ratio_by_sampling": ratios,
       "prop2_along_adam": {f"step_{int(steps[t])}": prop2[t][0] for t in prop2},
+      "notes": ("spearman.* are over all classes; with PyTorch init the rare classes "
+                "(pi_k < 1/c) line up at step 0 because their gradient and trace both scale "
+                "with the random initial p_k (no frequency dependence: see "
+                "frequency_spearman and spearman_frequent_classes, pi_k > 1/c, where Prop 2 "
+                "applies). See docs/curvature.md."),
       "learning_rates": {runs[k]: rates[k] for k in runs},
       "final_loss": {runs[k]: float(histories[k]["loss"][-1]) for k in runs},
       "wall_seconds": wall,
