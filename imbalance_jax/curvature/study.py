@@ -16,6 +16,7 @@ import numpy as np
 import scipy.stats
 
 from imbalance_jax import _checks, data as data_lib, optim, train
+from imbalance_jax.curvature.prop2 import prop2_training
 from imbalance_jax.types import Dataset, make_dataset
 
 
@@ -124,7 +125,6 @@ def prop2_comparison(x_ND, y_N, num_classes: int, class_prob_C, grad_norm_C, tra
     traces and of the ratio gradient norm / trace; arrays hold the predicted
     and measured ``hessian_trace_C`` and ``ratio_C``.
   """
-  from imbalance_jax.curvature.prop2 import prop2_training  # avoid an import cycle
   pred = prop2_training(x_ND, y_N, num_classes, np.asarray(class_prob_C), bias=bias)
   trace_pred, ratio_pred = np.asarray(pred["hessian_trace_C"]), np.asarray(pred["ratio_C"])
   trace, ratio = np.asarray(trace_C), np.asarray(grad_norm_C) / np.asarray(trace_C)
