@@ -3,10 +3,11 @@
 The data are Random Heavy-Tailed Labels with image-shaped inputs (U[0,1)
 pixels independent of the labels, ``[n, S, S, 1]``; ``n = m 2^m``,
 ``c = 2^m - 1``): Barcoded MNIST is not available offline here. Presets:
-``quick`` (m=5, 16x16 images, a narrowed CNN with 16/32 channels; a few
-minutes on a 2-core CPU), ``small`` (m=6, 16x16, the paper's 32/100
-channels), ``paper`` (m=8, 28x28, 32/100 channels, 300 full-batch steps as in
-the authors' CNN runs; needs a GPU). Step sizes were picked by a short manual
+``quick`` (m=5, 16x16 images, a narrowed CNN with 16/32 channels; about two
+minutes on a 2-core CPU), ``small`` (m=6, 16x16, 16/32 channels, 200 steps),
+``paper`` (m=8, 28x28, the paper's 32/100 channels, 300 full-batch steps as in
+the authors' CNN runs; needs a GPU: with 32/100 channels even m=6 at 16x16 did
+not finish 200 Adam steps in 16 minutes on the shared 2-core CPU). Step sizes were picked by a short manual
 check on the quick preset (Adam 10^-2.5 fits within 150 steps; GD 10^-0.5
 makes slow progress, 10^0 stalls); ``--config.tune=True`` uses the library's
 tuning instead.
@@ -17,7 +18,7 @@ from ml_collections import config_dict
 PRESETS = {
     "quick": dict(m=5, image_size=16, cnn_features="16,32", num_steps=150, log_every=10,
                   num_probes=32, snapshot_steps="0,10,50,150"),
-    "small": dict(m=6, image_size=16, cnn_features="32,100", num_steps=200, log_every=10,
+    "small": dict(m=6, image_size=16, cnn_features="16,32", num_steps=200, log_every=10,
                   num_probes=32, snapshot_steps="0,10,50,200"),
     "paper": dict(m=8, image_size=28, cnn_features="32,100", num_steps=300, log_every=10,
                   num_probes=64, snapshot_steps="0,10,100,300"),
