@@ -1,14 +1,16 @@
-r"""Block diagnostics of the last layer of the CNN (paper H Fig 24 shapes).
+r"""Block diagnostics of the last layer of a deep model (paper H Fig 24 shapes).
 
-Trains the library's SmallCNN with Adam and GD on heavy-tailed labels with
-image-shaped inputs and records, inside the scanned step every ``log_every``
-steps, the per-class gradient norms of the ``head`` layer, Hutchinson
-estimates of its Hessian block traces (with standard errors), the exact
-traces (the head's Hessian is that of a softmax linear model on the
-penultimate features) and the mean true-class probability per frequency
-group. Writes config.json, summary.json, metrics.npz, metrics.jsonl and PNGs.
+Trains the library's SmallCNN (or, with --config.model=mlp, its MLP) with Adam
+and GD on heavy-tailed labels with image-shaped inputs and records, inside the
+scanned step every ``log_every`` steps, the per-class gradient norms of the
+``head`` layer, Hutchinson estimates of its Hessian block traces (with
+standard errors), the exact traces (the head's Hessian is that of a softmax
+linear model on the penultimate features) and the mean true-class probability
+per frequency group. Writes config.json, summary.json, metrics.npz,
+metrics.jsonl and PNGs.
 
   python -m experiments.curvature_cnn --workdir /tmp/curv_cnn
+  python -m experiments.curvature_cnn --workdir /tmp/curv_mlp --config.model=mlp
 """
 
 import os
@@ -24,6 +26,7 @@ from imbalance_jax import config as config_util
 from imbalance_jax import curvature, data, plotting, results, train
 from imbalance_jax.curvature import figures, study
 from imbalance_jax.models.cnn import SmallCNN
+from imbalance_jax.models.mlp import MLP
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results and figures.")
 _CONFIG = config_flags.DEFINE_config_file(
@@ -39,7 +42,11 @@ def main(argv):
   results.write_json(os.path.join(workdir, "config.json"), config)
   data_key, init_key, probe_key, map_key = jax.random.split(jax.random.key(config.seed), 4)
   ds = study.heavy_tailed_images(data_key, config.m, config.image_size, signal=config.signal)
-  model = SmallCNN(ds.num_classes, features=tuple(int(f) for f in config.cnn_features.split(",")))
+  widths = lambda text: tuple(int(f) for f in text.split(","))  # noqa: E731
+  if config.model not in ("cnn", "mlp"):
+    raise ValueError(f"config.model must be 'cnn' or 'mlp', got {config.model!r}")
+  model = (SmallCNN(ds.num_classes, features=widths(config.cnn_features))
+           if config.model == "cnn" else MLP(ds.num_classes, hidden=widths(config.mlp_hidden)))
   params = model.init(init_key, ds.x[:1])
   counts = np.asarray(ds.class_counts)
   groups = data.frequency_groups(counts, config.num_groups)
@@ -81,6 +88,7 @@ def main(argv):
   logits, feats = model.apply(final_params["adam"], ds.x, return_features=True)
   trace_matrix = curvature.linear_block_trace_matrix(logits, feats, classes)
   summary = {
+      "model": config.model,
       "data": "random heavy-tailed labels, image-shaped U[0,1) inputs (no Barcoded MNIST offline)",
       "spearman": {"adam_init": corr["adam"]["spearman"][0],
                    "adam_end": corr["adam"]["spearman"][-1],
@@ -112,7 +120,7 @@ def main(argv):
   for key, fig_name in (("adam", "fig24_adam_scatter.png"), ("gd", "fig24_gd_scatter.png")):
     plotting.save_figure(figures.plot_block_scatter(
         steps, histories[key]["grad_norm_C"], histories[key]["trace_C"], snaps, groups,
-        title=f"CNN head, {runs[key]} (lr={rates[key]:.2g}), Hutchinson traces "
+        title=f"{config.model.upper()} head, {runs[key]} (lr={rates[key]:.2g}), Hutchinson traces "
               f"({config.num_probes} probes)", correlations=corr[key]["spearman"][snaps]),
         os.path.join(workdir, fig_name))
   plotting.save_figure(figures.plot_group_probabilities(
@@ -120,13 +128,15 @@ def main(argv):
       os.path.join(workdir, "group_probability.png"))
   plotting.save_figure(figures.plot_prediction_vs_measurement(
       {"Hutchinson vs exact trace": (exact, est)}, np.tile(groups, est.size // groups.size),
-      suptitle="CNN head: Hutchinson vs exact block traces (all records, both runs)",
+      suptitle=(f"{config.model.upper()} head: Hutchinson vs exact block traces "
+                "(all records, both runs)"),
       xlabel="exact trace (linear model on the head's features)",
       ylabel=f"Hutchinson estimate ({config.num_probes} probes)"),
       os.path.join(workdir, "hutchinson_vs_exact.png"))
   plotting.save_figure(figures.plot_block_maps(
       [trace_matrix], [f"step {int(steps[-1])}"],
-      suptitle=f"CNN head block traces, {len(classes)} classes (log-uniform), Adam"),
+      suptitle=(f"{config.model.upper()} head block traces, {len(classes)} classes "
+                "(log-uniform), Adam")),
       os.path.join(workdir, "block_traces_end.png"))
   logging.info("Spearman (Hutchinson traces): %s; Hutchinson vs exact: %s",
                summary["spearman"], summary["hutchinson_vs_exact"])

@@ -2,15 +2,15 @@
 
 The data are Random Heavy-Tailed Labels with image-shaped inputs (U[0,1)
 pixels independent of the labels, ``[n, S, S, 1]``; ``n = m 2^m``,
-``c = 2^m - 1``): Barcoded MNIST is not available offline here. Presets:
-``quick`` (m=5, 16x16 images, a narrowed CNN with 16/32 channels; about two
-minutes on a 2-core CPU), ``small`` (m=6, 16x16, 16/32 channels, 200 steps),
-``paper`` (m=8, 28x28, the paper's 32/100 channels, 300 full-batch steps as in
-the authors' CNN runs; needs a GPU: with 32/100 channels even m=6 at 16x16 did
-not finish 200 Adam steps in 16 minutes on the shared 2-core CPU). Step sizes were picked by a short manual
-check on the quick preset (Adam 10^-2.5 fits within 150 steps; GD 10^-0.5
-makes slow progress, 10^0 stalls); ``--config.tune=True`` uses the library's
-tuning instead.
+``c = 2^m - 1``): Barcoded MNIST is not available offline here. Presets: ``quick`` (m=5,
+16x16 images, a narrowed CNN with 16/32 channels; about two minutes on a
+2-core CPU), ``small`` (m=6, 16x16, 16/32 channels, 200 steps), ``paper``
+(m=8, 28x28, the paper's 32/100 channels, 300 full-batch steps as in the
+authors' CNN runs; needs a GPU: with 32/100 channels even m=6 at 16x16 did not
+finish 200 Adam steps in 16 minutes on the shared 2-core CPU). Step sizes were
+picked by a short manual check on the quick preset (Adam 10^-2.5 fits within
+150 steps; GD 10^-0.5 makes slow progress, 10^0 stalls);
+``--config.tune=True`` uses the library's tuning instead.
 """
 
 from ml_collections import config_dict
@@ -37,6 +37,8 @@ def get_config() -> config_dict.ConfigDict:
   config.num_probes = config_dict.placeholder(int)  # Hutchinson probes per record
   config.snapshot_steps = config_dict.placeholder(str)
   # Shared by all presets.
+  config.model = "cnn"  # cnn (SmallCNN) | mlp (MLP on the flattened images)
+  config.mlp_hidden = "256,256"  # hidden widths when model=mlp
   config.adam_run = "adam+m"
   config.adam_lr = 10**-2.5
   config.gd_run = "gd"
