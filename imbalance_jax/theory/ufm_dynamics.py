@@ -180,11 +180,20 @@ def _sigmas(R, n_min: int) -> dict:
 
 
 def _maj_min_system(R: float, n_min: int, reweight: bool, gamma: float):
+  """``(sigma_2, v, omega, rhs)`` of the maj-min block; state ``x = (w, g_maj, g_min)``."""
   ratio = float(_check_ratio(R))
   sigma = _sigmas(ratio, n_min)["maj_min"]
   direction = np.array([-np.sqrt(ratio / (ratio + 1.0)), np.sqrt(1.0 / (ratio + 1.0))])
   omega = np.array(_group_weights(np.float64(ratio), reweight, gamma), dtype=np.float64)
-  return sigma, direction, omega
+  alpha = sigma * direction
+
+  def rhs(t, x):
+    del t
+    w, g = x[0], x[1:]
+    residual = omega * (alpha - w * g)
+    return np.concatenate([[residual @ g], residual * w])
+
+  return sigma, direction, omega, rhs
 
 
 def maj_min_path(times, R: float, delta: float, reweight: bool = True, *, n_min: int = 1,
@@ -196,15 +205,8 @@ def maj_min_path(times, R: float, delta: float, reweight: bool = True, *, n_min:
   """
   times = np.asarray(_checks.check_positive("times", times, allow_zero=True), np.float64)
   _checks.check_positive("delta", delta, allow_zero=True)
-  sigma, v, omega = _maj_min_system(R, n_min, reweight, gamma)
-  alpha = sigma * v
+  sigma, v, _, rhs = _maj_min_system(R, n_min, reweight, gamma)
   scale = np.exp(-delta)
-
-  def rhs(t, x):
-    w, g = x[0], x[1:]
-    residual = omega * (alpha - w * g)
-    return np.concatenate([[residual @ g], residual * w])
-
   flat = np.atleast_1d(times)
   sol = integrate.solve_ivp(rhs, (0.0, float(flat.max())), np.concatenate([[scale], scale * v]),
                             t_eval=np.sort(flat), method="DOP853", rtol=1e-10,
@@ -220,14 +222,8 @@ def maj_min_half_time(R: float, delta: float, reweight: bool = True, *, n_min: i
                       gamma: float = 0.5) -> float:
   """First time the maj-min strength of `maj_min_path` reaches 1/2 (ODE event)."""
   _checks.check_positive("delta", delta, allow_zero=True)
-  sigma, v, omega = _maj_min_system(R, n_min, reweight, gamma)
-  alpha = sigma * v
+  sigma, v, omega, rhs = _maj_min_system(R, n_min, reweight, gamma)
   scale = np.exp(-delta)
-
-  def rhs(t, x):
-    w, g = x[0], x[1:]
-    residual = omega * (alpha - w * g)
-    return np.concatenate([[residual @ g], residual * w])
 
   def half(t, x):
     return x[0] * (v @ x[1:]) / sigma - 0.5
