@@ -107,7 +107,10 @@ def bench_m7(repeats):
 
 def bench_small(repeats):
   loop_vs_sweep(4, 4, np.logspace(-4, 0, 64), 200, repeats, "3")
-  print("[3] target: loop/sweep >= 3")
+  loop_vs_sweep(4, 1, np.logspace(-4, 0, 256), 200, repeats, "3")
+  print(f"[3] target: loop/sweep >= 3 ({jax.device_count()} device(s); with one CPU device the "
+        "sweep is bound by elementwise work XLA runs on one core; try "
+        "XLA_FLAGS=--xla_force_host_platform_device_count=2 to shard members over cores)")
 
 
 def main():

@@ -18,28 +18,20 @@ import time
 
 import jax
 import numpy as np
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import app, logging
 
 from experiments.configs import curvature_cnn as config_lib
-from imbalance_jax import config as config_util
-from imbalance_jax import curvature, data, plotting, results, train
+from imbalance_jax import cli, curvature, data, plotting, results, train
 from imbalance_jax.curvature import figures, study
 from imbalance_jax.models.cnn import SmallCNN
 from imbalance_jax.models.mlp import MLP
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results and figures.")
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs", "curvature_cnn.py"),
-    "Experiment config (ml_collections).")
-flags.mark_flag_as_required("workdir")
+_WORKDIR, _CONFIG = cli.define_flags(__file__)
 
 
 def main(argv):
   del argv
-  config = config_util.resolve_preset(_CONFIG.value, config_lib.PRESETS)
-  workdir = _WORKDIR.value
-  results.write_json(os.path.join(workdir, "config.json"), config)
+  config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib.PRESETS)
   data_key, init_key, probe_key, map_key = jax.random.split(jax.random.key(config.seed), 4)
   ds = study.heavy_tailed_images(data_key, config.m, config.image_size, signal=config.signal)
   widths = lambda text: tuple(int(f) for f in text.split(","))  # noqa: E731

@@ -14,26 +14,18 @@ import os
 
 import jax
 import numpy as np
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import app, logging
 
 from experiments.configs import heavy_tailed_linear as config_lib
-from imbalance_jax import config as config_util
-from imbalance_jax import data, metrics, models, optim, plotting, reporting, results, train
+from imbalance_jax import cli, data, metrics, models, optim, plotting, reporting, results, train
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results, figures and checkpoints.")
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs", "heavy_tailed_linear.py"),
-    "Experiment config (ml_collections).")
-flags.mark_flag_as_required("workdir")
+_WORKDIR, _CONFIG = cli.define_flags(__file__)
 
 
 def main(argv):
   del argv
-  config = config_util.resolve_preset(_CONFIG.value, config_lib.PRESETS)
-  workdir = _WORKDIR.value
+  config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib.PRESETS)
   specs = optim.parse_runs(config.runs, config.loss_weighting)
-  results.write_json(os.path.join(workdir, "config.json"), config)
 
   data_key, init_key = jax.random.split(jax.random.key(config.seed))
   make_data = lambda key: data.heavy_tailed_labels(key, config.m, config.input_dist)

@@ -11,26 +11,18 @@ import os
 import time
 
 import numpy as np
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import app, logging
 
 from experiments.configs import theory_figures as config_lib
-from imbalance_jax import config as config_util
-from imbalance_jax import plotting, results
+from imbalance_jax import cli, plotting, results
 from imbalance_jax.theory import figures
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results and figures.")
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs", "theory_figures.py"),
-    "Experiment config (ml_collections).")
-flags.mark_flag_as_required("workdir")
+_WORKDIR, _CONFIG = cli.define_flags(__file__)
 
 
 def main(argv):
   del argv
-  config = config_util.resolve_preset(_CONFIG.value, config_lib.PRESETS)
-  workdir = _WORKDIR.value
-  results.write_json(os.path.join(workdir, "config.json"), config)
+  config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib.PRESETS)
   jobs = {
       "quadratic": lambda: figures.quadratic_figure(config.quadratic_classes,
                                                     config.quadratic_steps),

@@ -5,7 +5,6 @@ import importlib.util
 import os
 import re
 
-import pytest
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
 

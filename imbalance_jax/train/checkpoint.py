@@ -20,7 +20,6 @@ from absl import logging
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 
 from imbalance_jax.train.sweep import Sweep
