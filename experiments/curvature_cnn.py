@@ -33,7 +33,7 @@ def main(argv):
   del argv
   config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib.PRESETS)
   data_key, init_key, probe_key, map_key = jax.random.split(jax.random.key(config.seed), 4)
-  ds = study.heavy_tailed_images(data_key, config.m, config.image_size, signal=config.signal)
+  ds = data.heavy_tailed_images(data_key, config.m, config.image_size, signal=config.signal)
   widths = lambda text: tuple(int(f) for f in text.split(","))  # noqa: E731
   if config.model not in ("cnn", "mlp"):
     raise ValueError(f"config.model must be 'cnn' or 'mlp', got {config.model!r}")

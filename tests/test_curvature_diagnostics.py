@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from imbalance_jax import curvature, losses, optim, train
+from imbalance_jax import curvature, data, losses, optim, train
 from imbalance_jax.curvature import study
 from imbalance_jax.metrics import blocks
 from imbalance_jax.models.linear import LinearSoftmax
@@ -108,4 +108,4 @@ def test_rank_correlations_and_closest_steps():
   with pytest.raises(ValueError, match="learning_rate"):
     study.record_run(None, None, None, "gd", -1.0, num_steps=1, log_every=1, metrics_fn=None)
   with pytest.raises(ValueError, match="image_size"):
-    study.heavy_tailed_images(jax.random.key(0), 3, 2)
+    data.heavy_tailed_images(jax.random.key(0), 3, 2)

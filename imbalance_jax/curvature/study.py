@@ -15,9 +15,9 @@ import jax
 import numpy as np
 import scipy.stats
 
-from imbalance_jax import _checks, data as data_lib, optim, train
+from imbalance_jax import _checks, optim, train
 from imbalance_jax.curvature.prop2 import prop2_training
-from imbalance_jax.types import Dataset, make_dataset
+from imbalance_jax.types import Dataset
 
 
 def rank_correlations(grad_norm_C, trace_C) -> dict[str, float]:
@@ -86,27 +86,6 @@ def closest_steps(steps, wanted) -> list[int]:
     if i not in out:
       out.append(i)
   return out
-
-
-def heavy_tailed_images(key: jax.Array, m: int, image_size: int, *,
-                        signal: float = 0.0) -> Dataset:
-  """Random Heavy-Tailed Labels with image-shaped inputs ``[n, H, W, 1]``.
-
-  Class sizes as in `imbalance_jax.data.heavy_tailed_class_counts` (``n = m
-  2^m``, ``c = 2^m - 1``). Pixels are U[0, 1) noise plus ``signal`` times a
-  fixed random class template (``signal = 0``: labels independent of the
-  inputs, as in the linear data set; the CNN must memorise).
-  """
-  image_size = _checks.check_int("image_size", image_size, minimum=4)
-  counts = data_lib.heavy_tailed_class_counts(m)
-  y = np.repeat(np.arange(counts.size), counts)
-  noise_key, template_key = jax.random.split(key)
-  shape = (image_size, image_size, 1)
-  x = jax.random.uniform(noise_key, (y.size, *shape))
-  if signal:
-    templates = jax.random.uniform(template_key, (counts.size, *shape))
-    x = x + signal * templates[y]
-  return make_dataset(np.asarray(x), y, counts.size)
 
 
 def correlations_over_time(grad_norm_TC, trace_TC) -> dict[str, np.ndarray]:

@@ -2,11 +2,12 @@
 
 from imbalance_jax.data.imbalance import frequency_groups
 from imbalance_jax.data.synthetic import (INPUT_DISTRIBUTIONS, heavy_tailed_class_counts,
-                                          heavy_tailed_labels)
+                                          heavy_tailed_images, heavy_tailed_labels)
 from imbalance_jax.data.theory_problems import (simple_imbalanced_setting, simplex_encoded_labels,
                                                 step_class_counts, step_imbalanced_labels,
                                                 zipf_distribution)
 
 __all__ = ["INPUT_DISTRIBUTIONS", "frequency_groups", "heavy_tailed_class_counts",
-           "heavy_tailed_labels", "simple_imbalanced_setting", "simplex_encoded_labels",
-           "step_class_counts", "step_imbalanced_labels", "zipf_distribution"]
+           "heavy_tailed_images", "heavy_tailed_labels", "simple_imbalanced_setting",
+           "simplex_encoded_labels", "step_class_counts", "step_imbalanced_labels",
+           "zipf_distribution"]

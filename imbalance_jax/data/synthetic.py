@@ -68,3 +68,29 @@ def heavy_tailed_labels(key: jax.Array, m: int, input_dist: str = "uniform",
   y = np.repeat(np.arange(num_classes, dtype=np.int32), counts)
   return Dataset(x=x, y=jnp.asarray(y), class_counts=jnp.asarray(counts),
                  num_classes=num_classes)
+
+
+def heavy_tailed_images(key: jax.Array, m: int, image_size: int, *, signal: float = 0.0,
+                        dtype=jnp.float32) -> Dataset:
+  """Random Heavy-Tailed Labels with image-shaped inputs ``[n, S, S, 1]`` (for CNNs).
+
+  Class sizes as in `heavy_tailed_class_counts` (``n = m 2^m``, ``c = 2^m - 1``).
+  Pixels are U[0, 1) noise plus ``signal`` times a fixed random template per
+  class; with ``signal = 0`` the labels are independent of the inputs, as in
+  `heavy_tailed_labels`, and a network must memorise.
+
+  Example:
+    >>> heavy_tailed_images(jax.random.key(0), m=5, image_size=16).x.shape
+    (160, 16, 16, 1)
+  """
+  counts = heavy_tailed_class_counts(m)
+  image_size = _checks.check_int("image_size", image_size, minimum=4)
+  _checks.check_positive("signal", signal, allow_zero=True)
+  y = np.repeat(np.arange(counts.size, dtype=np.int32), counts)
+  noise_key, template_key = jax.random.split(key)
+  shape = (image_size, image_size, 1)
+  x = jax.random.uniform(noise_key, (y.size, *shape), dtype)
+  if signal:
+    x = x + signal * jax.random.uniform(template_key, (counts.size, *shape), dtype)[y]
+  return Dataset(x=x, y=jnp.asarray(y), class_counts=jnp.asarray(counts),
+                 num_classes=counts.size)
