@@ -47,12 +47,9 @@ def main(argv):
                ds.num_classes, params["params"]["head"]["kernel"].shape)
 
   runs = {"adam": config.adam_run, "gd": config.gd_run}
-  rates = {"adam": config.adam_lr, "gd": config.gd_lr}
-  if config.tune:
-    rates = {k: study.tune_learning_rate(model.apply, params, ds, runs[k],
-                                         num_steps=config.num_steps,
-                                         exponents=train.SPARSE_EXPONENTS, log=logging.info)
-             for k in runs}
+  rates = study.select_step_sizes(model.apply, params, ds, runs,
+                                  {"adam": config.adam_lr, "gd": config.gd_lr}, tune=config.tune,
+                                  num_steps=config.num_steps, log=logging.info)
   metrics_fn = curvature.hutchinson_curvature_metrics(
       train.classification_objective(model.apply), groups, key=probe_key,
       num_probes=config.num_probes, features_fn=features_fn)

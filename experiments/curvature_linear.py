@@ -18,7 +18,7 @@ import numpy as np
 from absl import app, logging
 
 from experiments.configs import curvature_linear as config_lib
-from imbalance_jax import cli, curvature, data, models, plotting, results, train
+from imbalance_jax import cli, curvature, data, models, plotting, results
 from imbalance_jax.curvature import figures, study
 
 _WORKDIR, _CONFIG = cli.define_flags(__file__)
@@ -39,13 +39,10 @@ def main(argv):
           for s, k in zip(curvature.SCHEMES, keys)}
   logging.info("m=%d: n=%d d=%d c=%d", config.m, *ds.x.shape, ds.num_classes)
 
-  rates = {"adam": config.adam_lr, "gd": config.gd_lr}
   runs = {"adam": config.adam_run, "gd": config.gd_run}
-  if config.tune:
-    rates = {k: study.tune_learning_rate(model.apply, params, ds, runs[k],
-                                         num_steps=config.num_steps,
-                                         exponents=train.SPARSE_EXPONENTS, log=logging.info)
-             for k in runs}
+  rates = study.select_step_sizes(model.apply, params, ds, runs,
+                                  {"adam": config.adam_lr, "gd": config.gd_lr}, tune=config.tune,
+                                  num_steps=config.num_steps, log=logging.info)
   histories, wall = {}, {}
   for key, negated in (("adam", True), ("gd", False)):
     metrics_fn = curvature.linear_curvature_metrics(

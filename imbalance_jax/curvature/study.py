@@ -77,6 +77,17 @@ def tune_learning_rate(model_apply: Callable, params: Any, data: Dataset, run_na
   return tuned.selection.learning_rate
 
 
+def select_step_sizes(model_apply: Callable, params: Any, data: Dataset, runs: dict[str, str],
+                      fixed: dict[str, float], *, tune: bool, num_steps: int,
+                      log: Callable[[str], None] = print) -> dict[str, float]:
+  """``fixed`` step sizes, or with ``tune`` those `tune_learning_rate` picks for ``runs``."""
+  if not tune:
+    return dict(fixed)
+  return {key: tune_learning_rate(model_apply, params, data, run, num_steps=num_steps,
+                                  exponents=train.SPARSE_EXPONENTS, log=log)
+          for key, run in runs.items()}
+
+
 def closest_steps(steps, wanted) -> list[int]:
   """Indices of the recorded ``steps`` closest to each ``wanted`` step (deduplicated)."""
   steps = np.asarray(steps)
