@@ -1,6 +1,10 @@
+import jax
 import numpy as np
+import optax
 import pytest
 
+from conftest import small_problem
+from imbalance_jax import optim, train
 from imbalance_jax.train import selection
 from imbalance_jax.train.selection import LossStats
 
@@ -81,3 +85,118 @@ def test_bad_arguments():
     selection.select({})
   with pytest.raises(ValueError, match="refine_rounds"):
     selection.tune(lambda e: {}, refine_rounds=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The stability fallback with several seeds (hand-built stats: every branch of the rule).
+
+
+def seeds(finals, maxima, initial=5.0):
+  finals = np.asarray(finals, float)
+  return LossStats(initial=np.full_like(finals, initial), final=finals,
+                   max=np.asarray(maxima, float), finite=np.ones(finals.shape, bool))
+
+
+def test_fallback_skips_a_diverged_smaller_step_size():
+  # The only smaller step size diverged (one seed of two): the unstable winner is kept.
+  chosen = selection.select({-2.0: seeds([3.0, 3.0], [5.0, 9.0]),
+                             -1.0: seeds([1.0, 1.5], [5.0, 6.0])})
+  assert chosen.diverged == (-2.0,)
+  assert chosen.exponent == -1.0 and chosen.fallback_from is None
+
+
+def test_fallback_with_no_smaller_step_size_keeps_the_winner():
+  chosen = selection.select({-1.0: seeds([1.0, 1.5], [5.0, 6.0]),
+                             0.0: seeds([4.0, 4.0], [5.0, 5.0])})
+  assert chosen.exponent == -1.0 and chosen.fallback_from is None and chosen.diverged == ()
+
+
+def test_fallback_takes_the_nearest_smaller_stable_step_size_over_several_seeds():
+  # Three seeds, one unstable at the winner; the nearest smaller step size -2 diverged in one
+  # seed, so the fallback goes on to -2.5 (not -3, the smallest).
+  chosen = selection.select({
+      -3.0: seeds([4.0, 4.0, 4.0], [5.0, 5.0, 5.0]),
+      -2.5: seeds([3.0, 3.5, 3.0], [5.0, 5.0, 5.0]),
+      -2.0: seeds([2.0, 2.0, 2.0], [5.0, 5.0, 7.6]),
+      -1.5: seeds([1.0, 1.0, 1.0], [5.0, 5.5, 5.0])})
+  assert chosen.winner == -1.5 and chosen.fallback_from == -1.5
+  assert chosen.exponent == -2.5 and chosen.diverged == (-2.0,)
+  assert chosen.scores[-2.0] == 5.0  # the diverged seed scores its initial loss
+  # Without the one unstable seed the winner would have been kept.
+  calm = selection.select({-2.5: seeds([3.0, 3.5, 3.0], [5.0, 5.0, 5.0]),
+                           -1.5: seeds([1.0, 1.0, 1.0], [5.0, 5.0, 5.0])})
+  assert calm.exponent == -1.5 and calm.fallback_from is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Real runs: GD on the separable heavy-tailed problem (m=3: n=24 < d=32), float64.
+
+
+EXPONENTS = (-1.0, 0.0, 1 / 64, 1 / 32, 1.0)
+
+
+@pytest.fixture(scope="module")
+def gd_runs():
+  """Three seeds x EXPONENTS, 24 steps, logged at steps 0 and 24 only: one compiled sweep."""
+  with jax.enable_x64(True):
+    ds, model, params_S = small_problem(num_seeds=3, m=3)
+    run = train.make_train(train.classification_objective(model.apply),
+                           optim.injectable("gd", 0.0), num_steps=24, log_every=24)
+    result = jax.device_get(train.Sweep(run)(params_S, ds, 10.0**np.array(EXPONENTS)))
+  stats = {e: LossStats.from_result(result, i) for i, e in enumerate(EXPONENTS)}
+  return ds, model, params_S, result, stats
+
+
+def _per_step_losses(model, params, ds, learning_rate, num_steps):
+  """Plain GD written out step by step: the loss at every step 0..num_steps."""
+
+  def loss_fn(p):
+    logits = model.apply(p, ds.x)
+    return optax.losses.softmax_cross_entropy_with_integer_labels(logits, ds.y).mean()
+
+  value_and_grad = jax.jit(jax.value_and_grad(loss_fn))
+  values = []
+  for _ in range(num_steps):
+    loss, grads = value_and_grad(params)
+    values.append(float(loss))
+    params = jax.tree.map(lambda p, g: p - learning_rate * g, params, grads)
+  values.append(float(value_and_grad(params)[0]))
+  return np.array(values)
+
+
+def test_real_blow_up_between_logged_steps_is_diverged(gd_runs, x64):
+  ds, model, params_S, result, all_stats = gd_runs
+  stats = {e: all_stats[e] for e in (-1.0, 0.0, 1.0)}
+  # Step size 10: the logged history (steps 0 and 24) shows a loss that only fell ...
+  logged = np.asarray(result.history["loss"][:, EXPONENTS.index(1.0)])
+  assert logged.shape == (3, 2) and np.all(logged[:, 1] < 0.2 * logged[:, 0])
+  # ... but in between the loss exploded (checked step by step, independently of the library).
+  for s in range(2):
+    per_step = _per_step_losses(model, jax.tree.map(lambda a: a[s], params_S),
+                                jax.tree.map(lambda a: a[s], ds), 10.0, 24)
+    np.testing.assert_allclose(per_step[[0, -1]], logged[s], rtol=1e-9)
+    assert per_step.max() > 5 * per_step[0]
+    np.testing.assert_allclose(stats[1.0].max[s], per_step.max(), rtol=1e-9)
+  assert stats[1.0].diverged().all()
+  chosen = selection.select(stats)
+  assert chosen.exponent == 0.0 and chosen.diverged == (1.0,)
+  # A rule that saw only the logged losses would have picked the exploding step size.
+  from_history = {e: LossStats(initial=s.initial, final=s.final,
+                               max=np.asarray(result.history["loss"][:, EXPONENTS.index(e)]).max(1),
+                               finite=s.finite)
+                  for e, s in stats.items()}
+  assert selection.select(from_history).exponent == 1.0
+
+
+def test_real_run_one_unstable_seed_of_three_falls_back(gd_runs):
+  # Found by a scan of this deterministic problem: at 10**(1/32) seed 2 goes 1.6% above its
+  # initial loss (unstable, not diverged) while having the best max-over-seeds final loss.
+  stats = {e: gd_runs[-1][e] for e in (0.0, 1 / 64, 1 / 32)}
+  np.testing.assert_array_equal(stats[1 / 32].unstable(), [False, False, True])
+  assert not any(s.diverged().any() for s in stats.values())
+  assert not stats[1 / 64].unstable().any()
+  scores = {e: float(np.max(s.final)) for e, s in stats.items()}
+  assert min(scores, key=scores.get) == 1 / 32
+  chosen = selection.select(stats)
+  assert chosen.fallback_from == 1 / 32 and chosen.exponent == 1 / 64
+  assert chosen.scores == pytest.approx(scores, rel=1e-12)
