@@ -76,10 +76,20 @@ def test_mismatched_seed_axes():
 
 
 def test_member_partition():
-  assert train.sweep.member_partition(3, 8, 1) is None
-  assert train.sweep.member_partition(3, 8, 2) == (None, "members")
-  assert train.sweep.member_partition(4, 3, 2) == ("members", None)
-  assert train.sweep.member_partition(3, 3, 2) is None
+  assert train.sweep.member_partition(3, 8, 1) == (1, 1)
+  assert train.sweep.member_partition(3, 8, 2) == (1, 2)  # rates divide
+  assert train.sweep.member_partition(4, 3, 2) == (2, 1)  # seeds divide
+  assert train.sweep.member_partition(3, 3, 2) == (1, 2)  # pad rates, not seeds (data)
+  assert train.sweep.member_partition(2, 5, 8) == (2, 4)  # 2 x 8 padded members
+
+
+def test_plan_layout_padding_and_examples():
+  layout = train.sweep.plan_layout(2, 5, 8)
+  assert (layout.padded_seeds, layout.padded_rates, layout.num_devices) == (2, 8, 8)
+  layout = train.sweep.plan_layout(3, 1, 8, example_shards=2)
+  assert layout.mesh_shape == (4, 1, 2) and layout.padded_seeds == 4
+  with pytest.raises(ValueError, match="example_shards"):
+    train.sweep.plan_layout(2, 5, 8, example_shards=3)
 
 
 def test_sharded_over_two_devices_matches_one_device():

@@ -1,4 +1,4 @@
-"""Seeds x learning rates as ONE compiled program.
+"""Seeds x learning rates as ONE compiled program, on one device or many.
 
 ``Sweep(train)(params_S, data_S, learning_rates_L)`` vmaps `Train` over
 learning rates (inner axis; the data set is shared, so it is held once per
@@ -6,21 +6,39 @@ seed) and over seeds (outer axis; one data set and one initialisation per
 seed). Members never interact: a member whose loss explodes or turns NaN
 leaves every other member's numbers exactly as in a solo run.
 
-On several devices the sweep axis is sharded over a 1-d ``Mesh`` with
-``NamedSharding``; the code is the same for 1 and N devices.
+On several devices (all of ``jax.devices()``, across hosts after
+`imbalance_jax.train.distributed.initialize`) the grid sits on a 3-d
+``Mesh`` with axes ``("seeds", "rates", "examples")`` chosen by `plan_layout`:
+members are sharded over seeds and learning rates, and each seed's data set
+over examples when it is larger than one device's share (or when
+``example_shards`` asks for it); GSPMD then reduces the loss and gradient over
+the example shards inside the compiled step. A grid that does not divide the
+devices is padded with masked members (copies of the last seed / last
+learning rate whose results are sliced off), so the real members' numbers do
+not depend on the device count. The code is the same for 1 and N devices.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from imbalance_jax import _checks
 from imbalance_jax.train.loop import Train, TrainResult, TrainState
+from imbalance_jax.types import Dataset
+
+MESH_AXES = ("seeds", "rates", "examples")
+# A seed's data set is sharded over examples when it exceeds this fraction of
+# one device's memory (devices that report no memory limit, e.g. CPUs, never
+# trigger the automatic rule; set `Sweep.example_shards` there).
+DATA_MEMORY_FRACTION = 0.25
 
 
 def _leading_size(tree) -> int:
@@ -41,6 +59,156 @@ def check_learning_rates(learning_rates) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
+class Layout:
+  """Where a ``[seeds, learning rates]`` grid sits on the device mesh.
+
+  Attributes:
+    num_seeds, num_rates: the real grid ``S x L``.
+    mesh_shape: devices along ``("seeds", "rates", "examples")``; their
+      product is the device count.
+
+  Example:
+    >>> layout = plan_layout(2, 5, 8)
+    >>> layout.mesh_shape, layout.padded_seeds, layout.padded_rates
+    ((2, 4, 1), 2, 8)
+  """
+
+  num_seeds: int
+  num_rates: int
+  mesh_shape: tuple[int, int, int]
+
+  @property
+  def padded_seeds(self) -> int:
+    """Seeds rounded up to a multiple of the devices along ``"seeds"``."""
+    return -(-self.num_seeds // self.mesh_shape[0]) * self.mesh_shape[0]
+
+  @property
+  def padded_rates(self) -> int:
+    """Learning rates rounded up to a multiple of the devices along ``"rates"``."""
+    return self.pad_width(self.num_rates)
+
+  def pad_width(self, width: int) -> int:
+    """``width`` members per seed rounded up to the devices along ``"rates"``."""
+    return -(-width // self.mesh_shape[1]) * self.mesh_shape[1]
+
+  @property
+  def num_devices(self) -> int:
+    return math.prod(self.mesh_shape)
+
+
+def _divisors(n: int) -> list[int]:
+  return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def plan_layout(num_seeds: int, num_rates: int, num_devices: int, *,
+                example_shards: int = 1) -> Layout:
+  """Picks the mesh for an ``S x L`` grid on ``num_devices`` devices.
+
+  ``example_shards`` devices hold one seed's data between them; the other
+  ``num_devices / example_shards`` factor is split between seeds and learning
+  rates so that the padded grid has the fewest members, then the fewest padded
+  seeds (a padded seed copies a data set), then the most seed shards (less
+  data per device).
+
+  Example:
+    >>> plan_layout(3, 8, 2).mesh_shape      # rates divide: no padding
+    (1, 2, 1)
+    >>> plan_layout(2, 5, 8, example_shards=2).mesh_shape
+    (2, 2, 2)
+  """
+  num_seeds = _checks.check_int("num_seeds", num_seeds, minimum=1)
+  num_rates = _checks.check_int("num_rates", num_rates, minimum=1)
+  num_devices = _checks.check_int("num_devices", num_devices, minimum=1)
+  example_shards = _checks.check_int("example_shards", example_shards, minimum=1)
+  if num_devices % example_shards:
+    raise ValueError(f"example_shards={example_shards} must divide the device count "
+                     f"{num_devices}")
+  member_devices = num_devices // example_shards
+
+  def cost(seed_devices):
+    layout = Layout(num_seeds, num_rates,
+                    (seed_devices, member_devices // seed_devices, example_shards))
+    return (layout.padded_seeds * layout.padded_rates, layout.padded_seeds - num_seeds,
+            -seed_devices), layout
+
+  return min((cost(a) for a in _divisors(member_devices)), key=lambda c: c[0])[1]
+
+
+def member_partition(num_seeds: int, num_rates: int, num_devices: int):
+  """Mesh shape ``(seed devices, rate devices)`` of `plan_layout` (no example sharding)."""
+  return plan_layout(num_seeds, num_rates, num_devices).mesh_shape[:2]
+
+
+def _is_dataset(node) -> bool:
+  return isinstance(node, Dataset)
+
+
+def _data_specs(data, seed_axis):
+  """A PartitionSpec per data leaf: example axis of every `Dataset`'s x and y."""
+  lead = (seed_axis,) if seed_axis is not None else ()
+
+  def spec(node):
+    if _is_dataset(node):
+      ex = PartitionSpec(*lead, "examples")
+      return node.replace(x=ex, y=ex, class_counts=PartitionSpec(*lead))
+    return PartitionSpec(*lead)
+
+  return jax.tree.map(spec, data, is_leaf=_is_dataset)
+
+
+def _example_sizes(data, per_seed: bool) -> set[int]:
+  sizes = set()
+  for node in jax.tree.leaves(data, is_leaf=_is_dataset):
+    if _is_dataset(node):
+      sizes.add(node.y.shape[1 if per_seed else 0])
+  return sizes
+
+
+def _seed_data_bytes(data, per_seed: bool) -> int:
+  total = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(data))
+  return total // _leading_size(data) if per_seed else total
+
+
+def _device_memory() -> int | None:
+  try:
+    stats = jax.devices()[0].memory_stats()
+  except Exception:  # noqa: BLE001 (backends without memory stats)
+    return None
+  return None if not stats else stats.get("bytes_limit")
+
+
+def _take_rows(leaf, size: int):
+  """``leaf`` with its leading axis padded to ``size`` by repeating the last row."""
+  n = leaf.shape[0]
+  return leaf if n == size else leaf[np.minimum(np.arange(size), n - 1)]
+
+
+def put(tree, sharding_tree):
+  """`jax.device_put` that also works when the mesh spans several processes.
+
+  Every process must pass the same values (host data, or arrays not yet
+  committed to a device), as after a seeded `jax.random` construction.
+  """
+  def one(leaf, sharding):
+    if sharding.is_fully_addressable or jax.process_count() == 1:
+      return jax.device_put(leaf, sharding)
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(put(jax.random.key_data(leaf), sharding),
+                                      impl=jax.random.key_impl(leaf))
+    return jax.device_put(np.asarray(leaf), sharding)
+  return jax.tree.map(one, tree, sharding_tree)
+
+
+def to_host(tree):
+  """Numpy copy of ``tree``, gathering arrays that live on other processes too."""
+  leaves = jax.tree.leaves(tree)
+  if all(getattr(leaf, "is_fully_addressable", True) for leaf in leaves):
+    return jax.device_get(tree)
+  from jax.experimental import multihost_utils
+  return multihost_utils.process_allgather(tree, tiled=True)
+
+
+@dataclasses.dataclass(frozen=True)
 class Sweep:
   """A `Train` vmapped over ``[seeds, learning rates]``.
 
@@ -48,6 +216,11 @@ class Sweep:
     train: the run to sweep.
     data_per_seed: ``True`` if ``data`` has a leading seed axis (a data set per
       seed), ``False`` if all seeds share one data set.
+    example_shards: devices that split one data set along its examples (the
+      ``x`` and ``y`` of every `Dataset` in ``data``); must divide the device
+      count and each data set's size. ``None``: 1, unless a seed's data exceed
+      ``DATA_MEMORY_FRACTION`` of a device's memory, then the fewest shards
+      that fit.
 
   Example:
     >>> sweep = Sweep(train)
@@ -58,22 +231,33 @@ class Sweep:
 
   train: Train
   data_per_seed: bool = True
+  example_shards: int | None = None
 
   @property
   def _data_axis(self):
     return 0 if self.data_per_seed else None
 
+  def _vmap(self, fn, rate_axis_inner):
+    """vmap over rates (inner) and seeds (outer) of ``fn(params, data, lr, key)``."""
+    inner = jax.vmap(fn, in_axes=(None, None, rate_axis_inner, None))
+    return jax.vmap(inner, in_axes=(0, self._data_axis, None, 0))
+
+  @staticmethod
+  def _with_key(fn):
+    return lambda p, d, lr, k: fn(p, d, lr) if k is None else fn(p, d, lr, key=k)
+
   @functools.cached_property
   def _full(self):
-    fn = jax.vmap(jax.vmap(self.train, in_axes=(None, None, 0)),
-                  in_axes=(0, self._data_axis, None))
-    return jax.jit(fn)
+    vmapped = self._vmap(self._with_key(self.train), 0)
+
+    def full(params, data, rates, keys, num_seeds, num_rates):
+      result = vmapped(params, data, rates, keys)
+      return jax.tree.map(lambda a: a[:num_seeds, :num_rates], result)
+    return jax.jit(full, static_argnums=(4, 5))
 
   @functools.cached_property
   def _init(self):
-    fn = jax.vmap(jax.vmap(self.train.init, in_axes=(None, None, 0)),
-                  in_axes=(0, self._data_axis, None))
-    return jax.jit(fn)
+    return jax.jit(self._vmap(self._with_key(self.train.init), 0))
 
   @functools.cached_property
   def _run(self):
@@ -87,31 +271,84 @@ class Sweep:
     inner = jax.vmap(self.train.finish, in_axes=(0, None))
     return jax.jit(jax.vmap(inner, in_axes=(0, self._data_axis)))
 
-  def _place(self, params_S, data, learning_rates_L):
-    """Validates shapes and shards the sweep over local devices."""
+  def layout(self, num_seeds: int, num_rates: int, data) -> Layout:
+    """`plan_layout` of this sweep on ``jax.devices()`` for ``data``."""
+    num_devices = jax.device_count()
+    sizes = _example_sizes(data, self.data_per_seed)
+    shards = self.example_shards
+    if shards is None:
+      shards, memory = 1, _device_memory()
+      if memory and num_devices > 1 and sizes:
+        need = _seed_data_bytes(data, self.data_per_seed) / (DATA_MEMORY_FRACTION * memory)
+        fits = [c for c in _divisors(num_devices) if c >= need and all(n % c == 0 for n in sizes)]
+        shards = fits[0] if fits else 1
+    shards = _checks.check_int("example_shards", shards, minimum=1)
+    if shards > 1:
+      if not sizes:
+        raise ValueError("example_shards > 1 needs the data as a Dataset (or a dict of them)")
+      if any(n % shards for n in sizes):
+        raise ValueError(f"example_shards={shards} must divide every data set's number of "
+                         f"examples, got {sorted(sizes)}")
+    return plan_layout(num_seeds, num_rates, num_devices, example_shards=shards)
+
+  @staticmethod
+  def mesh(layout: Layout) -> Mesh:
+    return Mesh(np.array(jax.devices()).reshape(layout.mesh_shape), MESH_AXES)
+
+  @staticmethod
+  def member_sharding(layout: Layout) -> NamedSharding:
+    """Sharding of state/result leaves ``[padded seeds, members per seed, ...]``."""
+    return NamedSharding(Sweep.mesh(layout), PartitionSpec("seeds", "rates"))
+
+  def _place(self, params_S, data, learning_rates_L, keys_S):
+    """Validates shapes, pads the grid to the mesh and shards it over devices."""
     rates = check_learning_rates(learning_rates_L)
     num_seeds = _leading_size(params_S)
     if self.data_per_seed and _leading_size(data) != num_seeds:
       raise ValueError(f"data has {_leading_size(data)} seeds but params_S has {num_seeds}")
+    if keys_S is not None and _leading_size(keys_S) != num_seeds:
+      raise ValueError(f"keys_S has {_leading_size(keys_S)} keys but params_S has {num_seeds} "
+                       "seeds")
     dtype = jnp.result_type(*jax.tree.leaves(params_S))
-    rates = jnp.asarray(rates, dtype)
-    spec = member_partition(num_seeds, rates.shape[0], jax.device_count())
-    if spec is None:
-      return params_S, data, rates
-    mesh = Mesh(np.array(jax.devices()), ("members",))
-    seeds_sharding = NamedSharding(mesh, PartitionSpec(spec[0]))
-    rates_sharding = NamedSharding(mesh, PartitionSpec(spec[1]))
-    params_S = jax.device_put(params_S, seeds_sharding)
+    layout = self.layout(num_seeds, rates.shape[0], data)
+    rates = jnp.asarray(rates[np.minimum(np.arange(layout.padded_rates), rates.shape[0] - 1)],
+                        dtype)
+    if layout.num_devices == 1:
+      return layout, params_S, data, rates, keys_S
+    pad_seeds = lambda tree: jax.tree.map(lambda a: _take_rows(a, layout.padded_seeds), tree)
+    mesh = self.mesh(layout)
+    by_seed = lambda tree: jax.tree.map(lambda _: NamedSharding(mesh, PartitionSpec("seeds")),
+                                        tree)
+    params_S = put(pad_seeds(params_S), by_seed(params_S))
+    if keys_S is not None:
+      keys_S = put(pad_seeds(keys_S), by_seed(keys_S))
     if self.data_per_seed:
-      data = jax.device_put(data, seeds_sharding)
-    return params_S, data, jax.device_put(rates, rates_sharding)
+      data = pad_seeds(data)
+    specs = _data_specs(data, "seeds" if self.data_per_seed else None)
+    data = put(data, jax.tree.map(lambda s: NamedSharding(mesh, s), specs))
+    rates = put(rates, NamedSharding(mesh, PartitionSpec("rates")))
+    return layout, params_S, data, rates, keys_S
 
-  def __call__(self, params_S, data, learning_rates_L) -> TrainResult:
-    """Runs every member to the end; leaves of the result are ``[S, L, ...]``."""
-    return self._full(*self._place(params_S, data, learning_rates_L))
+  def __call__(self, params_S, data, learning_rates_L, keys_S=None) -> TrainResult:
+    """Runs every member to the end; leaves of the result are ``[S, L, ...]``.
 
-  def init(self, params_S, data, learning_rates_L) -> TrainState:
-    return self._init(*self._place(params_S, data, learning_rates_L))
+    ``keys_S`` (optional): one PRNG key per seed, shared by the seed's
+    learning rates (the run's dropout / shuffling key).
+    """
+    layout, params_S, data, rates, keys_S = self._place(params_S, data, learning_rates_L,
+                                                         keys_S)
+    return self._full(params_S, data, rates, keys_S, layout.num_seeds, layout.num_rates)
+
+  def init(self, params_S, data, learning_rates_L, keys_S=None):
+    """Starts a segmented sweep: ``(layout, state, placed data)``.
+
+    ``state`` leaves are ``[layout.padded_seeds, layout.padded_rates, ...]``
+    (members past ``num_seeds`` / ``num_rates`` are padding); pass the placed
+    data to `run` and `finish`.
+    """
+    layout, params_S, data, rates, keys_S = self._place(params_S, data, learning_rates_L,
+                                                         keys_S)
+    return layout, self._init(params_S, data, rates, keys_S), data
 
   def run(self, state: TrainState, data, num_steps: int):
     """Advances every member ``num_steps`` steps: ``(state, history [S, L, T', ...])``."""
@@ -121,16 +358,20 @@ class Sweep:
     return self._finish(state, data)
 
 
-def member_partition(num_seeds: int, num_rates: int, num_devices: int):
-  """Which sweep axis to shard: ``(seed_spec, rate_spec)`` or None for one device.
+def _gather_rows(state, index_SW):
+  take = jax.vmap(lambda leaf_W, idx_W: leaf_W[idx_W])
+  return jax.tree.map(lambda leaf: take(leaf, index_SW), state)
 
-  Learning rates are preferred (seeds keep their data set local); seeds are used
-  when only they divide evenly; otherwise everything stays on device 0.
+
+@functools.lru_cache(maxsize=None)
+def _gather_fn(sharding):
+  return jax.jit(_gather_rows, out_shardings=sharding)
+
+
+def gather_members(state: Any, index_SW, sharding: NamedSharding | None = None):
+  """``state[s, index_SW[s, j]]`` for every leaf ``[S, W, ...]``: keeps W' members per seed.
+
+  Used to drop decided members between segments without touching the data;
+  ``sharding`` (e.g. `Sweep.member_sharding`) places the result.
   """
-  if num_devices <= 1:
-    return None
-  if num_rates % num_devices == 0:
-    return (None, "members")
-  if num_seeds % num_devices == 0:
-    return ("members", None)
-  return None
+  return _gather_fn(sharding)(state, jnp.asarray(index_SW, jnp.int32))
