@@ -31,12 +31,10 @@ _WORKDIR, _CONFIG = cli.define_flags(__file__)
 
 def main(argv):
   del argv
-  config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib.PRESETS)
+  config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib)
   data_key, init_key, probe_key, map_key = jax.random.split(jax.random.key(config.seed), 4)
   ds = data.heavy_tailed_images(data_key, config.m, config.image_size, signal=config.signal)
   widths = lambda text: tuple(int(f) for f in text.split(","))  # noqa: E731
-  if config.model not in ("cnn", "mlp"):
-    raise ValueError(f"config.model must be 'cnn' or 'mlp', got {config.model!r}")
   model = (SmallCNN(ds.num_classes, features=widths(config.cnn_features))
            if config.model == "cnn" else MLP(ds.num_classes, hidden=widths(config.mlp_hidden)))
   params = model.init(init_key, ds.x[:1])

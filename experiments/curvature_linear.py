@@ -26,7 +26,7 @@ _WORKDIR, _CONFIG = cli.define_flags(__file__)
 
 def main(argv):
   del argv
-  config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib.PRESETS)
+  config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib)
   data_key, init_key, map_key = jax.random.split(jax.random.key(config.seed), 3)
   ds = data.heavy_tailed_labels(data_key, config.m, config.input_dist)
   model = models.LinearSoftmax(ds.num_classes, init_scheme=config.init_scheme)

@@ -24,7 +24,7 @@ _WORKDIR, _CONFIG = cli.define_flags(__file__)
 
 def main(argv):
   del argv
-  config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib.PRESETS)
+  config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib)
   specs = optim.parse_runs(config.runs, config.loss_weighting)
 
   data_key, init_key = jax.random.split(jax.random.key(config.seed))
@@ -44,9 +44,6 @@ def main(argv):
       "group_share": np.bincount(groups, weights=counts) / counts.sum()})
 
   store = train.ResultStore(os.path.join(workdir, "checkpoints"))
-  if config.learning_rate < 0:
-    raise ValueError(f"config.learning_rate must be > 0 (fixed) or 0 (tune), got "
-                     f"{config.learning_rate}")
   grid = dict(exponents=train.SPARSE_EXPONENTS, refine_rounds=config.refine_rounds)
   if config.learning_rate > 0:
     grid = dict(exponents=(float(np.log10(config.learning_rate)),), refine_rounds=0)

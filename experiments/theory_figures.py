@@ -22,7 +22,7 @@ _WORKDIR, _CONFIG = cli.define_flags(__file__)
 
 def main(argv):
   del argv
-  config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib.PRESETS)
+  config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib)
   jobs = {
       "quadratic": lambda: figures.quadratic_figure(config.quadratic_classes,
                                                     config.quadratic_steps),

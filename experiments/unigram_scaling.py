@@ -24,7 +24,7 @@ _WORKDIR, _CONFIG = cli.define_flags(__file__)
 
 def main(argv):
   del argv
-  config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib.PRESETS)
+  config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib)
   start = time.perf_counter()
   records = unigram_scaling.scaling_study(
       [int(d) for d in config.sizes.split(",")], config.methods.split(","), eps=config.eps,

@@ -8,25 +8,140 @@ where they enter, e.g. the learning-rate grid of a sweep.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Iterable
 from typing import Any
 
 import jax
 import numpy as np
+import psutil
 
 
 def is_traced(value: Any) -> bool:
   return isinstance(value, jax.core.Tracer)
 
 
-def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
-  """Returns ``value`` as an int, requiring an integral value >= minimum."""
+def check_int(name: str, value: Any, *, minimum: int | None = None,
+              maximum: int | None = None) -> int:
+  """Returns ``value`` as an int, requiring an integral value in [minimum, maximum]."""
   if isinstance(value, bool) or not isinstance(value, numbers.Integral):
     raise ValueError(f"{name} must be an integer, got {value!r}")
+  if minimum is not None and maximum is not None and not minimum <= value <= maximum:
+    raise ValueError(f"{name} must be an integer in [{minimum}, {maximum}], got {value}")
   if minimum is not None and value < minimum:
     raise ValueError(f"{name} must be >= {minimum}, got {value}")
+  if maximum is not None and value > maximum:
+    raise ValueError(f"{name} must be <= {maximum}, got {value}")
   return int(value)
+
+
+def describe_interval(minimum: float | None = None, maximum: float | None = None, *,
+                      open_minimum: bool = False, open_maximum: bool = False) -> str:
+  """``"> 0"``, ``">= 1"``, ``"in (0, 1]"``, ... (for error messages)."""
+  if minimum is not None and maximum is not None:
+    return (f"in {'(' if open_minimum else '['}{minimum:g}, {maximum:g}"
+            f"{')' if open_maximum else ']'}")
+  if minimum is not None:
+    return f"{'>' if open_minimum else '>='} {minimum:g}"
+  if maximum is not None:
+    return f"{'<' if open_maximum else '<='} {maximum:g}"
+  return "finite"
+
+
+def check_real(name: str, value: Any, *, minimum: float | None = None,
+               maximum: float | None = None, open_minimum: bool = False,
+               open_maximum: bool = False) -> float:
+  """Returns ``value`` as a float, requiring a finite real number in the given interval.
+
+  Example:
+    >>> check_real("divergence_threshold", 0.5, minimum=1.0, open_minimum=True)
+    Traceback (most recent call last):
+    ValueError: divergence_threshold must be a finite number > 1, got 0.5
+  """
+  interval = describe_interval(minimum, maximum, open_minimum=open_minimum,
+                               open_maximum=open_maximum)
+  what = "a finite number" + ("" if interval == "finite" else f" {interval}")
+  if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    raise ValueError(f"{name} must be {what}, got {value!r}")
+  value = float(value)
+  ok = math.isfinite(value)
+  if ok and minimum is not None:
+    ok = value > minimum if open_minimum else value >= minimum
+  if ok and maximum is not None:
+    ok = value < maximum if open_maximum else value <= maximum
+  if not ok:
+    raise ValueError(f"{name} must be {what}, got {value!r}")
+  return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+  if not isinstance(value, (bool, np.bool_)):
+    raise ValueError(f"{name} must be True or False, got {value!r}")
+  return bool(value)
+
+
+def check_int_list(name: str, text: Any, *, minimum: int | None = None,
+                   min_length: int = 1) -> tuple[int, ...]:
+  """Parses a comma-separated list of integers (``"16,32"``), each >= ``minimum``.
+
+  Example:
+    >>> check_int_list("cnn_features", "16,32", minimum=1)
+    (16, 32)
+  """
+  what = "a comma-separated list of integers" + (f" >= {minimum}" if minimum is not None else "")
+  if not isinstance(text, str):
+    raise ValueError(f"{name} must be {what} (e.g. '16,32'), got {text!r}")
+  try:
+    values = tuple(int(part) for part in text.split(","))
+  except ValueError:
+    raise ValueError(f"{name} must be {what} (e.g. '16,32'), got {text!r}") from None
+  if len(values) < min_length or (minimum is not None and min(values) < minimum):
+    raise ValueError(f"{name} must be {what}, at least {min_length} of them, got {text!r}")
+  return values
+
+
+def available_memory_bytes() -> int:
+  """Memory a new allocation can use now: host RAM (``psutil``), or device memory.
+
+  On an accelerator whose runtime reports ``bytes_limit``, the free memory of
+  the first device (its limit minus what is in use) is returned instead.
+  """
+  device = jax.devices()[0]
+  if device.platform != "cpu":
+    stats = device.memory_stats() or {}
+    if "bytes_limit" in stats:
+      return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+  return int(psutil.virtual_memory().available)
+
+
+def format_bytes(num_bytes: float) -> str:
+  for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+    if abs(num_bytes) < 1024 or unit == "PiB":
+      return f"{num_bytes:.3g} {unit}" if unit != "B" else f"{int(num_bytes)} B"
+    num_bytes /= 1024
+  raise AssertionError
+
+
+def check_memory(required_bytes: float, *, what: str, lower: str) -> None:
+  """Refuses work whose estimated peak memory exceeds what is available now.
+
+  Call it before allocating anything (sizes as Python ints, so absurd sizes
+  cannot overflow or allocate).
+
+  Args:
+    required_bytes: estimated peak memory of the work.
+    what: what needs it, e.g. ``"config.m=12 with 3 seeds (n=49152, d=53248)"``.
+    lower: what to lower, e.g. ``"config.m or config.num_seeds (or pick
+      --config.preset=quick)"``.
+
+  Raises:
+    ValueError: naming ``what``, both sizes and ``lower``.
+  """
+  available = available_memory_bytes()
+  if required_bytes > available:
+    raise ValueError(f"{what} needs about {format_bytes(required_bytes)} of memory but "
+                     f"{format_bytes(available)} is available; lower {lower}")
 
 
 def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> Any:

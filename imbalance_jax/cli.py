@@ -1,23 +1,31 @@
-"""Shared scaffolding of the experiment binaries: flags, presets and config.json.
+"""Shared scaffolding of the experiment binaries: flags, presets, checks and config.json.
 
 Every binary ``experiments/<name>.py`` takes ``--workdir`` (required) and
 ``--config`` (default: ``experiments/configs/<name>.py``, overridable field by
-field, e.g. ``--config.preset=small``).
+field, e.g. ``--config.preset=small``). `start` refuses bad input before any
+work: an unknown ``--config.<field>``, a field outside its declared range (the
+config module's ``validate``), a size that does not fit in memory, a
+``--workdir`` that is a file, or a ``--workdir`` holding the results of a
+different config. A rerun with the same ``--workdir`` and config resumes.
 
 Example (the top of a binary)::
 
   _WORKDIR, _CONFIG = cli.define_flags(__file__)
 
   def main(argv):
-    config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib.PRESETS)
+    config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib)
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
-from collections.abc import Mapping
+import runpy
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import ml_collections
 from absl import flags, logging
 from ml_collections import config_flags
 
@@ -26,27 +34,106 @@ from imbalance_jax.config import resolve_preset
 
 
 def define_flags(binary_file: str):
-  """Defines ``--workdir`` and ``--config`` for the binary at ``binary_file``."""
+  """Defines ``--workdir`` and ``--config`` for the binary at ``binary_file``.
+
+  Unknown ``--config.<field>`` overrides are accepted while flags are parsed
+  (ml_collections would otherwise fail inside flag parsing with a bare
+  AttributeError) and refused by `start` with a ValueError listing the valid
+  fields.
+  """
   name = os.path.splitext(os.path.basename(binary_file))[0]
   workdir = flags.DEFINE_string("workdir", None,
                                 "Directory for results, figures and checkpoints.")
   config = config_flags.DEFINE_config_file(
       "config", os.path.join(os.path.dirname(os.path.abspath(binary_file)), "configs",
                              f"{name}.py"),
-      "Experiment config (ml_collections); --config.preset selects a preset.")
+      "Experiment config (ml_collections); --config.preset selects a preset.",
+      lock_config=False, accept_new_attributes=True)
   flags.mark_flag_as_required("workdir")
   return workdir, config
 
 
-def start(workdir_flag, config_flag, presets: Mapping[str, Mapping[str, Any]]):
-  """Resolves the preset, creates the workdir and writes ``config.json`` into it.
+def default_config(config_flag) -> ml_collections.ConfigDict:
+  """The config as its file defines it (without command-line overrides)."""
+  path = config_flags.get_config_filename(flags.FLAGS[config_flag.name])
+  return runpy.run_path(path.split(":", 1)[0])["get_config"]()
+
+
+def check_known_fields(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict,
+                       flag_name: str = "config") -> None:
+  """Raises ValueError naming every field of ``config`` that ``defaults`` lacks."""
+  for key in config.keys():
+    if key not in defaults:
+      close = difflib.get_close_matches(key, list(defaults.keys()), n=1)
+      hint = f" (did you mean --{flag_name}.{close[0]}?)" if close else ""
+      raise ValueError(f"unknown config field --{flag_name}.{key}{hint}; valid fields: "
+                       f"{', '.join(defaults.keys())}")
+
+
+def prepare_workdir(workdir: str | None, config: ml_collections.ConfigDict) -> str:
+  """Creates ``workdir`` (or checks an existing one) and writes ``config.json``.
+
+  An existing ``config.json`` must equal ``config``: the checkpoints in the
+  directory are then results of the same config and a rerun resumes from them.
+
+  Raises:
+    ValueError: naming ``--workdir`` if it is empty, names a file, lies under a
+      file, cannot be written, or holds the results of a different config.
+  """
+  if not workdir:
+    raise ValueError(f"--workdir must name a directory, got {workdir!r}")
+  path = os.path.abspath(workdir)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise ValueError(f"--workdir={workdir} names an existing file; it must name a directory "
+                     "(new or existing)")
+  existing = path
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise ValueError(f"--workdir={workdir} cannot be created: {existing} is a file")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ValueError(f"--workdir={workdir} cannot be written: no write permission on {existing}")
+  config_path = os.path.join(path, "config.json")
+  if os.path.exists(config_path):
+    with open(config_path) as f:
+      previous = json.load(f)
+    current = results.to_jsonable(config)
+    if previous != current:
+      changed = sorted(k for k in set(previous) | set(current)
+                       if previous.get(k) != current.get(k))
+      diff = ", ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in changed)
+      raise ValueError(f"--workdir={workdir} holds results of a different config ({diff}); "
+                       "rerun with the same config to resume, or pass a new --workdir")
+  os.makedirs(path, exist_ok=True)
+  results.write_json(config_path, config)
+  return workdir
+
+
+def start(workdir_flag, config_flag, config_module: Any,
+          validate: Callable[[ml_collections.ConfigDict], Any] | None = None):
+  """Checks the flags, resolves the preset, validates, creates the workdir, writes config.json.
+
+  Args:
+    workdir_flag, config_flag: the holders returned by `define_flags`.
+    config_module: the binary's config module (``PRESETS`` and, if defined,
+      ``validate(config)`` are taken from it), or a mapping of presets.
+    validate: overrides the module's ``validate``.
 
   Returns:
     ``(config, workdir)``.
+
+  Raises:
+    ValueError: before any work, naming the bad field or ``--workdir``.
   """
+  if isinstance(config_module, Mapping):
+    presets = config_module
+  else:
+    presets = config_module.PRESETS
+    validate = validate or getattr(config_module, "validate", None)
+  check_known_fields(config_flag.value, default_config(config_flag), config_flag.name)
   config = resolve_preset(config_flag.value, presets)
-  workdir = workdir_flag.value
-  os.makedirs(workdir, exist_ok=True)
-  results.write_json(os.path.join(workdir, "config.json"), config)
+  if validate is not None:
+    validate(config)
+  workdir = prepare_workdir(workdir_flag.value, config)
   logging.info("preset %r, writing to %s", config.preset, workdir)
   return config, workdir

@@ -1,16 +1,34 @@
-"""Preset resolution for ml_collections experiment configs.
+"""Experiment configs: preset resolution and a declarative check of every field.
 
 A config names a ``preset`` and leaves preset-controlled fields as typed
 placeholders (``ml_collections.config_dict.placeholder(int)``); a field the
 user sets on the command line (``--config.num_steps=50``) wins over the preset.
+
+Each ``experiments/configs/<name>.py`` declares ``FIELDS``, the type and the
+allowed range (or choices) of every config field, and a ``validate(config)``
+that calls `check_fields` and then checks what depends on several fields
+(divisibility, sizes against the machine's memory). `imbalance_jax.cli.start`
+runs it after preset resolution, before any work, so a bad value is a
+``ValueError`` naming ``config.<field>`` and its allowed range.
+
+Example::
+
+  FIELDS = {"preset": config.Choice(PRESETS), "m": config.Int(minimum=1),
+            "learning_rate": config.Real(minimum=0.0)}
+
+  def validate(cfg):
+    config.check_fields(cfg, FIELDS)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import ml_collections
+
+from imbalance_jax import _checks
 
 
 def resolve_preset(config: ml_collections.ConfigDict,
@@ -34,3 +52,107 @@ def resolve_preset(config: ml_collections.ConfigDict,
     raise ValueError(f"config fields {missing} are unset and preset {config.preset!r} "
                      "does not provide them")
   return resolved
+
+
+@dataclasses.dataclass(frozen=True)
+class Int:
+  """An integer field in ``[minimum, maximum]`` (None: unbounded)."""
+
+  minimum: int | None = None
+  maximum: int | None = None
+
+  def check(self, name: str, value: Any) -> int:
+    return _checks.check_int(name, value, minimum=self.minimum, maximum=self.maximum)
+
+
+@dataclasses.dataclass(frozen=True)
+class Real:
+  """A finite real field in an interval (``open_*``: the bound is excluded)."""
+
+  minimum: float | None = None
+  maximum: float | None = None
+  open_minimum: bool = False
+  open_maximum: bool = False
+
+  def check(self, name: str, value: Any) -> float:
+    return _checks.check_real(name, value, minimum=self.minimum, maximum=self.maximum,
+                              open_minimum=self.open_minimum, open_maximum=self.open_maximum)
+
+
+def Positive() -> Real:  # noqa: N802 (reads like the other field types)
+  """A finite real field > 0."""
+  return Real(minimum=0.0, open_minimum=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Bool:
+
+  def check(self, name: str, value: Any) -> bool:
+    return _checks.check_bool(name, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+  """One of ``choices`` (strings)."""
+
+  choices: tuple[str, ...]
+
+  def __init__(self, choices: Iterable[str]):
+    object.__setattr__(self, "choices", tuple(choices))
+
+  def check(self, name: str, value: Any) -> str:
+    return _checks.check_choice(name, value, self.choices)
+
+
+@dataclasses.dataclass(frozen=True)
+class IntList:
+  """A comma-separated list of integers (``"16,32"``), each >= ``minimum``."""
+
+  minimum: int | None = None
+  min_length: int = 1
+
+  def check(self, name: str, value: Any) -> tuple[int, ...]:
+    return _checks.check_int_list(name, value, minimum=self.minimum, min_length=self.min_length)
+
+
+@dataclasses.dataclass(frozen=True)
+class Parsed:
+  """A string field checked by ``parse`` (which raises ValueError on bad input)."""
+
+  parse: Callable[[Any], Any]
+  description: str
+
+  def check(self, name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+      raise ValueError(f"{name} must be {self.description}, got {value!r}")
+    try:
+      return self.parse(value)
+    except ValueError as e:
+      raise ValueError(f"{name} must be {self.description}, got {value!r}: {e}") from None
+
+
+def check_fields(config: ml_collections.ConfigDict, fields: Mapping[str, Any]) -> dict[str, Any]:
+  """Checks every field of ``config`` against its spec in ``fields``.
+
+  Args:
+    config: a resolved config (no None placeholders left).
+    fields: ``{field name: Int(...) | Real(...) | Bool() | Choice(...) |
+      IntList(...) | Parsed(...)}``; it must cover every field of ``config``.
+
+  Returns:
+    ``{field: parsed value}`` (e.g. the tuple of an `IntList`).
+
+  Raises:
+    ValueError: naming ``config.<field>`` and its allowed range or choices.
+
+  Example:
+    >>> check_fields(cfg, {"m": Int(minimum=1), "preset": Choice(["quick"])})
+  """
+  unknown = [k for k in config.keys() if k not in fields]
+  if unknown:
+    raise ValueError(f"config fields {unknown} have no declared type/range; valid fields: "
+                     f"{sorted(fields)}")
+  missing = [k for k in fields if k not in config]
+  if missing:
+    raise ValueError(f"config lacks the declared fields {missing}")
+  return {key: spec.check(f"config.{key}", config[key]) for key, spec in fields.items()}

@@ -11,9 +11,16 @@ finish 200 Adam steps in 16 minutes on the shared 2-core CPU). Step sizes were
 picked by a short manual check on the quick preset (Adam 10^-2.5 fits within
 150 steps; GD 10^-0.5 makes slow progress, 10^0 stalls);
 ``--config.tune=True`` uses the library's tuning instead.
+
+`validate` (run by ``cli.start`` before any work) checks every field against
+``FIELDS`` and the sizes against the machine's memory (`estimate_bytes`).
 """
 
+import jax
 from ml_collections import config_dict
+
+from imbalance_jax import _checks, config, optim
+from imbalance_jax.train import SPARSE_EXPONENTS
 
 PRESETS = {
     "quick": dict(m=5, image_size=16, cnn_features="16,32", num_steps=150, log_every=10,
@@ -49,3 +56,81 @@ def get_config() -> config_dict.ConfigDict:
   config.map_classes = 20  # block-trace map of the head at the end (exact, on features)
   config.seed = 0
   return config
+
+
+RUN = config.Parsed(optim.parse_run, "a run name <optimizer>[+m][@<weighting>] with optimizer in "
+                    f"{tuple(optim.OPTIMIZERS)}")
+FIELDS = {
+    "preset": config.Choice(PRESETS),
+    "m": config.Int(minimum=2, maximum=60),  # in practice memory bounds it: estimate_bytes
+    "image_size": config.Int(minimum=4),
+    "cnn_features": config.IntList(minimum=1),
+    "num_steps": config.Int(minimum=1),
+    "log_every": config.Int(minimum=1),
+    "num_probes": config.Int(minimum=1),
+    "snapshot_steps": config.IntList(minimum=0),
+    "model": config.Choice(("cnn", "mlp")),
+    "mlp_hidden": config.IntList(minimum=1),
+    "adam_run": RUN,
+    "adam_lr": config.Positive(),
+    "gd_run": RUN,
+    "gd_lr": config.Positive(),
+    "tune": config.Bool(),
+    "signal": config.Real(minimum=0.0),
+    "num_groups": config.Int(minimum=1),
+    "map_classes": config.Int(minimum=2),
+    "seed": config.Int(minimum=0),
+}
+
+
+def estimate_bytes(cfg: config_dict.ConfigDict) -> int:
+  """Rough peak memory of one training step with its Hutchinson record.
+
+  Per example: the image, every layer's activations (forward and backward,
+  ``x 3``) and, per probe, the head's features and logits (the probes are
+  vmapped); with ``tune``, 8 sparse step sizes are swept at once.
+  """
+  n, c, size = cfg.m * 2**cfg.m, 2**cfg.m - 1, cfg.image_size
+  if cfg.model == "cnn":
+    widths = [int(w) for w in cfg.cnn_features.split(",")]
+    activations, side = 0, size
+    for width in widths:
+      activations += side * side * width + (side // 2) ** 2 * width
+      side //= 2
+    features = side * side * widths[-1]
+  else:
+    widths = [int(w) for w in cfg.mlp_hidden.split(",")]
+    activations = features = 0
+    for width in widths:
+      activations, features = activations + width, width
+  members = len(SPARSE_EXPONENTS) if cfg.tune else 1
+  per_example = size * size + members * 3 * (activations + c) + cfg.num_probes * (features + c)
+  itemsize = 8 if jax.config.jax_enable_x64 else 4
+  return itemsize * n * per_example
+
+
+def validate(cfg: config_dict.ConfigDict) -> None:
+  """Raises ValueError naming the first bad field (its range), before any work."""
+  config.check_fields(cfg, FIELDS)
+  if cfg.num_steps % cfg.log_every:
+    raise ValueError(f"config.log_every={cfg.log_every} must divide "
+                     f"config.num_steps={cfg.num_steps}")
+  snapshots = config.IntList(minimum=0).check("config.snapshot_steps", cfg.snapshot_steps)
+  if max(snapshots) > cfg.num_steps:
+    raise ValueError(f"config.snapshot_steps must lie in [0, config.num_steps={cfg.num_steps}], "
+                     f"got {cfg.snapshot_steps!r}")
+  num_layers = len(cfg.cnn_features.split(","))
+  if cfg.model == "cnn" and cfg.image_size < 2**num_layers:
+    raise ValueError(f"config.image_size must be >= {2**num_layers} for "
+                     f"{num_layers} conv layers (each halves it), got {cfg.image_size}")
+  m, c = cfg.m, 2**cfg.m - 1
+  _checks.check_memory(
+      estimate_bytes(cfg),
+      what=(f"config.m={m} (n={m * 2**m}, c={c}) with config.image_size={cfg.image_size}, "
+            f"{cfg.model} widths {cfg.cnn_features if cfg.model == 'cnn' else cfg.mlp_hidden} "
+            f"and config.num_probes={cfg.num_probes}"),
+      lower="config.m, config.image_size, the widths or config.num_probes (presets: quick m=5, "
+            "small m=6, paper m=8)")
+  if cfg.map_classes > c:
+    raise ValueError(f"config.map_classes must be in [2, {c}] (the classes at m={m}), "
+                     f"got {cfg.map_classes}")

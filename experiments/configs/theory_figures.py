@@ -2,9 +2,16 @@
 
 Presets (``--config.preset=...``): ``quick`` (well under 2 minutes on a 2-core
 CPU) and ``paper`` (more classes, longer GD runs, a larger init scale delta).
+
+`validate` (run by ``cli.start`` before any work) checks every field against
+``FIELDS`` and the sizes of each figure's problem against the machine's memory.
 """
 
+import math
+
 from ml_collections import config_dict
+
+from imbalance_jax import _checks, config
 
 PRESETS = {
     "quick": dict(quadratic_classes=100, simple_gd_steps=20_000, unigram_max_log10_d=6,
@@ -32,3 +39,48 @@ def get_config() -> config_dict.ConfigDict:
   config.ufm_hidden_dim = 8
   config.seed = 0
   return config
+
+
+FIELDS = {
+    "preset": config.Choice(PRESETS),
+    "quadratic_classes": config.Int(minimum=2),
+    "simple_gd_steps": config.Int(minimum=1),
+    "unigram_max_log10_d": config.Int(minimum=1, maximum=12),
+    "ufm_delta": config.Positive(),
+    "ufm_lr": config.Positive(),
+    "quadratic_steps": config.Int(minimum=1),
+    "simple_classes": config.Int(minimum=2, maximum=40),  # n = lcm(1..c) H_c examples
+    "simple_gd_lr": config.Positive(),
+    "unigram_eps": config.Positive(),
+    "ufm_R": config.Int(minimum=1),
+    "ufm_hidden_dim": config.Int(minimum=3),  # >= the 3 modes of the 4-class STEP labels
+    "seed": config.Int(minimum=0),
+}
+
+
+def validate(cfg: config_dict.ConfigDict) -> None:
+  """Raises ValueError naming the first bad field (its range), before any work.
+
+  Memory (float64 throughout): the quadratic's three optimizer paths
+  ``3 (steps + 1) C``; the simple setting's ``n = sum_k lcm(1..c) / k`` one-hot
+  examples (``n x c`` inputs, logits and gradients); the unigram figure's
+  vectors of size ``10^k``; the UFM's ``hidden_dim x 2 (R + 1)`` features.
+  """
+  config.check_fields(cfg, FIELDS)
+  lower = " (or pick --config.preset=quick)"
+  c = cfg.quadratic_classes
+  _checks.check_memory(8 * 3 * (cfg.quadratic_steps + 1) * c * 2,
+                       what=f"config.quadratic_classes={c} x config.quadratic_steps="
+                            f"{cfg.quadratic_steps}",
+                       lower="config.quadratic_classes or config.quadratic_steps" + lower)
+  c = cfg.simple_classes
+  n = sum(math.lcm(*range(1, c + 1)) // k for k in range(1, c + 1))
+  _checks.check_memory(8 * 4 * n * c, what=f"config.simple_classes={c} (n={n} examples)",
+                       lower="config.simple_classes" + lower)
+  _checks.check_memory(8 * 8 * 10**cfg.unigram_max_log10_d,
+                       what=f"config.unigram_max_log10_d={cfg.unigram_max_log10_d}",
+                       lower="config.unigram_max_log10_d" + lower)
+  _checks.check_memory(8 * 6 * (cfg.ufm_hidden_dim + 4) * 2 * (cfg.ufm_R + 1),
+                       what=f"config.ufm_R={cfg.ufm_R} with config.ufm_hidden_dim="
+                            f"{cfg.ufm_hidden_dim}",
+                       lower="config.ufm_R or config.ufm_hidden_dim" + lower)
