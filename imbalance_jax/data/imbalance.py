@@ -1,10 +1,22 @@
-"""Class-frequency structure: frequency groups for display."""
+"""Class-frequency structure: frequency groups for display, imbalanced subsets.
+
+The subsets are pure functions of a PRNG key and a labelled `Dataset`: they
+draw per-class sizes without replacement (a random priority per example,
+ranked within its class; no loop over classes) and keep the examples in their
+original order. Sizes depend on the data, so they run on the host, not under
+``jit``.
+"""
 
 from __future__ import annotations
 
+import math
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from imbalance_jax import _checks
+from imbalance_jax.types import Dataset
 
 
 def frequency_groups(class_counts, num_groups: int = 10) -> np.ndarray:
@@ -43,3 +55,181 @@ def frequency_groups(class_counts, num_groups: int = 10) -> np.ndarray:
   groups = np.empty_like(consecutive)
   groups[order] = consecutive
   return groups.astype(np.int32)
+
+
+def take(dataset: Dataset, indices) -> Dataset:
+  """Examples ``indices`` of ``dataset`` (class counts recomputed, classes kept).
+
+  Example:
+    >>> ds = take(make_dataset(np.zeros((3, 1)), np.array([0, 1, 1]), 2), [1, 2])
+    >>> ds.class_counts.tolist()
+    [0, 2]
+  """
+  indices = np.asarray(indices, np.int64)
+  y = np.asarray(dataset.y)[indices]
+  counts = np.bincount(y, minlength=dataset.num_classes).astype(np.int32)
+  return Dataset(x=jnp.take(dataset.x, jnp.asarray(indices), axis=0), y=jnp.asarray(y),
+                 class_counts=jnp.asarray(counts), num_classes=dataset.num_classes)
+
+
+def _labels(labels, num_classes: int) -> np.ndarray:
+  labels = np.asarray(labels)
+  if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"labels must be integers of shape [N], got {labels.dtype} {labels.shape}")
+  if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+    raise ValueError(f"labels must lie in [0, num_classes={num_classes})")
+  return labels
+
+
+def per_class_indices(key: jax.Array, labels, counts_per_class, num_classes: int) -> np.ndarray:
+  """Indices of ``counts_per_class[k]`` examples of each class k, drawn without replacement.
+
+  Args:
+    key: PRNG key of the draw.
+    labels: integer labels ``[N]`` in ``[0, num_classes)``.
+    counts_per_class: non-negative ints ``[num_classes]``, each at most the
+      class's size.
+    num_classes: number of classes.
+
+  Returns:
+    Sorted int64 indices into ``labels`` (the original order is kept).
+
+  Example:
+    >>> per_class_indices(jax.random.key(0), [0, 0, 1, 1, 1], [2, 0], 2).tolist()
+    [0, 1]
+  """
+  num_classes = _checks.check_int("num_classes", num_classes, minimum=1)
+  labels = _labels(labels, num_classes)
+  wanted = np.asarray(counts_per_class)
+  if wanted.shape != (num_classes,) or not np.issubdtype(wanted.dtype, np.integer) or np.any(
+      wanted < 0):
+    raise ValueError(f"counts_per_class must be non-negative ints [{num_classes}], got {wanted}")
+  available = np.bincount(labels, minlength=num_classes)
+  short = np.flatnonzero(wanted > available)
+  if short.size:
+    k = short[0]
+    raise ValueError(f"counts_per_class asks for {wanted[k]} examples of class {k}, which has "
+                     f"only {available[k]} ({short.size} classes are short)")
+  priority = np.asarray(jax.random.uniform(key, (labels.size,)))
+  order = np.lexsort((priority, labels))                         # by class, then at random
+  sorted_labels = labels[order]
+  rank = np.arange(labels.size) - np.searchsorted(sorted_labels, sorted_labels, side="left")
+  return np.sort(order[rank < wanted[sorted_labels]])
+
+
+def subsample_per_class(key: jax.Array, dataset: Dataset, counts_per_class) -> Dataset:
+  """Keeps ``counts_per_class[k]`` random examples of each class k (without replacement)."""
+  return take(dataset, per_class_indices(key, dataset.y, counts_per_class, dataset.num_classes))
+
+
+def heavy_tail_counts(class_counts, max_per_class: int | None = None) -> np.ndarray:
+  """Per-class sizes ``ceil(n_1 / k)`` for the k-th most frequent class (pi_k ∝ 1/k).
+
+  Classes are ranked by count (descending, ties by class id); ``n_1`` is
+  ``max_per_class`` or the largest count. A class never keeps more than it
+  has. ImageNet's 1000 classes with ``n_1 = 1300``: 10,217 examples.
+
+  Example:
+    >>> heavy_tail_counts([5, 8, 8, 2]).tolist()
+    [3, 8, 4, 2]
+  """
+  counts = np.asarray(class_counts)
+  if counts.ndim != 1 or counts.size == 0 or np.any(counts < 0):
+    raise ValueError(f"class_counts must be non-negative [C] with C >= 1, got {counts}")
+  n_1 = int(counts.max()) if max_per_class is None else _checks.check_int(
+      "max_per_class", max_per_class, minimum=1)
+  order = np.argsort(-counts, kind="stable")
+  rank = np.empty_like(order)
+  rank[order] = np.arange(1, counts.size + 1)
+  return np.minimum(counts, -(-n_1 // rank)).astype(np.int64)
+
+
+def heavy_tail_subsample(key: jax.Array, dataset: Dataset, *,
+                         max_per_class: int | None = None) -> Dataset:
+  """Heavy-tailed subset: ``ceil(n_1/k)`` examples of the k-th most frequent class.
+
+  Labels and ``num_classes`` are kept (class ids are not re-ranked).
+
+  Args:
+    key: PRNG key choosing the examples.
+    dataset: any labelled `Dataset`.
+    max_per_class: ``n_1`` (default: the largest class count; 1300 for
+      ImageNet).
+
+  Example:
+    >>> ds = make_dataset(np.zeros((40, 1)), np.repeat(np.arange(4), 10), 4)
+    >>> heavy_tail_subsample(jax.random.key(0), ds).class_counts.tolist()
+    [10, 5, 4, 3]
+  """
+  counts = heavy_tail_counts(np.asarray(dataset.class_counts), max_per_class)
+  return subsample_per_class(key, dataset, counts)
+
+
+def uniform_subsample(key: jax.Array, dataset: Dataset, per_class: int) -> Dataset:
+  """Balanced subset: ``per_class`` random examples of every class (small ImageNet: 10).
+
+  Raises:
+    ValueError: if a class has fewer than ``per_class`` examples.
+
+  Example:
+    >>> ds = make_dataset(np.zeros((40, 1)), np.repeat(np.arange(4), 10), 4)
+    >>> uniform_subsample(jax.random.key(0), ds, 3).class_counts.tolist()
+    [3, 3, 3, 3]
+  """
+  per_class = _checks.check_int("per_class", per_class, minimum=1)
+  available = np.asarray(dataset.class_counts)
+  if per_class > available.min():
+    raise ValueError(f"per_class={per_class} exceeds the size of class "
+                     f"{int(available.argmin())} ({int(available.min())} examples)")
+  return subsample_per_class(key, dataset, np.full(dataset.num_classes, per_class))
+
+
+def step_imbalance(key: jax.Array, dataset: Dataset, *, classes=(0, 1, 2, 3),
+                   num_majority: int = 2, majority_count: int = 100,
+                   ratio: float = 10.0) -> Dataset:
+  """STEP-imbalanced subset (paper R): majority classes of ``n_maj``, minority of ``n_maj / R``.
+
+  The chosen ``classes`` are relabelled ``0 .. len(classes)-1`` in the given
+  order; the first ``num_majority`` are the majority classes. Paper R's
+  study: 4 digits, 2 x 100 + 2 x 10 images (``R = 10``).
+
+  Args:
+    key: PRNG key choosing the examples.
+    dataset: any labelled `Dataset`.
+    classes: distinct class ids to keep.
+    num_majority: how many of ``classes`` are majority, in ``[1, len(classes)]``.
+    majority_count: ``n_maj >= 1``.
+    ratio: ``R >= 1``; minority classes keep ``round(n_maj / R) >= 1``.
+
+  Example:
+    >>> ds = make_dataset(np.zeros((400, 1)), np.repeat(np.arange(4), 100), 4)
+    >>> step_imbalance(jax.random.key(0), ds, majority_count=50).class_counts.tolist()
+    [50, 50, 5, 5]
+  """
+  classes = np.asarray(classes)
+  if (classes.ndim != 1 or classes.size == 0 or not np.issubdtype(classes.dtype, np.integer)
+      or np.unique(classes).size != classes.size or classes.min() < 0
+      or classes.max() >= dataset.num_classes):
+    raise ValueError(f"classes must be distinct class ids in [0, {dataset.num_classes}), got "
+                     f"{classes.tolist()}")
+  num_majority = _checks.check_int("num_majority", num_majority, minimum=1)
+  if num_majority > classes.size:
+    raise ValueError(f"num_majority must be <= len(classes)={classes.size}, got {num_majority}")
+  majority_count = _checks.check_int("majority_count", majority_count, minimum=1)
+  _checks.check_positive("ratio", ratio)
+  if isinstance(ratio, bool) or float(ratio) < 1:
+    raise ValueError(f"ratio must be >= 1 (majority over minority size), got {ratio}")
+  minority_count = int(round(majority_count / float(ratio)))
+  if minority_count < 1:
+    raise ValueError(f"majority_count / ratio = {majority_count / float(ratio):.3g} leaves no "
+                     "minority examples; lower ratio or raise majority_count")
+  wanted = np.zeros(dataset.num_classes, np.int64)
+  wanted[classes] = np.where(np.arange(classes.size) < num_majority, majority_count,
+                             minority_count)
+  subset = subsample_per_class(key, dataset, wanted)
+  relabel = np.full(dataset.num_classes, -1, np.int64)
+  relabel[classes] = np.arange(classes.size)
+  y = relabel[np.asarray(subset.y)].astype(np.int32)
+  counts = np.bincount(y, minlength=classes.size).astype(np.int32)
+  return Dataset(x=subset.x, y=jnp.asarray(y), class_counts=jnp.asarray(counts),
+                 num_classes=int(classes.size))

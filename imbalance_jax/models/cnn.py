@@ -1,4 +1,4 @@
-"""Small CNN of paper H (Fig 2, App. A.3): two conv blocks and a Dense ``head``."""
+"""CNNs on 28x28 digits: paper H's small CNN (Fig 2, App. A.3) and paper R's 3-layer CNN."""
 
 from __future__ import annotations
 
@@ -53,6 +53,57 @@ class SmallCNN(nn.Module):
       h = nn.max_pool(nn.relu(h), (2, 2), strides=(2, 2))
     h = h.reshape(h.shape[0], -1)
     init = pytorch_uniform(h.shape[-1])
+    logits = nn.Dense(self.num_classes, kernel_init=init, bias_init=init,
+                      param_dtype=self.param_dtype, name="head")(h)
+    return (logits, h) if return_features else logits
+
+
+class ThreeLayerCNN(nn.Module):
+  """Paper R's 3-layer CNN (Fig 1, 3): three conv blocks, a ``width``-d embedding, a ``head``.
+
+  ``3 x [Conv(width, 3x3, SAME)-ReLU-MaxPool2] -> global average pool -> head``:
+  the head sees a ``width``-dimensional embedding (paper R: d = 32). Paper R
+  gives only "3-layer CNN with embedding dimension 32"; the kernel size,
+  pooling and global pooling are our choices, documented here. PyTorch's
+  default init ``U(±1/sqrt(fan_in))`` throughout, as in `SmallCNN`.
+
+  Attributes:
+    num_classes: C.
+    width: channels of every conv layer = embedding dimension d.
+    kernel_size: square conv kernel size.
+    param_dtype: parameter dtype.
+
+  ``__call__(x, return_features=True)`` also returns the embedding ``[N, width]``.
+
+  Example:
+    >>> model = ThreeLayerCNN(num_classes=4)
+    >>> params = model.init(jax.random.key(0), jnp.ones((2, 28, 28, 1)))
+    >>> model.apply(params, jnp.ones((2, 28, 28, 1))).shape
+    (2, 4)
+  """
+
+  num_classes: int
+  width: int = 32
+  kernel_size: int = 3
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, return_features: bool = False):
+    if x.ndim == 3:
+      x = x[..., None]
+    if x.ndim != 4:
+      raise ValueError(f"x must have shape [N, H, W] or [N, H, W, channels], got {x.shape}")
+    h = x
+    k = self.kernel_size
+    for i in range(3):
+      init = pytorch_uniform(k * k * h.shape[-1])
+      h = nn.Conv(self.width, (k, k), padding="SAME", kernel_init=init, bias_init=init,
+                  param_dtype=self.param_dtype, name=f"conv_{i}")(h)
+      h = nn.relu(h)
+      if min(h.shape[1:3]) >= 2:
+        h = nn.max_pool(h, (2, 2), strides=(2, 2))
+    h = h.mean(axis=(1, 2))
+    init = pytorch_uniform(self.width)
     logits = nn.Dense(self.num_classes, kernel_init=init, bias_init=init,
                       param_dtype=self.param_dtype, name="head")(h)
     return (logits, h) if return_features else logits
