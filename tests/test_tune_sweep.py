@@ -6,6 +6,7 @@ exponent, whether a round was computed, restored from a checkpoint or resumed fr
 its last segment.
 """
 
+import json
 import os
 
 import jax
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import make_linear_train, small_problem
-from imbalance_jax import train
+from imbalance_jax import data, reporting, results, train
 
 EXPONENTS = (-2.0, -1.0, 0.0)  # refinement adds -0.5 and 0.5 around the winner 10**0
 
@@ -125,3 +126,56 @@ def test_segmented_round_resumes_mid_round_and_removes_its_segments(problem, tmp
   assert not os.path.exists(segments)
   assert not os.path.exists(os.path.join(store.directory, "segments", "gd", "round1"))
   assert store.load("gd/round0") is not None and store.load("gd/round1") is not None
+
+
+def _group_losses_by_hand(params, x_ND, y_N, class_to_group):
+  """Mean cross-entropy over the examples of each group, from the final parameters."""
+  head = params["params"]["head"]
+  logits = np.asarray(x_ND) @ np.asarray(head["kernel"]) + np.asarray(head["bias"])
+  top = logits.max(1, keepdims=True)
+  log_z = np.log(np.exp(logits - top).sum(1)) + top[:, 0]
+  loss_N = log_z - logits[np.arange(len(y_N)), y_N]
+  group_N = class_to_group[y_N]
+  return np.array([loss_N[group_N == g].mean() for g in range(class_to_group.max() + 1)])
+
+
+def test_summary_and_records_hold_the_numbers_of_direct_runs(problem, tmp_path):
+  ds, _, sweep, tuned, direct = problem
+  steps = sweep.train.history_steps
+  groups = data.frequency_groups(np.asarray(ds.class_counts[0]), num_groups=3)
+  is_diverged = {e: [not r.finite or r.max_loss > 1.5 * r.initial_loss for r in runs]
+                 for e, runs in direct.items()}
+  best = direct[0.0]
+
+  entry = reporting.summarize_run(tuned)
+  assert entry["learning_rate"] == pytest.approx(1.0)
+  assert entry["final_loss"] == pytest.approx(np.mean([r.final_loss for r in best]), rel=1e-10)
+  assert entry["final_loss_max_over_seeds"] == pytest.approx(max(r.final_loss for r in best),
+                                                              rel=1e-10)
+  by_hand = [_group_losses_by_hand(r.params, ds.x[s], np.asarray(ds.y[s]), groups)
+             for s, r in enumerate(best)]
+  np.testing.assert_allclose(entry["final_group_losses"], np.mean(by_hand, 0), rtol=1e-10)
+  assert entry["diverged"] == pytest.approx([10**e for e, d in sorted(is_diverged.items())
+                                             if any(d)])
+  assert entry["diverged"] == pytest.approx([10**0.5])
+  assert entry["fallback_from"] is None
+  assert set(entry["scores"]) == {f"{10.0**e:.6g}" for e in direct}
+
+  records = list(reporting.history_records("gd", tuned, steps))
+  assert len(records) == len(direct) * 2 * len(steps)
+  for record in records:
+    e = float(np.round(np.log10(record["learning_rate"]), 6))
+    seed, t = record["seed"], list(steps).index(record["step"])
+    assert record["run"] == "gd"
+    assert record["diverged"] == is_diverged[e][seed], record
+    if not record["diverged"]:
+      expected = direct[e][seed].history
+      assert record["loss"] == pytest.approx(float(expected["loss"][t]), rel=1e-10)
+      np.testing.assert_allclose(record["group_loss"], expected["group_loss"][t], rtol=1e-10)
+  # Written and read back as strict JSON (NaN of dropped members becomes null).
+  path = tmp_path / "metrics.jsonl"
+  results.write_jsonl(path, records)
+  lines = path.read_text().splitlines()
+  back = [json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in JSON")) for line in lines]
+  assert len(back) == len(records)
+  assert [r["diverged"] for r in back] == [r["diverged"] for r in records]
