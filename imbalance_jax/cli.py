@@ -109,31 +109,61 @@ def prepare_workdir(workdir: str | None, config: ml_collections.ConfigDict) -> s
   return workdir
 
 
-def start(workdir_flag, config_flag, config_module: Any,
-          validate: Callable[[ml_collections.ConfigDict], Any] | None = None):
-  """Checks the flags, resolves the preset, validates, creates the workdir, writes config.json.
+def resolve(config: ml_collections.ConfigDict, config_module: Any, *,
+            defaults: ml_collections.ConfigDict | None = None,
+            validate: Callable[[ml_collections.ConfigDict], Any] | None = None
+            ) -> ml_collections.ConfigDict:
+  """Checks for unknown fields, resolves the preset and validates (no side effects).
 
   Args:
-    workdir_flag, config_flag: the holders returned by `define_flags`.
-    config_module: the binary's config module (``PRESETS`` and, if defined,
-      ``validate(config)`` are taken from it), or a mapping of presets.
+    config: the config with command-line overrides.
+    config_module: the binary's config module (``PRESETS``, ``get_config`` and,
+      if defined, ``validate(config)`` are taken from it), or a mapping of presets.
+    defaults: the config as its file defines it (default:
+      ``config_module.get_config()``); fields of ``config`` it lacks are refused.
     validate: overrides the module's ``validate``.
 
   Returns:
-    ``(config, workdir)``.
+    The resolved config.
 
-  Raises:
-    ValueError: before any work, naming the bad field or ``--workdir``.
+  Example:
+    >>> config = heavy_tailed_linear.get_config()
+    >>> config.num_seeds = 0
+    >>> cli.resolve(config, heavy_tailed_linear)
+    Traceback (most recent call last):
+    ValueError: config.num_seeds must be >= 1, got 0
   """
   if isinstance(config_module, Mapping):
     presets = config_module
   else:
     presets = config_module.PRESETS
     validate = validate or getattr(config_module, "validate", None)
-  check_known_fields(config_flag.value, default_config(config_flag), config_flag.name)
-  config = resolve_preset(config_flag.value, presets)
+    if defaults is None:
+      defaults = config_module.get_config()
+  if defaults is not None:
+    check_known_fields(config, defaults)
+  config = resolve_preset(config, presets)
   if validate is not None:
     validate(config)
+  return config
+
+
+def start(workdir_flag, config_flag, config_module: Any,
+          validate: Callable[[ml_collections.ConfigDict], Any] | None = None):
+  """`resolve` the config flag, then `prepare_workdir`: all checks before any work.
+
+  Args:
+    workdir_flag, config_flag: the holders returned by `define_flags`.
+    config_module, validate: see `resolve`.
+
+  Returns:
+    ``(config, workdir)``.
+
+  Raises:
+    ValueError: naming the bad field or ``--workdir``.
+  """
+  config = resolve(config_flag.value, config_module, defaults=default_config(config_flag),
+                   validate=validate)
   workdir = prepare_workdir(workdir_flag.value, config)
   logging.info("preset %r, writing to %s", config.preset, workdir)
   return config, workdir

@@ -1,0 +1,226 @@
+"""Bad input is a ValueError naming the argument, raised before any work.
+
+Experiment configs go through `cli.resolve` (unknown fields, preset, the
+config's ``validate``) and `cli.prepare_workdir` in-process, exactly as
+`cli.start` runs them; public API calls are made directly. Every case checks
+that the message names the offending field or argument.
+"""
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from imbalance_jax import (_checks, cli, data, losses, make_dataset, metrics, models, optim,
+                           train)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINARIES = ("heavy_tailed_linear", "curvature_linear", "curvature_cnn", "theory_figures",
+            "unigram_scaling")
+
+
+def config_module(name):
+  return importlib.import_module(f"experiments.configs.{name}")
+
+
+def resolve(name, **overrides):
+  module = config_module(name)
+  config = module.get_config()
+  for key, value in overrides.items():
+    config[key] = value
+  return cli.resolve(config, module)
+
+
+# (binary, overrides, text the message must contain). Sizes flagged "memory" are
+# far beyond any machine (e.g. m=40: n = 40 * 2^40 examples).
+CONFIG_CASES = [
+    ("heavy_tailed_linear", dict(num_seeds=0), "config.num_seeds must be >= 1"),
+    ("heavy_tailed_linear", dict(learning_rate=float("nan")), "config.learning_rate must be"),
+    ("heavy_tailed_linear", dict(learning_rate=-1.0), "config.learning_rate must be"),
+    ("heavy_tailed_linear", dict(divergence_threshold=0.5), "config.divergence_threshold must be"),
+    ("heavy_tailed_linear", dict(divergence_threshold=float("inf")), "config.divergence_threshold"),
+    ("heavy_tailed_linear", dict(m=40), "config.m=40.*lower config.m"),  # memory
+    ("heavy_tailed_linear", dict(m=0), "config.m must be"),
+    ("heavy_tailed_linear", dict(num_steps=0), "config.num_steps"),
+    ("heavy_tailed_linear", dict(log_every=7), "config.log_every=7 must divide"),
+    ("heavy_tailed_linear", dict(segment_steps=7), "config.segment_steps=7"),
+    ("heavy_tailed_linear", dict(refine_rounds=-1), "config.refine_rounds"),
+    ("heavy_tailed_linear", dict(runs="gd,lbfgs"), "config.runs"),
+    ("heavy_tailed_linear", dict(runs="gd,gd"), "config.runs"),
+    ("heavy_tailed_linear", dict(loss_weighting="inverse_cube"), "config.loss_weighting"),
+    ("heavy_tailed_linear", dict(input_dist="cauchy"), "config.input_dist"),
+    ("heavy_tailed_linear", dict(init_scheme="xavier"), "config.init_scheme"),
+    ("heavy_tailed_linear", dict(num_groups=0), "config.num_groups"),
+    ("heavy_tailed_linear", dict(seed=-1), "config.seed"),
+    ("heavy_tailed_linear", dict(preset="huge"), "config.preset must be one of"),
+    ("heavy_tailed_linear", dict(foo=1), r"unknown config field --config.foo; valid fields: .*m,"),
+    ("heavy_tailed_linear", dict(num_sedes=1), "did you mean --config.num_seeds"),
+    ("curvature_linear", dict(m=1), "config.m must be"),
+    ("curvature_linear", dict(m=40), "config.m=40.*lower config.m"),  # memory
+    ("curvature_linear", dict(adam_lr=0.0), "config.adam_lr must be a finite number > 0"),
+    ("curvature_linear", dict(gd_lr=float("inf")), "config.gd_lr"),
+    ("curvature_linear", dict(snapshot_steps="0,10,5000"), "config.snapshot_steps must lie in"),
+    ("curvature_linear", dict(snapshot_steps="0,ten"), "config.snapshot_steps"),
+    ("curvature_linear", dict(map_classes=200), r"config.map_classes must be in \[2, 127\]"),
+    ("curvature_linear", dict(map_dims=5000), r"config.map_dims must be in \[1, 1024\]"),
+    ("curvature_linear", dict(adam_run="adamw"), "config.adam_run"),
+    ("curvature_linear", dict(num_steps=301), "config.log_every=10 must divide"),
+    ("curvature_cnn", dict(model="vit"), "config.model must be one of"),
+    ("curvature_cnn", dict(cnn_features="16,0"), "config.cnn_features"),
+    ("curvature_cnn", dict(cnn_features="4,4,4,4,4"), "config.image_size must be >= 32"),
+    ("curvature_cnn", dict(image_size=2), "config.image_size"),
+    ("curvature_cnn", dict(num_probes=0), "config.num_probes"),
+    ("curvature_cnn", dict(signal=-1.0), "config.signal"),
+    ("curvature_cnn", dict(mlp_hidden=""), "config.mlp_hidden"),
+    ("curvature_cnn", dict(m=30), "config.m=30.*lower config.m"),  # memory
+    ("curvature_cnn", dict(map_classes=1), "config.map_classes"),
+    ("theory_figures", dict(simple_classes=1), "config.simple_classes"),
+    ("theory_figures", dict(simple_classes=30), "config.simple_classes=30.*lower"),  # memory
+    ("theory_figures", dict(unigram_max_log10_d=0), "config.unigram_max_log10_d"),
+    ("theory_figures", dict(unigram_max_log10_d=12), "lower config.unigram_max_log10_d"),
+    ("theory_figures", dict(ufm_hidden_dim=2), "config.ufm_hidden_dim must be >= 3"),
+    ("theory_figures", dict(ufm_lr=0.0), "config.ufm_lr"),
+    ("theory_figures", dict(ufm_delta=float("nan")), "config.ufm_delta"),
+    ("theory_figures", dict(unigram_eps=-0.01), "config.unigram_eps"),
+    ("theory_figures", dict(bar=2.0), "unknown config field --config.bar"),
+    ("unigram_scaling", dict(sizes="100,10"), "config.sizes must be strictly increasing"),
+    ("unigram_scaling", dict(sizes="1,100"), "config.sizes"),
+    ("unigram_scaling", dict(sizes="100,1e13"), "config.sizes"),
+    ("unigram_scaling", dict(sizes="100,10000000000000"), "lower the largest of config.sizes"),
+    ("unigram_scaling", dict(methods="gd,lbfgs"), "config.methods"),
+    ("unigram_scaling", dict(max_steps=75), "config.max_steps=75 must be a multiple"),
+    ("unigram_scaling", dict(min_exponent=3.0), "config.min_exponent=3.0 must be <="),
+    ("unigram_scaling", dict(eps=0.0), "config.eps"),
+    ("unigram_scaling", dict(local_step=0.0), "config.local_step"),
+]
+
+
+@pytest.mark.parametrize("name,overrides,match", CONFIG_CASES,
+                         ids=[f"{c[0]}-{next(iter(c[1]))}={next(iter(c[1].values()))}"
+                              for c in CONFIG_CASES])
+def test_bad_config_field_is_named(name, overrides, match):
+  with pytest.raises(ValueError, match=match):
+    resolve(name, **overrides)
+
+
+@pytest.mark.parametrize("name", BINARIES)
+def test_every_field_is_declared_and_every_preset_is_valid(name, monkeypatch):
+  module = config_module(name)
+  assert set(module.FIELDS) == set(module.get_config().keys())
+  monkeypatch.setattr(_checks, "available_memory_bytes", lambda: 2**50)  # 1 PiB
+  for preset in module.PRESETS:
+    assert resolve(name, preset=preset).preset == preset
+
+
+@pytest.mark.parametrize("name,field", [("heavy_tailed_linear", "config.m or config.num_seeds"),
+                                        ("curvature_linear", "config.m"),
+                                        ("curvature_cnn", "config.m, config.image_size"),
+                                        ("theory_figures", "preset=quick"),
+                                        ("unigram_scaling", "config.sizes")])
+def test_memory_check_names_what_to_lower(name, field, monkeypatch):
+  monkeypatch.setattr(_checks, "available_memory_bytes", lambda: 1024)
+  with pytest.raises(ValueError, match=rf"needs about .* but 1 KiB is available; lower .*"
+                                       rf"{field}"):
+    resolve(name)
+
+
+def test_heavy_tailed_memory_estimate_counts_data_and_members():
+  config = resolve("heavy_tailed_linear", m=3, num_seeds=2, learning_rate=0.5)
+  n, d, c = 24, 32, 7
+  itemsize = 8 if jax.config.jax_enable_x64 else 4
+  assert config_module("heavy_tailed_linear").estimate_bytes(config) == itemsize * (
+      2 * n * d + 2 * (3 * n * c + 4 * c * (d + 1)))
+
+
+def test_workdir_checks(tmp_path):
+  config = resolve("heavy_tailed_linear", m=3)
+  a_file = tmp_path / "results.txt"
+  a_file.write_text("x")
+  with pytest.raises(ValueError, match="--workdir=.*results.txt names an existing file"):
+    cli.prepare_workdir(str(a_file), config)
+  with pytest.raises(ValueError, match="--workdir=.* cannot be created: .*results.txt is a file"):
+    cli.prepare_workdir(str(a_file / "sub"), config)
+  with pytest.raises(ValueError, match="--workdir must name a directory"):
+    cli.prepare_workdir("", config)
+  workdir = str(tmp_path / "run")
+  assert cli.prepare_workdir(workdir, config) == workdir
+  assert json.loads((tmp_path / "run" / "config.json").read_text())["m"] == 3
+  assert cli.prepare_workdir(workdir, config) == workdir  # same config: resumes
+  other = resolve("heavy_tailed_linear", m=4)
+  with pytest.raises(ValueError, match=r"holds results of a different config \(m: 3 -> 4\)"):
+    cli.prepare_workdir(workdir, other)
+
+
+def test_unknown_field_on_the_command_line_is_refused_before_any_work(tmp_path):
+  out = subprocess.run([sys.executable, "-m", "experiments.theory_figures",
+                        f"--workdir={tmp_path / 'run'}", "--config.ufm_dleta=3.0"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert out.returncode != 0
+  assert ("ValueError: unknown config field --config.ufm_dleta (did you mean "
+          "--config.ufm_delta?); valid fields:") in out.stderr
+  assert not (tmp_path / "run").exists()
+
+
+def _tiny():
+  return data.heavy_tailed_labels(jax.random.key(0), 3)
+
+
+def _aux(ds):
+  return {"loss_N": jnp.zeros(ds.y.shape), "prediction_N": ds.y, "logits": None}
+
+
+API_CASES = [
+    (lambda: make_dataset(np.ones((3, 2)), np.array([0, 1, 5]), 3), "y must lie in"),
+    (lambda: make_dataset(np.ones((3, 2)), np.array([0, 1]), 3), "x and y disagree"),
+    (lambda: make_dataset(np.full((2, 2), np.nan), np.array([0, 1]), 2), "x contains NaN"),
+    (lambda: make_dataset(np.ones((2, 2)), np.array([0, 1]), 0), "num_classes"),
+    (lambda: make_dataset(np.ones((2, 2)), np.array([0.0, 1.0]), 2), "y must hold integer"),
+    (lambda: train.make_train(lambda p, d: (0.0, {}), optim.injectable("gd", 0.0), num_steps=0),
+     "num_steps"),
+    (lambda: train.make_train(lambda p, d: (0.0, {}), optim.injectable("gd", 0.0), num_steps=10,
+                              log_every=3), "log_every=3 must divide num_steps=10"),
+    (lambda: train.check_learning_rates([]), "learning_rates must be a non-empty"),
+    (lambda: train.check_learning_rates([0.1, float("nan")]), "learning_rates must be finite"),
+    (lambda: train.check_learning_rates([-0.1]), "learning_rates must be finite and positive"),
+    (lambda: optim.gd(-1.0), "learning_rate"),
+    (lambda: optim.gd(0.1, momentum=1.0), "momentum"),
+    (lambda: optim.adam(0.1, b2=1.5), "b2"),
+    (lambda: optim.adam(0.1, eps=0.0), "eps"),
+    (lambda: optim.injectable("lbfgs", 0.0), "optimizer must be one of"),
+    (lambda: optim.parse_run("sgd+m"), "run 'sgd\\+m': optimizer"),
+    (lambda: optim.parse_runs(""), "runs must name at least one run"),
+    (lambda: losses.class_weights(jnp.array([3, 1]), "inverse_cube"), "weighting"),
+    (lambda: data.frequency_groups([4, 2, 1], num_groups=0), "num_groups"),
+    (lambda: data.frequency_groups([4, -2, 1]), "class_counts"),
+    (lambda: data.heavy_tailed_labels(jax.random.key(0), 0), "m must be >= 1"),
+    (lambda: data.heavy_tailed_labels(jax.random.key(0), 3, "cauchy"), "input_dist"),
+    (lambda: data.heavy_tailed_images(jax.random.key(0), 3, image_size=2), "image_size"),
+    (lambda: data.zipf_distribution(0), "num_classes"),
+    (lambda: models.LinearSoftmax(3, init_scheme="xavier").init(jax.random.key(0),
+                                                                jnp.ones((1, 2))),
+     "init_scheme"),
+    (lambda: train.select({}), "stats must hold at least one"),
+    (lambda: train.tune(lambda e: {}, refine_rounds=-1), "refine_rounds must be >= 0"),
+    (lambda: metrics.classification_metrics(np.zeros(3, np.int32))(None, None, _aux(_tiny()),
+                                                                    _tiny()),
+     "class_to_group"),
+    (lambda: metrics.classification_metrics(np.array([0, -1])), "class_to_group"),
+    (lambda: _checks.check_int_list("cnn_features", "16,x", minimum=1), "cnn_features"),
+]
+
+
+@pytest.mark.parametrize("call,match", API_CASES, ids=[str(i) for i in range(len(API_CASES))])
+def test_bad_public_api_argument_is_named(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()
+
+
+def test_at_least_forty_bad_inputs():
+  assert len(CONFIG_CASES) + len(API_CASES) >= 40
+  assert {c[0] for c in CONFIG_CASES} == set(BINARIES)
