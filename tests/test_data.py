@@ -115,3 +115,46 @@ def test_make_dataset_validates():
     make_dataset(x, np.array([0, 1, 1, 2]), 0)
   with pytest.raises(ValueError, match="integer labels"):
     make_dataset(x, np.array([0.0, 1, 1, 2]), 3)
+
+
+@pytest.mark.parametrize("counts,num_groups,expected", [
+    # Total 24; shares 1/3, 1/6, 1/6, 1/12 x 4; midpoints x 3 = 0.5, 1.25, 1.75, 2.125, 2.375,
+    # 2.625, 2.875.
+    ([8, 4, 4, 2, 2, 2, 2], 3, [0, 1, 1, 2, 2, 2, 2]),
+    # Same counts, 10 groups: midpoints x 10 = 1.67, 4.17, 5.83, 7.08, 7.92, 8.75, 9.58 fall in
+    # raw groups 1, 4, 5, 7, 7, 8, 9, renumbered consecutively 0..5.
+    ([8, 4, 4, 2, 2, 2, 2], 10, [0, 1, 2, 3, 3, 4, 5]),
+    # Unsorted, with a tie and an empty class. Sorted (stable): classes 5, 1, 2, 3, 0, 4 with
+    # shares .40, .25, .15, .15, .05, 0; midpoints x 4 = 0.8, 2.1, 2.9, 3.5, 3.9, 4.0 (clipped to
+    # 3): raw groups 0, 2, 2, 3, 3, 3 -> 0, 1, 1, 2, 2, 2. The tied classes 2 and 3 land in
+    # different groups, the lower class id first.
+    ([1, 5, 3, 3, 0, 8], 4, [2, 1, 1, 2, 2, 0]),
+    # One group: everything in group 0.
+    ([3, 1, 2], 1, [0, 0, 0]),
+])
+def test_frequency_groups_hand_computed(counts, num_groups, expected):
+  groups = data.frequency_groups(np.array(counts), num_groups=num_groups)
+  assert groups.dtype == np.int32
+  assert groups.tolist() == expected
+
+
+def test_heavy_tailed_images_structure():
+  m, size = 3, 5
+  plain = data.heavy_tailed_images(jax.random.key(2), m, size)
+  signal = data.heavy_tailed_images(jax.random.key(2), m, size, signal=2.0)
+  counts = [8, 4, 4, 2, 2, 2, 2]
+  for ds in (plain, signal):
+    assert ds.num_classes == 7 and ds.x.shape == (24, size, size, 1)
+    np.testing.assert_array_equal(ds.class_counts, counts)
+    np.testing.assert_array_equal(ds.y, np.repeat(np.arange(7), counts))
+  x = np.asarray(plain.x)
+  assert x.min() >= 0 and x.max() < 1 and len(np.unique(x)) == x.size  # i.i.d. U[0, 1) noise
+  # The signal adds the same template to every image of a class, a different one per class.
+  added = np.asarray(signal.x, np.float64) - x
+  y = np.asarray(plain.y)
+  templates = np.stack([added[y == k][0] for k in range(7)])
+  np.testing.assert_allclose(added, templates[y], atol=1e-6)
+  assert added.min() >= 0 and added.max() < 2.0
+  assert len(np.unique(templates.reshape(7, -1), axis=0)) == 7
+  other = data.heavy_tailed_images(jax.random.key(3), m, size)
+  assert not np.allclose(other.x, plain.x)

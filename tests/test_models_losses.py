@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from imbalance_jax import losses
-from imbalance_jax.models import LinearSoftmax
+from imbalance_jax.models import LinearSoftmax, SmallCNN
 
 
 def test_linear_pytorch_init_bounds_and_logits():
@@ -59,3 +59,58 @@ def test_weighted_mean_loss_equals_plain_when_losses_equal():
 def test_bad_weighting():
   with pytest.raises(ValueError, match="weighting"):
     losses.class_weights(jnp.ones(3), "balanced")
+
+
+def test_weighted_mean_loss_uses_the_weight_of_each_label():
+  labels = jnp.array([0, 0, 1, 2])
+  loss = jnp.array([1.0, 3.0, 2.0, 4.0])
+  weights = jnp.array([0.5, 2.0, 0.25])
+  # (0.5 * 1 + 0.5 * 3 + 2 * 2 + 0.25 * 4) / 4 = 7 / 4; the plain mean is 10 / 4.
+  np.testing.assert_allclose(losses.weighted_mean_loss(loss, labels, weights), 1.75, rtol=1e-6)
+  np.testing.assert_allclose(losses.weighted_mean_loss(loss, labels), 2.5, rtol=1e-6)
+  # The reweighted objective's gradient: rare classes pull harder.
+  counts = jnp.array([2, 1, 1])
+  w = losses.class_weights(counts, "inverse")  # pi = (1/2, 1/4, 1/4): w = (2, 4, 4) / 3
+  np.testing.assert_allclose(w, [2 / 3, 4 / 3, 4 / 3], rtol=1e-6)
+  grad = jax.grad(losses.weighted_mean_loss)(loss, labels, w)
+  np.testing.assert_allclose(grad, np.array([2, 2, 4, 4]) / 3 / 4, rtol=1e-6)
+
+
+def _conv_same(x_NHWC, kernel_HWIO, bias):
+  """Stride-1 convolution with zero padding k // 2 (cross-correlation, as in Flax)."""
+  k = kernel_HWIO.shape[0]
+  pad = k // 2
+  xp = np.pad(x_NHWC, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  n, h, w, _ = x_NHWC.shape
+  out = np.zeros((n, h, w, kernel_HWIO.shape[-1]))
+  for i in range(h):
+    for j in range(w):
+      patch = xp[:, i:i + k, j:j + k, :]  # [N, k, k, I]
+      out[:, i, j, :] = np.einsum("nabi,abio->no", patch, kernel_HWIO)
+  return out + bias
+
+
+def _max_pool_2x2(x_NHWC):
+  n, h, w, c = x_NHWC.shape
+  return x_NHWC[:, :h - h % 2, :w - w % 2].reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def test_small_cnn_equals_a_float64_numpy_reference():
+  with jax.enable_x64(True):
+    model = SmallCNN(num_classes=3, features=(2, 4), kernel_size=3, param_dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8), jnp.float64)  # [N, H, W]: channel added
+    variables = model.init(jax.random.key(1), x)
+    logits, features = model.apply(variables, x, return_features=True)
+  p = jax.tree.map(np.asarray, variables["params"])
+  h = np.asarray(x)[..., None]
+  for i, fan_in in enumerate((3 * 3 * 1, 3 * 3 * 2)):
+    conv = p[f"conv_{i}"]
+    bound = 1 / np.sqrt(fan_in)  # PyTorch's default init
+    assert np.abs(conv["kernel"]).max() <= bound and np.abs(conv["bias"]).max() <= bound
+    h = _max_pool_2x2(np.maximum(_conv_same(h, conv["kernel"], conv["bias"]), 0))
+  assert h.shape == (2, 2, 2, 4)
+  h = h.reshape(2, -1)
+  np.testing.assert_allclose(features, h, rtol=1e-12, atol=1e-14)
+  head = p["head"]
+  assert head["kernel"].shape == (16, 3) and np.abs(head["kernel"]).max() <= 1 / 4
+  np.testing.assert_allclose(logits, h @ head["kernel"] + head["bias"], rtol=1e-12, atol=1e-14)
