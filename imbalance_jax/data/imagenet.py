@@ -36,7 +36,6 @@ from imbalance_jax.data import imbalance
 from imbalance_jax.data.images import Normalizer, make_image_dataset
 
 IMAGENET_SUBSETS = ("heavy_tail", "uniform")
-IMAGENET_TRAIN_PER_CLASS = 1300
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -118,7 +117,7 @@ def _find_source(data_dir: pathlib.Path, split: str):
 
 def load_imagenet_subset(key: jax.Array, data_dir, subset: str = "heavy_tail", *,
                          split: str = "train", per_class: int = 10,
-                         max_per_class: int = IMAGENET_TRAIN_PER_CLASS, image_size: int = 224,
+                         max_per_class: int | None = None, image_size: int = 224,
                          resize_size: int = 256, num_threads: int = 8):
   """Heavy-Tailed ImageNet or small ImageNet from a local copy, as uint8 images.
 
@@ -130,7 +129,8 @@ def load_imagenet_subset(key: jax.Array, data_dir, subset: str = "heavy_tail", *
       frequent class) or ``"uniform"`` (``per_class`` of every class).
     split: the split to subsample.
     per_class: images per class of the uniform subset.
-    max_per_class: ``n_1`` of the heavy-tailed subset (1300 for ImageNet).
+    max_per_class: ``n_1`` of the heavy-tailed subset; default: the largest
+      class (1300 for ImageNet's training split).
     image_size, resize_size: see `resize_and_center_crop`.
     num_threads: threads decoding images.
 

@@ -173,8 +173,7 @@ def _from_tfds_source(source, num_classes: int) -> Dataset:
   n = len(source)
   if n == 0:
     raise ValueError("the TFDS split holds no examples")
-  examples = source.__getitems__(list(range(n))) if hasattr(source, "__getitems__") else [
-      source[i] for i in range(n)]
+  examples = [source[i] for i in range(n)]
   images = np.stack([np.asarray(e["image"], np.uint8) for e in examples])
   labels = np.asarray([int(e["label"]) for e in examples], np.int32)
   if images.ndim == 3:
