@@ -36,9 +36,39 @@ def test_per_class_and_group_metrics_equal_python_loop():
   np.testing.assert_allclose(got["accuracy"], (pred == labels).mean(), rtol=1e-6)
 
 
-def test_metrics_are_jittable():
-  fn = metrics.classification_metrics(np.array([0, 1, 1]))
-  aux = {"logits": jnp.zeros((4, 3)), "loss_N": jnp.full(4, jnp.log(3.0))}
-  data = type("D", (), {"y": jnp.array([0, 1, 2, 2]), "num_classes": 3})()
+def _hand_example():
+  """Six examples, three classes; group 1 = classes {0, 2}, group 0 = class {1}."""
+  class_to_group = np.array([1, 0, 1])
+  labels = jnp.array([0, 0, 1, 2, 2, 2])
+  loss_N = jnp.array([1.0, 3.0, 2.0, 4.0, 6.0, 5.0])
+  predictions = jnp.array([0, 1, 1, 2, 0, 2])  # correct: 1, 0, 1, 1, 0, 1
+  logits = 2.0 * jax.nn.one_hot(predictions, 3) + jnp.array([0.3, -0.2, 0.1])
+  aux = {"logits": logits, "loss_N": loss_N, "loss": jnp.mean(loss_N)}
+  data = type("D", (), {"y": labels, "num_classes": 3})()
+  return class_to_group, aux, data
+
+
+def test_group_and_class_metrics_on_a_hand_computed_example():
+  class_to_group, aux, data = _hand_example()
+  fn = metrics.classification_metrics(class_to_group, per_class=True)
   out = jax.jit(lambda a: fn(None, None, a, data))(aux)
-  np.testing.assert_allclose(out["group_prob"], [1 / 3, 1 / 3], rtol=1e-6)
+  np.testing.assert_allclose(out["loss"], 21 / 6, rtol=1e-6)
+  np.testing.assert_allclose(out["accuracy"], 4 / 6, rtol=1e-6)
+  # Group 0 = class 1 (one example); group 1 = classes 0 and 2 (five examples).
+  np.testing.assert_allclose(out["group_loss"], [2.0, 19 / 5], rtol=1e-6)
+  np.testing.assert_allclose(out["group_accuracy"], [1.0, 3 / 5], rtol=1e-6)
+  np.testing.assert_allclose(out["group_prob"],
+                             [np.exp(-2.0), np.mean(np.exp(-np.array([1.0, 3, 4, 6, 5])))],
+                             rtol=1e-6)
+  np.testing.assert_allclose(out["class_loss"], [2.0, 2.0, 5.0], rtol=1e-6)
+  np.testing.assert_allclose(out["class_accuracy"], [0.5, 1.0, 2 / 3], rtol=1e-6)
+  # A different grouping gives different numbers (the grouping is really used).
+  swapped = metrics.classification_metrics(np.array([0, 1, 0]))(None, None, aux, data)
+  np.testing.assert_allclose(swapped["group_loss"], [19 / 5, 2.0], rtol=1e-6)
+  by_class = metrics.classification_metrics(np.array([0, 1, 2]))(None, None, aux, data)
+  np.testing.assert_allclose(by_class["group_loss"], [2.0, 2.0, 5.0], rtol=1e-6)
+
+
+def test_per_class_mean_hand_computed():
+  got = metrics.per_class_mean(jnp.array([1.0, 3.0, 5.0, 7.0]), jnp.array([2, 0, 2, 2]), 4)
+  np.testing.assert_allclose(got, [3.0, np.nan, 13 / 3, np.nan], rtol=1e-6)  # NaN: empty class
