@@ -31,8 +31,10 @@ def classification_metrics(class_to_group, *, per_class: bool = False
                            ) -> Callable[..., dict[str, jax.Array]]:
   """Builds a ``metrics_fn(params, grads, aux, data)`` for `imbalance_jax.train`.
 
-  Uses the forward pass the training step already made (``aux['logits']``,
-  ``aux['loss_N']``), so recording costs O(N C) on top of the step.
+  Uses the forward pass the training step already made (``aux['loss_N']``,
+  ``aux['prediction_N']`` and ``aux['label_N']``, falling back to
+  ``argmax(aux['logits'])`` and ``data.y``), so recording costs O(N) segment sums
+  on top of the step and works on chunked passes that never hold all logits.
 
   Args:
     class_to_group: int ``[C]`` group of each class (see
@@ -49,22 +51,33 @@ def classification_metrics(class_to_group, *, per_class: bool = False
   Example:
     >>> metrics_fn = classification_metrics(frequency_groups(ds.class_counts))
   """
-  class_to_group = np.asarray(class_to_group, np.int32)
+  class_to_group = np.asarray(class_to_group)
+  if (class_to_group.ndim != 1 or class_to_group.size == 0
+      or not np.issubdtype(class_to_group.dtype, np.integer) or class_to_group.min() < 0):
+    raise ValueError("class_to_group must be a non-empty 1-d array of non-negative group "
+                     f"indices, got {class_to_group!r}")
+  class_to_group = class_to_group.astype(np.int32)
   num_groups = int(class_to_group.max()) + 1
   class_to_group = jnp.asarray(class_to_group)
 
   def metrics_fn(params, grads, aux, data: Dataset) -> dict[str, jax.Array]:
     del params, grads
+    if data.num_classes != class_to_group.shape[0]:
+      raise ValueError(f"class_to_group has {class_to_group.shape[0]} entries but the data "
+                       f"have num_classes={data.num_classes}")
     loss_N = aux["loss_N"]
-    correct_N = (jnp.argmax(aux["logits"], axis=-1) == data.y).astype(loss_N.dtype)
+    label_N = aux.get("label_N", data.y)
+    prediction_N = (aux["prediction_N"] if "prediction_N" in aux
+                    else jnp.argmax(aux["logits"], axis=-1))
+    correct_N = (prediction_N == label_N).astype(loss_N.dtype)
     prob_N = jnp.exp(-loss_N)
-    group_N = class_to_group[data.y]
+    group_N = class_to_group[label_N]
     values = {"loss": loss_N, "accuracy": correct_N, "prob": prob_N}
     out = {"loss": jnp.mean(loss_N), "accuracy": jnp.mean(correct_N)}
     for name, v in values.items():
       out[f"group_{name}"] = per_class_mean(v, group_N, num_groups)
       if per_class:
-        out[f"class_{name}"] = per_class_mean(v, data.y, data.num_classes)
+        out[f"class_{name}"] = per_class_mean(v, label_N, data.num_classes)
     return out
 
   return metrics_fn

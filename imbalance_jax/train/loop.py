@@ -1,21 +1,31 @@
-"""A training run as a pure function: ``lax.scan`` over full-batch steps.
+"""A training run as a pure function: ``lax.scan`` over optimizer steps.
 
-`make_train` returns a `Train`: ``train(params, data, learning_rate)`` runs
+`make_train` returns a `Train`: ``train(params, data, learning_rate, key)`` runs
 ``num_steps`` steps and returns a `TrainResult` whose metric history was
 recorded inside the scan every ``log_every`` steps (stacked on device, one
 transfer). The same run can be cut into segments (``init`` / ``run`` /
 ``finish``) so a driver can checkpoint between them; segments of equal length
 share one compiled program.
 
+What a step sees is set by ``batching`` (`imbalance_jax.train.batching`): the
+exact full-batch gradient in one pass or accumulated over fixed-size chunks, or
+mini-batches from a per-epoch permutation. Models with state (BatchNorm running
+averages) and randomness (dropout) are supported with ``stateful=True``: the
+state is carried in `TrainState` and the step's key is ``fold_in(key, step)``.
+A stateless full-batch run compiles to the same program as before.
+
 Every step also tracks the loss for divergence: the initial loss, the largest
 finite loss seen and whether any loss was NaN/inf. A sweep uses these to mask
-runs that blow up (see `imbalance_jax.train.selection`).
+runs that blow up (see `imbalance_jax.train.selection`). Stateless full-batch
+runs track the loss of every step; mini-batch and stateful runs track the
+full-training-set loss evaluated at the logged steps (and NaN/inf at every
+step), since a mini-batch loss is not the objective.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.struct
@@ -25,17 +35,27 @@ import numpy as np
 import optax
 
 from imbalance_jax import _checks
+from imbalance_jax.train.batching import FullBatch, MiniBatch, accumulate, num_examples, take
 
-ObjectiveFn = Callable[[Any, Any], tuple[jax.Array, dict]]
+ObjectiveFn = Callable[..., tuple[jax.Array, dict]]
 MetricsFn = Callable[[Any, Any, dict, Any], Any]
+
+_TRAIN_SPLIT = "train"
 
 
 @flax.struct.dataclass
 class TrainState:
-  """Carry of the scan. Leading axes appear when vmapped over a sweep."""
+  """Carry of the scan. Leading axes appear when vmapped over a sweep.
+
+  ``model_state`` holds non-trainable model collections (e.g. ``batch_stats``;
+  ``{}`` for a stateless model) and ``key`` the member's raw key data
+  (``jax.random.key_data``; None when the run needs no randomness).
+  """
 
   params: Any
   opt_state: optax.OptState
+  model_state: Any
+  key: Any
   learning_rate: jax.Array
   step: jax.Array
   initial_loss: jax.Array  # loss at step 0 (NaN before the first step)
@@ -47,9 +67,10 @@ class TrainState:
 class TrainResult:
   """Outcome of a run: final parameters, metric history and loss tracking.
 
-  ``history`` leaves have a leading axis over ``Train.history_steps`` (steps
-  0, k, 2k, ..., num_steps). ``max_loss`` and ``finite`` cover every step,
-  including the final iterate.
+  ``params`` has the structure passed in (the full variables dict, model state
+  included, for a stateful run). ``history`` leaves have a leading axis over
+  ``Train.history_steps`` (steps 0, k, 2k, ..., num_steps). ``max_loss`` and
+  ``finite`` cover every tracked step, including the final iterate.
   """
 
   params: Any
@@ -65,18 +86,34 @@ def _default_metrics(params, grads, aux, data):
   return {"loss": aux["loss"]}
 
 
+def split_data(data) -> tuple[Any, dict]:
+  """``(train, {name: held-out split})`` of a data set or a dict of splits."""
+  if isinstance(data, Mapping):
+    if _TRAIN_SPLIT not in data:
+      raise ValueError(f"data given as a dict of splits must have a 'train' entry, got "
+                       f"{sorted(data)}")
+    return data[_TRAIN_SPLIT], {k: v for k, v in data.items() if k != _TRAIN_SPLIT}
+  return data, {}
+
+
 @dataclasses.dataclass(frozen=True)
 class Train:
   """Pure training run; build with `make_train`.
 
   Attributes:
-    objective_fn: ``(params, data) -> (objective, aux)``; ``aux["loss"]`` (if
+    objective_fn: ``(params, data) -> (objective, aux)``, or with
+      ``stateful=True`` ``(params, data, model_state, key, training) -> (objective,
+      aux)`` with ``aux["model_state"]`` the updated state. ``aux["loss"]`` (if
       present) is the loss tracked for divergence, else the objective.
     make_optimizer: ``learning_rate -> optax.GradientTransformation``.
     num_steps: optimizer steps of a full run.
     log_every: metrics are recorded at steps 0, k, 2k, ... and at the end.
-    metrics_fn: ``(params, grads, aux, data) -> pytree`` evaluated inside the
-      step on the step's own forward pass and gradient.
+    metrics_fn: ``(params, grads, aux, data) -> pytree``. Stateless full-batch
+      runs evaluate it on the step's own forward pass and gradient; mini-batch
+      and stateful runs on an evaluation pass over the whole split (model in
+      evaluation mode, ``grads=None``).
+    stateful: whether ``objective_fn`` takes model state and a key.
+    batching: `FullBatch` or `MiniBatch`.
   """
 
   objective_fn: ObjectiveFn
@@ -84,44 +121,195 @@ class Train:
   num_steps: int
   log_every: int
   metrics_fn: MetricsFn
+  stateful: bool = False
+  batching: FullBatch | MiniBatch = FullBatch()
 
   @property
   def history_steps(self) -> np.ndarray:
     """Steps at which ``history`` was recorded, ``[num_steps // log_every + 1]``."""
     return np.arange(0, self.num_steps + 1, self.log_every)
 
-  def init(self, params, data, learning_rate) -> TrainState:
-    del data
-    dtype = jnp.result_type(*jax.tree.leaves(params))
-    learning_rate = jnp.asarray(learning_rate, dtype)
-    opt_state = self.make_optimizer(learning_rate).init(params)
-    return TrainState(params=params, opt_state=opt_state, learning_rate=learning_rate,
-                      step=jnp.zeros((), jnp.int32), initial_loss=jnp.full((), jnp.nan, dtype),
-                      max_loss=jnp.full((), -jnp.inf, dtype), finite=jnp.ones((), bool))
+  @property
+  def minibatch(self) -> bool:
+    return isinstance(self.batching, MiniBatch)
 
-  def _evaluate(self, params, data):
-    (objective, aux), grads = jax.value_and_grad(self.objective_fn, has_aux=True)(params, data)
-    loss = aux.get("loss", objective) if isinstance(aux, dict) else objective
-    return loss, grads, aux
+  @property
+  def _tracks_every_step(self) -> bool:
+    return not (self.minibatch or self.stateful)
+
+  @property
+  def needs_key(self) -> bool:
+    return self.minibatch
+
+  # -- building blocks ---------------------------------------------------------
+
+  def _split_variables(self, params):
+    if not self.stateful:
+      return params, {}
+    if not isinstance(params, Mapping) or "params" not in params:
+      raise ValueError("with stateful=True, pass the model's full variables dict "
+                       "{'params': ..., 'batch_stats': ...} as params")
+    return params["params"], {k: v for k, v in params.items() if k != "params"}
+
+  def _join_variables(self, params, model_state):
+    return {"params": params, **model_state} if self.stateful else params
+
+  def _objective(self, params, model_state, batch, key, training: bool):
+    if self.stateful:
+      value, aux = self.objective_fn(params, batch, model_state, key, training)
+      aux = dict(aux)
+      # Keep the carried dtypes (Flax makes float32 batch statistics even under x64).
+      model_state = jax.tree.map(lambda new, old: new.astype(old.dtype),
+                                 aux.pop("model_state", model_state), model_state)
+    else:
+      value, aux = self.objective_fn(params, batch)
+      aux = dict(aux) if isinstance(aux, Mapping) else {}
+    loss = aux.get("loss", value)
+    return value, loss, model_state, aux
+
+  def _value_and_grad(self, params, model_state, data, key, chunk_size):
+    """Objective, tracked loss, new model state, aux and gradient over ``data``."""
+
+    def chunk(batch, index):
+      chunk_key = None if key is None else jax.random.fold_in(key, index)
+
+      def objective(p):
+        value, loss, state, aux = self._objective(p, model_state, batch, chunk_key, True)
+        return value, (loss, state, aux)
+
+      (value, (loss, state, aux)), grads = jax.value_and_grad(objective, has_aux=True)(params)
+      return (value, loss, state, grads), aux
+
+    (value, loss, state, grads), aux = accumulate(chunk, data, chunk_size)
+    aux["loss"] = loss
+    return value, loss, state, aux, grads
+
+  def _evaluate(self, params, model_state, data, chunk_size):
+    """Forward pass over ``data`` in evaluation mode: ``(loss, aux)``."""
+
+    def chunk(batch, index):
+      del index
+      _, loss, _, aux = self._objective(params, model_state, batch, None, False)
+      return loss, aux
+
+    loss, aux = accumulate(chunk, data, chunk_size)
+    aux["loss"] = loss
+    return loss, aux
+
+  @property
+  def _eval_chunk_size(self):
+    return (self.batching.eval_chunk_size if self.minibatch else self.batching.chunk_size)
+
+  def _record(self, params, model_state, data, step_metrics=None):
+    """Metrics of the training split (and of held-out splits) at the current iterate."""
+    train_data, held_out = split_data(data)
+    if step_metrics is None:
+      loss, aux = self._evaluate(params, model_state, train_data, self._eval_chunk_size)
+      metrics = self.metrics_fn(params, None, aux, train_data)
+    else:
+      loss, metrics = step_metrics
+    for name, split in held_out.items():
+      _, aux = self._evaluate(params, model_state, split, self._eval_chunk_size)
+      for k, v in self.metrics_fn(params, None, aux, split).items():
+        metrics[f"{name}/{k}"] = v
+    return loss, metrics
 
   @staticmethod
-  def _track(state: TrainState, loss) -> TrainState:
+  def _track(state: TrainState, loss, *, track_value: bool = True) -> TrainState:
     loss = loss.astype(state.max_loss.dtype)
     is_finite = jnp.isfinite(loss)
+    if not track_value:
+      return state.replace(finite=state.finite & is_finite)
     return state.replace(
         initial_loss=jnp.where(state.step == 0, loss, state.initial_loss),
         max_loss=jnp.where(is_finite, jnp.maximum(state.max_loss, loss), state.max_loss),
         finite=state.finite & is_finite)
 
+  def _step_key(self, state: TrainState):
+    if state.key is None:
+      return None
+    return jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
+
+  def _batch(self, state: TrainState, train_data):
+    """The step's mini-batch indices ``[accumulation_steps, micro_batch]``."""
+    batching: MiniBatch = self.batching
+    n = num_examples(train_data)
+    steps_per_epoch = n // batching.batch_size
+    epoch, position = jnp.divmod(state.step, steps_per_epoch)
+    # Step keys are fold_in(key, step) with step < 2**31 - 1: this one is distinct.
+    shuffle_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), 2**31 - 1)
+    order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n)
+    index = jax.lax.dynamic_slice_in_dim(order, position * batching.batch_size,
+                                         batching.batch_size)
+    return index.reshape(batching.accumulation_steps, batching.micro_batch_size)
+
+  def _gradient(self, state: TrainState, data):
+    """``(objective loss, new model state, aux, grads)`` of one optimizer step."""
+    train_data, _ = split_data(data)
+    key = self._step_key(state)
+    if not self.minibatch:
+      _, loss, model_state, aux, grads = self._value_and_grad(
+          state.params, state.model_state, train_data, key, self.batching.chunk_size)
+      return loss, model_state, aux, grads
+    index_AB = self._batch(state, train_data)
+
+    def micro(model_state, inputs):
+      index_B, a = inputs
+      micro_key = None if key is None else jax.random.fold_in(key, a)
+      _, loss, model_state, _, grads = self._value_and_grad(
+          state.params, model_state, take(train_data, index_B), micro_key, None)
+      return model_state, (loss, grads)
+
+    model_state, (losses, grads) = jax.lax.scan(
+        micro, state.model_state,
+        (index_AB, jnp.arange(index_AB.shape[0], dtype=jnp.int32)))
+    grads = jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
+    return jnp.mean(losses), model_state, None, grads
+
   def _step(self, state: TrainState, data, record: bool):
-    loss, grads, aux = self._evaluate(state.params, data)
-    metrics = self.metrics_fn(state.params, grads, aux, data) if record else None
+    loss, model_state, aux, grads = self._gradient(state, data)
+    metrics = None
+    if self._tracks_every_step:
+      state = self._track(state, loss)
+      if record:
+        train_data, _ = split_data(data)
+        step_metrics = (loss, self.metrics_fn(state.params, grads, aux, train_data))
+        _, metrics = self._record(state.params, state.model_state, data, step_metrics)
+    else:
+      if record:
+        eval_loss, metrics = self._record(state.params, state.model_state, data)
+        state = self._track(state, eval_loss)
+      state = self._track(state, loss, track_value=False)
     optimizer = self.make_optimizer(state.learning_rate)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    state = self._track(state, loss).replace(params=params, opt_state=opt_state,
-                                             step=state.step + 1)
+    state = state.replace(params=params, opt_state=opt_state, model_state=model_state,
+                          step=state.step + 1)
     return state, metrics
+
+  # -- public API --------------------------------------------------------------
+
+  def init(self, params, data, learning_rate, key=None) -> TrainState:
+    """The state before step 0. ``key``: the member's PRNG key (None if unused)."""
+    train_data, _ = split_data(data)
+    if self.minibatch:
+      n = num_examples(train_data)
+      if self.batching.batch_size > n:
+        raise ValueError(f"batching.batch_size={self.batching.batch_size} exceeds the "
+                         f"{n} training examples")
+      if key is None:
+        raise ValueError("mini-batch training shuffles with the member's key: pass key "
+                         "(keys_S for a Sweep)")
+    params, model_state = self._split_variables(params)
+    dtype = jnp.result_type(*jax.tree.leaves(params))
+    learning_rate = jnp.asarray(learning_rate, dtype)
+    opt_state = self.make_optimizer(learning_rate).init(params)
+    if key is not None and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+      key = jax.random.key_data(key)  # raw uint32 data: checkpointable like any array
+    return TrainState(params=params, opt_state=opt_state, model_state=model_state, key=key,
+                      learning_rate=learning_rate, step=jnp.zeros((), jnp.int32),
+                      initial_loss=jnp.full((), jnp.nan, dtype),
+                      max_loss=jnp.full((), -jnp.inf, dtype), finite=jnp.ones((), bool))
 
   def run(self, state: TrainState, data, num_steps: int | None = None):
     """Runs ``num_steps`` (a multiple of ``log_every``) steps; returns ``(state, history)``."""
@@ -141,16 +329,22 @@ class Train:
 
   def finish(self, state: TrainState, data):
     """Evaluates the final iterate; returns ``(TrainResult without history, final metrics)``."""
-    loss, grads, aux = self._evaluate(state.params, data)
-    metrics = self.metrics_fn(state.params, grads, aux, data)
+    if self._tracks_every_step:
+      loss, _, aux, grads = self._gradient(state, data)
+      train_data, _ = split_data(data)
+      step_metrics = (loss, self.metrics_fn(state.params, grads, aux, train_data))
+      loss, metrics = self._record(state.params, state.model_state, data, step_metrics)
+    else:
+      loss, metrics = self._record(state.params, state.model_state, data)
     tracked = self._track(state, loss)
-    result = TrainResult(params=state.params, history=None, initial_loss=tracked.initial_loss,
+    result = TrainResult(params=self._join_variables(state.params, state.model_state),
+                         history=None, initial_loss=tracked.initial_loss,
                          final_loss=loss.astype(tracked.max_loss.dtype),
                          max_loss=tracked.max_loss, finite=tracked.finite)
     return result, metrics
 
-  def __call__(self, params, data, learning_rate) -> TrainResult:
-    state, history = self.run(self.init(params, data, learning_rate), data)
+  def __call__(self, params, data, learning_rate, key=None) -> TrainResult:
+    state, history = self.run(self.init(params, data, learning_rate, key), data)
     result, final_metrics = self.finish(state, data)
     history = jax.tree.map(lambda h, f: jnp.concatenate([h, f[None]]), history, final_metrics)
     return result.replace(history=history)
@@ -158,33 +352,49 @@ class Train:
 
 def make_train(objective_fn: ObjectiveFn,
                make_optimizer: Callable[[Any], optax.GradientTransformation], *,
-               num_steps: int, log_every: int = 1, metrics_fn: MetricsFn | None = None) -> Train:
-  """Builds a pure full-batch training run (see `Train`).
+               num_steps: int, log_every: int = 1, metrics_fn: MetricsFn | None = None,
+               stateful: bool = False, batching: FullBatch | MiniBatch | None = None) -> Train:
+  """Builds a pure training run (see `Train`).
 
   Args:
     objective_fn: ``(params, data) -> (objective, aux)``, e.g.
-      `imbalance_jax.train.classification_objective`.
+      `imbalance_jax.train.classification_objective`; with ``stateful=True``
+      ``(params, data, model_state, key, training) -> (objective, aux)``.
     make_optimizer: ``learning_rate -> GradientTransformation``, e.g.
       ``imbalance_jax.optim.injectable("adam", momentum=0.9)``.
     num_steps: number of optimizer steps, ``>= 1``.
     log_every: record metrics every ``log_every`` steps; must divide
       ``num_steps``.
     metrics_fn: ``(params, grads, aux, data) -> pytree``; defaults to the loss.
+    stateful: the model carries state (BatchNorm) and/or randomness (dropout);
+      ``train`` then takes the full variables dict as ``params``.
+    batching: `FullBatch` (default: one pass) or `MiniBatch`.
 
   Returns:
-    A `Train`; ``train(params, data, learning_rate) -> TrainResult`` is pure,
-    so ``jax.jit(jax.vmap(train, (None, None, 0)))`` sweeps learning rates.
+    A `Train`; ``train(params, data, learning_rate, key=None) -> TrainResult``
+    is pure, so ``jax.jit(jax.vmap(train, (None, None, 0)))`` sweeps learning
+    rates. ``data`` is a `Dataset` or ``{"train": Dataset, "test": Dataset}``
+    (held-out metrics are recorded as ``"test/<name>"``).
 
   Example:
+    >>> ds = data.heavy_tailed_labels(jax.random.key(0), m=3)
+    >>> model = models.LinearSoftmax(ds.num_classes)
+    >>> params = model.init(jax.random.key(1), ds.x[:1])
     >>> train = make_train(classification_objective(model.apply),
-    ...                    injectable("gd", momentum=0.0), num_steps=100, log_every=10)
-    >>> result = jax.jit(train)(params, data, 0.1)
+    ...                    optim.injectable("gd", momentum=0.0), num_steps=20, log_every=5)
+    >>> result = jax.jit(train)(params, ds, 0.1)
     >>> result.history["loss"].shape
-    (11,)
+    (5,)
   """
   num_steps = _checks.check_int("num_steps", num_steps, minimum=1)
   log_every = _checks.check_int("log_every", log_every, minimum=1)
   if num_steps % log_every:
     raise ValueError(f"log_every={log_every} must divide num_steps={num_steps}")
+  batching = FullBatch() if batching is None else batching
+  if not isinstance(batching, (FullBatch, MiniBatch)):
+    raise ValueError(f"batching must be a FullBatch or MiniBatch, got {batching!r}")
+  if not callable(objective_fn):
+    raise ValueError(f"objective_fn must be callable, got {objective_fn!r}")
   return Train(objective_fn=objective_fn, make_optimizer=make_optimizer, num_steps=num_steps,
-               log_every=log_every, metrics_fn=metrics_fn or _default_metrics)
+               log_every=log_every, metrics_fn=metrics_fn or _default_metrics,
+               stateful=bool(stateful), batching=batching)

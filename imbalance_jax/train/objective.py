@@ -10,35 +10,75 @@ from imbalance_jax import losses
 from imbalance_jax.types import Dataset
 
 
-def classification_objective(apply_fn: Callable, weighting: str = "none") -> Callable:
-  """``objective(params, data) -> (objective, aux)`` for softmax cross-entropy.
+def _cross_entropy_outputs(logits, data: Dataset, weighting: str):
+  """``(objective, aux)`` of softmax cross-entropy; labels may be ``[N]`` or ``[N, T]``."""
+  loss = losses.cross_entropy(logits, data.y)
+  label_N, loss_N = data.y.reshape(-1), loss.reshape(-1)
+  mean_loss = jnp.mean(loss_N)
+  if weighting == "none":
+    value = mean_loss
+  else:
+    weights_C = losses.class_weights(data.class_counts, weighting).astype(loss_N.dtype)
+    value = losses.weighted_mean_loss(loss_N, label_N, weights_C)
+  aux = {"logits": logits, "loss_N": loss_N, "label_N": label_N,
+         "prediction_N": jnp.argmax(logits, axis=-1).reshape(-1), "loss": mean_loss}
+  return value, aux
+
+
+def classification_objective(apply_fn: Callable, weighting: str = "none", *,
+                             stateful: bool = False) -> Callable:
+  """Softmax cross-entropy as a training objective.
 
   The objective is the (optionally class-reweighted) mean cross-entropy; the
   aux dict carries what metrics reuse without a second forward pass:
-  ``logits [N, C]``, the unweighted per-example ``loss_N [N]`` and their mean
-  ``loss`` (the quantity plotted, tuned on and checked for divergence).
+  ``logits [N, C]``, the unweighted per-example ``loss_N [N]``, ``label_N`` and
+  ``prediction_N`` (argmax) ``[N]``, and the mean ``loss`` (the quantity
+  plotted, tuned on and checked for divergence). For sequence data (labels
+  ``[N, T]``) every token is an example and the ``*_N`` entries are flat
+  ``[N * T]``. Class weights come from ``data.class_counts`` of the whole
+  training set, so chunks and mini-batches see the same weights.
 
   Args:
-    apply_fn: ``(params, x) -> logits``, e.g. ``model.apply``.
+    apply_fn: ``(params, x) -> logits``, e.g. ``model.apply``; with
+      ``stateful=True``, ``(variables, x, train=..., mutable=..., rngs=...)`` as
+      Flax's ``Module.apply`` for a module whose ``__call__(x, train)`` uses
+      BatchNorm (``use_running_average=not train``) or Dropout (rng ``"dropout"``).
     weighting: ``"none"``, ``"inverse"`` (1/pi_k) or ``"inverse_sqrt"``
-      (1/sqrt(pi_k)); weights come from ``data.class_counts`` (see
-      `imbalance_jax.losses.class_weights`).
+      (1/sqrt(pi_k)); see `imbalance_jax.losses.class_weights`.
+    stateful: build ``objective(params, data, model_state, key, training)`` for
+      `imbalance_jax.train.make_train` ``(stateful=True)``; ``aux["model_state"]``
+      is the updated state (batch statistics in training mode).
+
+  Returns:
+    ``objective(params, data) -> (objective, aux)`` (or the stateful form).
 
   Example:
-    >>> objective = classification_objective(LinearSoftmax(255).apply)
-    >>> value, aux = objective(params, data)
+    >>> ds = data.heavy_tailed_labels(jax.random.key(0), m=3)
+    >>> model = models.LinearSoftmax(ds.num_classes)
+    >>> params = model.init(jax.random.key(1), ds.x[:1])
+    >>> value, aux = classification_objective(model.apply)(params, ds)
+    >>> aux["loss_N"].shape == (ds.num_examples,)
+    True
   """
   losses.class_weights(jnp.ones(1), weighting)  # validates `weighting` eagerly
 
-  def objective(params, data: Dataset):
-    logits = apply_fn(params, data.x)
-    loss_N = losses.cross_entropy(logits, data.y)
-    loss = jnp.mean(loss_N)
-    if weighting == "none":
-      value = loss
-    else:
-      weights_C = losses.class_weights(data.class_counts, weighting).astype(loss_N.dtype)
-      value = losses.weighted_mean_loss(loss_N, data.y, weights_C)
-    return value, {"logits": logits, "loss_N": loss_N, "loss": loss}
+  if not stateful:
+    def objective(params, data: Dataset):
+      return _cross_entropy_outputs(apply_fn(params, data.x), data, weighting)
 
-  return objective
+    return objective
+
+  def stateful_objective(params, data: Dataset, model_state, key, training: bool):
+    variables = {"params": params, **model_state}
+    rngs = {"dropout": key} if (key is not None and training) else {}
+    if training and model_state:
+      logits, model_state = apply_fn(variables, data.x, train=True, mutable=list(model_state),
+                                     rngs=rngs)
+      model_state = dict(model_state)
+    else:
+      logits = apply_fn(variables, data.x, train=training, rngs=rngs)
+    value, aux = _cross_entropy_outputs(logits, data, weighting)
+    aux["model_state"] = model_state
+    return value, aux
+
+  return stateful_objective

@@ -1,0 +1,248 @@
+"""Chunked full-batch steps, mini-batches, model state and dropout keys inside `make_train`."""
+
+import flax.linen as nn
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from conftest import small_problem
+from imbalance_jax import data, metrics, optim, train
+from imbalance_jax.train import batching
+
+
+def first(tree):
+  return jax.tree.map(lambda a: a[0], tree)
+
+
+def linear_run(model, counts, batching_=None, num_steps=6, log_every=2, name="adam",
+               weighting="none"):
+  groups = data.frequency_groups(np.asarray(counts), num_groups=3)
+  return train.make_train(train.classification_objective(model.apply, weighting),
+                          optim.injectable(name, 0.9), num_steps=num_steps, log_every=log_every,
+                          metrics_fn=metrics.classification_metrics(groups, per_class=True),
+                          batching=batching_)
+
+
+@pytest.mark.parametrize("chunk_size", [5, 8, 24])
+def test_chunked_full_batch_equals_one_pass(x64, chunk_size):
+  ds, model, params_S = small_problem(num_seeds=1)
+  ds, params = first(ds), first(params_S)  # n = 24: chunks of 5 leave a remainder of 4
+  one_pass = jax.jit(linear_run(model, ds.class_counts, weighting="inverse"))(params, ds, 1e-2)
+  chunked = jax.jit(linear_run(model, ds.class_counts, train.FullBatch(chunk_size),
+                               weighting="inverse"))(params, ds, 1e-2)
+  for key in ("loss", "accuracy", "group_loss", "class_loss", "class_accuracy", "class_prob"):
+    np.testing.assert_allclose(chunked.history[key], one_pass.history[key], rtol=1e-12,
+                               atol=1e-14, err_msg=key)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12), chunked.params,
+               one_pass.params)
+  for field in ("initial_loss", "final_loss", "max_loss"):
+    np.testing.assert_allclose(getattr(chunked, field), getattr(one_pass, field), rtol=1e-12)
+
+
+def test_accumulate_matches_gradient_of_the_whole_objective(x64):
+  ds, model, params_S = small_problem(num_seeds=1)
+  ds, params = first(ds), first(params_S)
+  objective = train.classification_objective(model.apply, "inverse_sqrt")
+
+  def chunk(batch, index):
+    del index
+    (value, aux), grads = jax.value_and_grad(objective, has_aux=True)(params, batch)
+    return (value, grads), aux
+
+  (value, grads), aux = batching.accumulate(chunk, ds, 7)
+  (expected, expected_aux), expected_grads = jax.value_and_grad(objective, has_aux=True)(
+      params, ds)
+  np.testing.assert_allclose(value, expected, rtol=1e-12)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-15), grads,
+               expected_grads)
+  np.testing.assert_allclose(aux["loss_N"], expected_aux["loss_N"], rtol=1e-12)
+  np.testing.assert_array_equal(aux["label_N"], ds.y)
+  assert "logits" not in aux  # [N, C] never assembled
+
+
+def reference_minibatch_params(model, params, ds, key, learning_rate, batch_size, num_steps):
+  """Plain Python loop: permutation per epoch, optax Adam, no lax.scan."""
+  n = ds.y.shape[0]
+  shuffle_key = jax.random.fold_in(key, 2**31 - 1)
+  opt = optax.adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8)
+  state = opt.init(params)
+  loss_fn = lambda p, x, y: optax.losses.softmax_cross_entropy_with_integer_labels(
+      model.apply(p, x), y).mean()
+  steps_per_epoch = n // batch_size
+  for step in range(num_steps):
+    epoch, pos = divmod(step, steps_per_epoch)
+    order = np.asarray(jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n))
+    idx = order[pos * batch_size:(pos + 1) * batch_size]
+    grads = jax.grad(loss_fn)(params, ds.x[idx], ds.y[idx])
+    updates, state = opt.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+  return params
+
+
+@pytest.mark.parametrize("accumulation_steps", [1, 2])
+def test_minibatch_matches_a_python_loop(x64, accumulation_steps):
+  ds, model, params_S = small_problem(num_seeds=1)
+  ds, params = first(ds), first(params_S)
+  key = jax.random.key(7)
+  run = linear_run(model, ds.class_counts,
+                   train.MiniBatch(batch_size=10, accumulation_steps=accumulation_steps),
+                   num_steps=6, log_every=2)  # 2 steps an epoch: 3 epochs, 4 examples unused
+  result = jax.jit(run)(params, ds, 1e-2, key)
+  expected = reference_minibatch_params(model, params, ds, key, 1e-2, 10, 6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10), result.params,
+               expected)
+  # Recorded metrics are those of the whole training set at the logged iterates.
+  full_loss = optax.losses.softmax_cross_entropy_with_integer_labels(
+      model.apply(expected, ds.x), ds.y).mean()
+  np.testing.assert_allclose(result.history["loss"][-1], full_loss, rtol=1e-10)
+  np.testing.assert_allclose(result.final_loss, full_loss, rtol=1e-10)
+
+
+def test_minibatch_shuffling_depends_only_on_the_key(x64):
+  ds, model, params_S = small_problem(num_seeds=1)
+  ds, params = first(ds), first(params_S)
+  run = jax.jit(linear_run(model, ds.class_counts, train.MiniBatch(batch_size=8)))
+  a = run(params, ds, 1e-2, jax.random.key(1))
+  b = run(params, ds, 1e-2, jax.random.key(1))
+  c = run(params, ds, 1e-2, jax.random.key(2))
+  np.testing.assert_array_equal(a.history["loss"], b.history["loss"])
+  assert not np.allclose(a.history["loss"][1:], c.history["loss"][1:])
+
+
+def test_held_out_split_metrics_are_recorded(x64):
+  ds_S, model, params_S = small_problem(num_seeds=2)
+  train_ds, test_ds, params = first(ds_S), jax.tree.map(lambda a: a[1], ds_S), first(params_S)
+  run = linear_run(model, train_ds.class_counts, train.MiniBatch(batch_size=8,
+                                                                 eval_chunk_size=5))
+  result = jax.jit(run)(params, {"train": train_ds, "test": test_ds}, 1e-2, jax.random.key(0))
+  test_loss = optax.losses.softmax_cross_entropy_with_integer_labels(
+      model.apply(result.params, test_ds.x), test_ds.y).mean()
+  np.testing.assert_allclose(result.history["test/loss"][-1], test_loss, rtol=1e-10)
+  assert result.history["test/group_loss"].shape == result.history["group_loss"].shape
+
+
+class BatchNormNet(nn.Module):
+  num_classes: int
+  dropout: float = 0.3
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    dtype = x.dtype  # float64 parameters under x64
+    h = nn.Dense(16, param_dtype=dtype)(x)
+    h = nn.BatchNorm(use_running_average=not train, momentum=0.5, param_dtype=dtype)(h)
+    h = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(h))
+    return nn.Dense(self.num_classes, param_dtype=dtype)(h)
+
+
+def stateful_problem(num_seeds=2, dropout=0.3, dtype=jnp.float32):
+  ds, _, _ = small_problem(num_seeds=num_seeds, dtype=dtype)
+  model = BatchNormNet(ds.num_classes, dropout)
+  variables = jax.vmap(lambda k: model.init(k, ds.x[0, :2]))(
+      jax.random.split(jax.random.key(3), num_seeds))
+  groups = data.frequency_groups(np.asarray(ds.class_counts[0]), num_groups=3)
+  return ds, model, variables, groups
+
+
+def stateful_run(model, groups, batching_=None, num_steps=4):
+  return train.make_train(train.classification_objective(model.apply, stateful=True),
+                          optim.injectable("adam", 0.9), num_steps=num_steps, log_every=2,
+                          metrics_fn=metrics.classification_metrics(groups), stateful=True,
+                          batching=batching_)
+
+
+def test_batchnorm_and_dropout_sweep_over_seeds_and_step_sizes(x64):
+  ds, model, variables, groups = stateful_problem(dtype=jnp.float64)
+  run = stateful_run(model, groups)
+  keys = jax.random.split(jax.random.key(0), 2)
+  rates = jnp.array([1e-3, 1e-2, 1e-1])
+  sweep = jax.jit(jax.vmap(jax.vmap(run, (None, None, 0, None)), (0, 0, None, 0)))
+  result = sweep(variables, ds, rates, keys)
+  assert result.history["loss"].shape == (2, 3, 3)
+  assert np.all(np.isfinite(result.history["loss"]))
+  # Running averages moved away from their init and differ across step sizes.
+  mean = result.params["batch_stats"]["BatchNorm_0"]["mean"]
+  assert not np.allclose(mean, 0.0)
+  assert not np.allclose(mean[:, 0], mean[:, 2])
+  # Recorded metrics use the running averages (evaluation mode, no dropout).
+  final = jax.tree.map(lambda a: a[1, 2], result.params)
+  logits = model.apply(final, ds.x[1], train=False)
+  eval_loss = optax.losses.softmax_cross_entropy_with_integer_labels(logits, ds.y[1]).mean()
+  np.testing.assert_allclose(result.history["loss"][1, 2, -1], eval_loss, rtol=1e-10)
+  np.testing.assert_allclose(result.final_loss[1, 2], eval_loss, rtol=1e-10)
+  # Each member equals its solo run.
+  solo = jax.jit(run)(jax.tree.map(lambda a: a[1], variables), first_of(ds, 1), rates[2],
+                      keys[1])
+  # Flax keeps batch statistics in float32, so agreement is to float32 rounding.
+  np.testing.assert_allclose(solo.history["loss"], result.history["loss"][1, 2], rtol=1e-6)
+
+
+def first_of(tree, i):
+  return jax.tree.map(lambda a: a[i], tree)
+
+
+def test_dropout_keys_differ_across_steps_and_seeds_but_are_reproducible():
+  ds, model, variables, groups = stateful_problem(num_seeds=1, dropout=0.5)
+  ds, variables = first(ds), first(variables)
+  run = stateful_run(model, groups, num_steps=2)
+  state = run.init(variables, ds, 1e-2, jax.random.key(5))
+  keys = [run._step_key(state.replace(step=jnp.asarray(s))) for s in (0, 1)]
+  masks = [nn.Dropout(0.5).apply({}, jnp.ones(64), deterministic=False, rngs={"dropout": k})
+           for k in keys]
+  assert not np.array_equal(masks[0], masks[1])
+  a = jax.jit(run)(variables, ds, 1e-2, jax.random.key(5))
+  b = jax.jit(run)(variables, ds, 1e-2, jax.random.key(5))
+  c = jax.jit(run)(variables, ds, 1e-2, jax.random.key(6))
+  jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+  assert not np.allclose(a.params["params"]["Dense_0"]["kernel"],
+                         c.params["params"]["Dense_0"]["kernel"])
+
+
+def test_stateful_state_survives_a_checkpoint(tmp_path):
+  ds, model, variables, groups = stateful_problem(num_seeds=1)
+  ds, variables = first(ds), first(variables)
+  run = stateful_run(model, groups, train.MiniBatch(batch_size=8), num_steps=4)
+  whole = jax.jit(run)(variables, ds, 1e-2, jax.random.key(2))
+  state = run.init(variables, ds, 1e-2, jax.random.key(2))
+  state, _ = jax.jit(lambda s: run.run(s, ds, 2))(state)
+  store = train.ResultStore(tmp_path)
+  store.save("state", flax.serialization.to_state_dict(state))
+  restored = flax.serialization.from_state_dict(state, store.load("state"))
+  assert restored.model_state and restored.key is not None
+  state, _ = jax.jit(lambda s: run.run(s, ds, 2))(restored)
+  result, _ = run.finish(state, ds)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), result.params,
+               whole.params)
+
+
+def test_stateless_full_batch_step_draws_no_randomness():
+  ds, model, params_S = small_problem(num_seeds=1, dtype=jnp.float32)
+  ds, params = first(ds), first(params_S)
+  run = linear_run(model, ds.class_counts)
+  jaxpr = str(jax.make_jaxpr(run)(params, ds, 1e-2))
+  assert "random" not in jaxpr and "threefry" not in jaxpr
+  state = run.init(params, ds, 1e-2)
+  assert state.model_state == {} and state.key is None
+
+
+def test_bad_batching_is_rejected():
+  ds, model, params_S = small_problem(num_seeds=1)
+  ds, params = first(ds), first(params_S)
+  with pytest.raises(ValueError, match="batching.batch_size"):
+    train.MiniBatch(batch_size=0)
+  with pytest.raises(ValueError, match="accumulation_steps"):
+    train.MiniBatch(batch_size=10, accumulation_steps=3)
+  with pytest.raises(ValueError, match="chunk_size"):
+    train.FullBatch(chunk_size=0)
+  with pytest.raises(ValueError, match="batch_size=100 exceeds"):
+    linear_run(model, ds.class_counts, train.MiniBatch(100)).init(params, ds, 0.1,
+                                                                  jax.random.key(0))
+  with pytest.raises(ValueError, match="key"):
+    linear_run(model, ds.class_counts, train.MiniBatch(8)).init(params, ds, 0.1)
+  with pytest.raises(ValueError, match="batching"):
+    train.make_train(train.classification_objective(model.apply), optim.injectable("gd", 0.0),
+                     num_steps=2, batching="minibatch")
+  with pytest.raises(ValueError, match="'train'"):
+    linear_run(model, ds.class_counts).init(params, {"test": ds}, 0.1)
