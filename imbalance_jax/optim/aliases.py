@@ -18,7 +18,7 @@ from collections.abc import Callable
 import optax
 
 from imbalance_jax import _checks
-from imbalance_jax.optim.transforms import normalize_by_global_norm, scale_by_sign
+from imbalance_jax.optim.transforms import normalize_by_global_norm
 
 ScalarOrSchedule = optax.ScalarOrSchedule
 
@@ -49,7 +49,7 @@ def normalized_gd(learning_rate: ScalarOrSchedule,
 def sign_descent(learning_rate: ScalarOrSchedule,
                  momentum: float = 0.0) -> optax.GradientTransformation:
   """Sign descent: d_t = sign(g_t), elementwise."""
-  return _with_momentum(scale_by_sign(), learning_rate, momentum)
+  return _with_momentum(optax.scale_by_sign(), learning_rate, momentum)
 
 
 def adam(learning_rate: ScalarOrSchedule, momentum: float = 0.9, b2: float = 0.999,

@@ -1,24 +1,14 @@
-"""Direction transforms of paper H App. A.6 as optax GradientTransformations."""
+"""Direction transforms of paper H App. A.6 as optax GradientTransformations.
+
+Sign descent uses ``optax.scale_by_sign`` directly; only the normalisation by the
+global norm (with a zero-gradient guard) is ours.
+"""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import optax
-
-
-def scale_by_sign() -> optax.GradientTransformation:
-  """Replaces each gradient entry by its sign (the sign-descent direction)."""
-
-  def init_fn(params):
-    del params
-    return optax.EmptyState()
-
-  def update_fn(updates, state, params=None):
-    del params
-    return jax.tree.map(jnp.sign, updates), state
-
-  return optax.GradientTransformation(init_fn, update_fn)
 
 
 def normalize_by_global_norm() -> optax.GradientTransformation:
