@@ -1,5 +1,6 @@
 """Chunked full-batch steps, mini-batches, model state and dropout keys inside `make_train`."""
 
+import chex
 import flax.linen as nn
 import flax.serialization
 import jax
@@ -36,8 +37,7 @@ def test_chunked_full_batch_equals_one_pass(x64, chunk_size):
   for key in ("loss", "accuracy", "group_loss", "class_loss", "class_accuracy", "class_prob"):
     np.testing.assert_allclose(chunked.history[key], one_pass.history[key], rtol=1e-12,
                                atol=1e-14, err_msg=key)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12), chunked.params,
-               one_pass.params)
+  chex.assert_trees_all_close(chunked.params, one_pass.params, rtol=1e-12)
   for field in ("initial_loss", "final_loss", "max_loss"):
     np.testing.assert_allclose(getattr(chunked, field), getattr(one_pass, field), rtol=1e-12)
 
@@ -56,8 +56,7 @@ def test_accumulate_matches_gradient_of_the_whole_objective(x64):
   (expected, expected_aux), expected_grads = jax.value_and_grad(objective, has_aux=True)(
       params, ds)
   np.testing.assert_allclose(value, expected, rtol=1e-12)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-15), grads,
-               expected_grads)
+  chex.assert_trees_all_close(grads, expected_grads, rtol=1e-11, atol=1e-15)
   np.testing.assert_allclose(aux["loss_N"], expected_aux["loss_N"], rtol=1e-12)
   np.testing.assert_array_equal(aux["label_N"], ds.y)
   assert "logits" not in aux  # [N, C] never assembled
@@ -92,8 +91,7 @@ def test_minibatch_matches_a_python_loop(x64, accumulation_steps):
                    num_steps=6, log_every=2)  # 2 steps an epoch: 3 epochs, 4 examples unused
   result = jax.jit(run)(params, ds, 1e-2, key)
   expected = reference_minibatch_params(model, params, ds, key, 1e-2, 10, 6)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10), result.params,
-               expected)
+  chex.assert_trees_all_close(result.params, expected, rtol=1e-10)
   # Recorded metrics are those of the whole training set at the logged iterates.
   full_loss = optax.losses.softmax_cross_entropy_with_integer_labels(
       model.apply(expected, ds.x), ds.y).mean()
@@ -160,7 +158,7 @@ def test_batchnorm_and_dropout_sweep_over_seeds_and_step_sizes(x64):
   rates = jnp.array([1e-3, 1e-2, 1e-1])
   sweep = jax.jit(jax.vmap(jax.vmap(run, (None, None, 0, None)), (0, 0, None, 0)))
   result = sweep(variables, ds, rates, keys)
-  assert result.history["loss"].shape == (2, 3, 3)
+  chex.assert_shape(result.history["loss"], (2, 3, 3))
   assert np.all(np.isfinite(result.history["loss"]))
   # Running averages moved away from their init and differ across step sizes.
   mean = result.params["batch_stats"]["BatchNorm_0"]["mean"]
@@ -195,7 +193,7 @@ def test_dropout_keys_differ_across_steps_and_seeds_but_are_reproducible():
   a = jax.jit(run)(variables, ds, 1e-2, jax.random.key(5))
   b = jax.jit(run)(variables, ds, 1e-2, jax.random.key(5))
   c = jax.jit(run)(variables, ds, 1e-2, jax.random.key(6))
-  jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+  chex.assert_trees_all_equal(a.params, b.params)
   assert not np.allclose(a.params["params"]["Dense_0"]["kernel"],
                          c.params["params"]["Dense_0"]["kernel"])
 
@@ -213,8 +211,7 @@ def test_stateful_state_survives_a_checkpoint(tmp_path):
   assert restored.model_state and restored.key is not None
   state, _ = jax.jit(lambda s: run.run(s, ds, 2))(restored)
   result, _ = run.finish(state, ds)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), result.params,
-               whole.params)
+  chex.assert_trees_all_close(result.params, whole.params, rtol=1e-6)
 
 
 def test_stateless_full_batch_step_draws_no_randomness():
