@@ -21,7 +21,6 @@ bits written with one ``where``; no loop runs over barcodes or digits.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from imbalance_jax import _checks
@@ -156,8 +155,7 @@ def barcoded(key: jax.Array, images, labels, *, num_bits: int = 10, copies: int 
   digits = np.tile(np.repeat(np.arange(NUM_DIGIT_CLASSES), copies), num_codes)
   order = np.argsort(labels, kind="stable")                      # images grouped by digit
   starts = np.concatenate([[0], np.cumsum(digit_counts)[:-1]])
-  draws = np.asarray(jax.random.randint(key_copies, (codes.size,), 0,
-                                        jnp.asarray(digit_counts[digits])))
+  draws = imbalance.host_rng(key_copies).integers(0, digit_counts[digits])
   chosen = order[starts[digits] + draws]
   x_bar = stamp_barcodes(images[chosen], codes, num_bits)
   y_bar = (NUM_DIGIT_CLASSES * codes + digits).astype(np.int32)
@@ -198,7 +196,7 @@ def train_validation_split(key: jax.Array, dataset: Dataset,
   n = dataset.num_examples
   if num_validation >= n:
     raise ValueError(f"num_validation must be < the {n} examples, got {num_validation}")
-  perm = np.asarray(jax.random.permutation(key, n))
+  perm = imbalance.host_rng(key).permutation(n)
   return tuple(imbalance.take(dataset, np.sort(part))
                for part in (perm[num_validation:], perm[:num_validation]))
 

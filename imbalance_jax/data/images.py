@@ -374,8 +374,11 @@ def _moments(x, axes):
   return mean, jnp.sqrt(var)
 
 
-def normalize(dataset: Dataset, normalizer: Normalizer, dtype=jnp.float32) -> Dataset:
+def normalize(dataset: Dataset, normalizer: Normalizer, dtype=np.float32) -> Dataset:
   """Returns ``dataset`` with float inputs ``(x - mean) / std`` where ``std > 0``.
+
+  Computed on the host (NumPy, in place on one float copy), so large uint8
+  sets do not need a float copy on the device first.
 
   Example:
     >>> train = load_images("mnist", "train")
@@ -383,14 +386,16 @@ def normalize(dataset: Dataset, normalizer: Normalizer, dtype=jnp.float32) -> Da
     >>> normalize(train, norm).x.dtype
     dtype('float32')
   """
-  x = jnp.asarray(dataset.x, dtype)
-  mean, std = jnp.asarray(normalizer.mean, dtype), jnp.asarray(normalizer.std, dtype)
+  x = np.asarray(dataset.x)
+  mean, std = np.asarray(normalizer.mean, dtype), np.asarray(normalizer.std, dtype)
   try:
-    fits = mean.shape == std.shape and jnp.broadcast_shapes(mean.shape, x.shape[1:]) == x.shape[1:]
+    fits = mean.shape == std.shape and np.broadcast_shapes(mean.shape, x.shape[1:]) == x.shape[1:]
   except ValueError:
     fits = False
   if not fits:
     raise ValueError(f"normalizer of shape {mean.shape} does not fit inputs {x.shape}")
   positive = std > 0
-  scaled = (x - jnp.where(positive, mean, 0)) / jnp.where(positive, std, 1)
-  return dataset.replace(x=scaled)
+  scaled = x.astype(dtype)
+  scaled -= np.where(positive, mean, 0)
+  scaled /= np.where(positive, std, 1)
+  return dataset.replace(x=jnp.asarray(scaled))

@@ -3,8 +3,8 @@
 The subsets are pure functions of a PRNG key and a labelled `Dataset`: they
 draw per-class sizes without replacement (a random priority per example,
 ranked within its class; no loop over classes) and keep the examples in their
-original order. Sizes depend on the data, so they run on the host, not under
-``jit``.
+original order. Sizes depend on the data, so they run on the host (NumPy,
+seeded from the key by `host_rng`), not under ``jit``.
 """
 
 from __future__ import annotations
@@ -57,6 +57,22 @@ def frequency_groups(class_counts, num_groups: int = 10) -> np.ndarray:
   return groups.astype(np.int32)
 
 
+def host_rng(key: jax.Array) -> np.random.Generator:
+  """A NumPy generator seeded by the bits of a JAX PRNG key (typed or raw uint32).
+
+  Host-side data construction (subsets, copies, splits) draws from it: the
+  result stays a pure function of ``key`` without compiling an XLA program
+  for every new array size.
+
+  Example:
+    >>> host_rng(jax.random.key(0)).integers(10) == host_rng(jax.random.key(0)).integers(10)
+    True
+  """
+  if jax.dtypes.issubdtype(jnp.result_type(key), jax.dtypes.prng_key):
+    key = jax.random.key_data(key)
+  return np.random.default_rng(np.asarray(key, np.uint32).ravel().tolist())
+
+
 def take(dataset: Dataset, indices) -> Dataset:
   """Examples ``indices`` of ``dataset`` (class counts recomputed, classes kept).
 
@@ -68,7 +84,7 @@ def take(dataset: Dataset, indices) -> Dataset:
   indices = np.asarray(indices, np.int64)
   y = np.asarray(dataset.y)[indices]
   counts = np.bincount(y, minlength=dataset.num_classes).astype(np.int32)
-  return Dataset(x=jnp.take(dataset.x, jnp.asarray(indices), axis=0), y=jnp.asarray(y),
+  return Dataset(x=jnp.asarray(np.asarray(dataset.x)[indices]), y=jnp.asarray(y),
                  class_counts=jnp.asarray(counts), num_classes=dataset.num_classes)
 
 
@@ -110,7 +126,7 @@ def per_class_indices(key: jax.Array, labels, counts_per_class, num_classes: int
     k = short[0]
     raise ValueError(f"counts_per_class asks for {wanted[k]} examples of class {k}, which has "
                      f"only {available[k]} ({short.size} classes are short)")
-  priority = np.asarray(jax.random.uniform(key, (labels.size,)))
+  priority = host_rng(key).random(labels.size)
   order = np.lexsort((priority, labels))                         # by class, then at random
   sorted_labels = labels[order]
   rank = np.arange(labels.size) - np.searchsorted(sorted_labels, sorted_labels, side="left")
