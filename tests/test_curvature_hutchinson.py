@@ -129,3 +129,76 @@ def test_bad_arguments_raise_naming_the_argument():
                                       probe_batch_size=0)
   with pytest.raises(ValueError, match="layer"):
     curvature.restrict_to_layer(loss, {"params": {"head": params}}, "missing")
+
+
+# A quadratic 0.5 p^T H p with one leaf of four coordinates and two blocks {0, 1}, {2, 3}:
+# a probe's sample for block b is Tr(H_bb) + 2 v_i v_j H_ij (i < j in b), i.e. Tr(H_bb) +- 2 H_ij.
+H = np.array([[2.0, 0.5, 0.0, 0.0], [0.5, 3.0, 0.0, 0.0], [0.0, 0.0, 1.0, -0.7],
+              [0.0, 0.0, -0.7, 4.0]])
+QUAD_IDS = {"p": jnp.array([0, 0, 1, 1])}
+QUAD_TRACES = np.array([5.0, 5.0])
+QUAD_OFFDIAG = np.array([0.5, -0.7])
+
+
+def _quadratic():
+  h = jnp.asarray(H)
+  return (lambda p: 0.5 * p["p"] @ h @ p["p"]), {"p": jnp.array([0.3, -1.0, 2.0, 0.5])}
+
+
+@pytest.mark.parametrize("num_probes", [2, 7, 40])
+def test_standard_error_formula_on_a_two_point_distribution(num_probes):
+  with jax.enable_x64(True):
+    loss, params = _quadratic()
+    est = jax.jit(functools.partial(curvature.hutchinson_block_traces, loss, params, QUAD_IDS,
+                                    num_blocks=2, num_probes=num_probes))(
+                                        key=jax.random.key(num_probes))
+  # Each sample is T +- 2h: the mean fixes the fraction of + signs, hence the sample variance.
+  signs_mean = (np.asarray(est.traces) - QUAD_TRACES) / (2 * QUAD_OFFDIAG)
+  num_plus = (1 + signs_mean) * num_probes / 2
+  np.testing.assert_allclose(num_plus, np.round(num_plus), atol=1e-9)  # whole numbers of probes
+  variance = (2 * QUAD_OFFDIAG) ** 2 * (1 - signs_mean**2) * num_probes / (num_probes - 1)
+  np.testing.assert_allclose(est.stderr, np.sqrt(variance / num_probes), rtol=1e-9, atol=1e-12)
+
+
+def test_single_probe_has_nan_stderr():
+  with jax.enable_x64(True):
+    loss, params = _quadratic()
+    est = jax.jit(functools.partial(curvature.hutchinson_block_traces, loss, params, QUAD_IDS,
+                                    num_blocks=2, num_probes=1))(key=jax.random.key(0))
+  assert np.all(np.isnan(est.stderr))
+  assert np.all(np.isin(np.round(np.asarray(est.traces) - QUAD_TRACES, 12),
+                        np.round(np.stack([2 * QUAD_OFFDIAG, -2 * QUAD_OFFDIAG]), 12)))
+
+
+def test_chunked_probes_equal_vmapped_probes():
+  with jax.enable_x64(True):
+    x, params, loss = _linear_problem()
+    ids = curvature.dense_block_ids(params)
+    kwargs = dict(num_blocks=C, key=jax.random.key(5), num_probes=10)
+    whole = jax.jit(lambda: curvature.hutchinson_block_traces(loss, params, ids, **kwargs))()
+    chunked = jax.jit(lambda: curvature.hutchinson_block_traces(  # 3 does not divide 10
+        loss, params, ids, probe_batch_size=3, **kwargs))()
+    np.testing.assert_allclose(chunked.traces, whole.traces, rtol=1e-12)
+    np.testing.assert_allclose(chunked.stderr, whole.stderr, rtol=1e-12)
+
+
+def test_pooled_estimate_is_unbiased_within_standard_errors():
+  """Many independent estimates pooled: the mean is within 4 pooled standard errors of the
+  exact traces, and those standard errors are small enough for that to mean something."""
+  with jax.enable_x64(True):
+    x, params, loss = _linear_problem()
+    exact = np.asarray(curvature.linear_block_traces(x @ params["kernel"] + params["bias"], x))
+    ids = curvature.dense_block_ids(params)
+    reps = 64
+    est = jax.jit(jax.vmap(functools.partial(
+        curvature.hutchinson_block_traces, loss, params, ids, num_blocks=C, num_probes=64,
+        probe_batch_size=16)))(key=jax.random.split(jax.random.key(11), reps))
+    traces = np.asarray(est.traces)
+    pooled = traces.mean(0)
+    pooled_err = traces.std(0, ddof=1) / np.sqrt(reps)
+    assert np.all(np.abs(pooled - exact) < 4 * pooled_err), (pooled, exact, pooled_err)
+    assert np.all(pooled_err < 0.02 * exact)
+    # A biased estimator (e.g. one that dropped the bias coordinates) would be caught.
+    nobias = np.asarray(curvature.linear_block_traces(x @ params["kernel"] + params["bias"], x,
+                                                      bias=False))
+    assert np.all(np.abs(pooled - nobias) > 4 * pooled_err)
