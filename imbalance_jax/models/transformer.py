@@ -11,7 +11,7 @@ as in PyTorch's ``TransformerEncoderLayer`` (the authors' 2-layer model) with a
 causal mask. ``layer_norm=False`` and ``mlp_dim=0`` remove LayerNorm and the
 MLP; with ``dropout_rate=0`` this is the simplified transformer of Fig 5
 (embedding -> attention -> classifier, residual kept). Named configurations:
-`TRANSFORMER_CONFIGS` / `transformer`.
+`TRANSFORMER_CONFIGS` / `make_transformer`.
 
 Initialisation: N(0, 0.02) for the embedding, MLP and head kernels, zero biases;
 the attention projections follow PyTorch's ``nn.MultiheadAttention``
@@ -62,13 +62,12 @@ def sinusoidal_positions(seq_len: int, d_model: int, dtype=jnp.float32) -> jax.A
     >>> sinusoidal_positions(3, 4)[0].tolist()
     [0.0, 1.0, 0.0, 1.0]
   """
-  position = jnp.arange(seq_len, dtype=jnp.float32)[:, None]
-  rate = jnp.exp(jnp.arange(0, d_model, 2, dtype=jnp.float32) * (-math.log(10000.0) / d_model))
+  position = jnp.arange(seq_len, dtype=dtype)[:, None]
+  rate = jnp.exp(jnp.arange(0, d_model, 2, dtype=dtype) * (-math.log(10000.0) / d_model))
   angles = position * rate
-  pe = jnp.zeros((seq_len, d_model), jnp.float32)
+  pe = jnp.zeros((seq_len, d_model), dtype)
   pe = pe.at[:, 0::2].set(jnp.sin(angles))
-  pe = pe.at[:, 1::2].set(jnp.cos(angles[:, :d_model // 2]))
-  return pe.astype(dtype)
+  return pe.at[:, 1::2].set(jnp.cos(angles[:, :d_model // 2]))
 
 
 class CausalSelfAttention(nn.Module):
@@ -192,14 +191,14 @@ class Transformer(nn.Module):
     return (logits, features) if return_features else logits
 
 
-def transformer(name: str, vocab_size: int, **overrides) -> Transformer:
+def make_transformer(name: str, vocab_size: int, **overrides) -> Transformer:
   """A `Transformer` from `TRANSFORMER_CONFIGS` (``"simplified"``, ``"one_layer"``,
   ``"two_layer"``, ``"gpt2_small"``), with fields overridden by keyword.
 
   Example:
-    >>> transformer("two_layer", 9922).d_model
+    >>> make_transformer("two_layer", 9922).d_model
     1000
-    >>> transformer("simplified", 100, d_model=32, train_only_head=True).mlp_dim
+    >>> make_transformer("simplified", 100, d_model=32, train_only_head=True).mlp_dim
     0
   """
   _checks.check_choice("name", name, TRANSFORMER_CONFIGS)

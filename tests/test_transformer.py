@@ -1,0 +1,238 @@
+"""Causal transformer LM: masking, dropout keys, head-only training, FLOPs, references."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from imbalance_jax import losses, metrics, models
+from imbalance_jax.models import transformer as tr
+
+V, T = 23, 6
+
+
+def small(dtype=jnp.float32, **overrides):
+  fields = dict(vocab_size=V, num_layers=2, d_model=8, num_heads=2, mlp_dim=12,
+                dropout_rate=0.0, param_dtype=dtype)
+  return tr.Transformer(**{**fields, **overrides})
+
+
+def tokens(seed=0, n=3):
+  return jax.random.randint(jax.random.key(seed), (n, T), 0, V)
+
+
+def test_named_configs():
+  assert tr.TRANSFORMER_CONFIGS["one_layer"] == dict(num_layers=1, d_model=1200, num_heads=1,
+                                                     mlp_dim=1200, dropout_rate=0.2)
+  assert tr.TRANSFORMER_CONFIGS["two_layer"] == dict(num_layers=2, d_model=1000, num_heads=4,
+                                                     mlp_dim=1000, dropout_rate=0.2)
+  gpt2 = tr.make_transformer("gpt2_small", 50_000)
+  assert (gpt2.num_layers, gpt2.d_model, gpt2.num_heads, gpt2.mlp_dim) == (12, 768, 12, 3072)
+  simple = tr.make_transformer("simplified", V, d_model=8)
+  params = jax.eval_shape(simple.init, jax.random.key(0), tokens())["params"]
+  assert set(params) == {"embed", "attn_0", "head"}  # no MLP, no LayerNorm
+  with pytest.raises(ValueError, match="name must be one of"):
+    tr.make_transformer("gpt3", V)
+
+
+def test_init_statistics_and_shapes():
+  model = tr.Transformer(vocab_size=400, d_model=64, num_heads=4, mlp_dim=256)
+  params = model.init(jax.random.key(0), tokens())["params"]
+  assert model.apply({"params": params}, tokens()).shape == (3, T, 400)
+  for name in ("embed", "head", "mlp_in_0"):
+    kernel = params[name]["embedding" if name == "embed" else "kernel"]
+    assert np.std(kernel) == pytest.approx(0.02, rel=0.1)
+  for name in ("head", "mlp_in_0", "mlp_out_0"):
+    assert not np.any(params[name]["bias"])
+  assert not np.any(params["attn_0"]["qkv"]["bias"])
+  # PyTorch's MultiheadAttention: Xavier-uniform in-projection, bound sqrt(6 / (d + 3d)).
+  assert np.abs(params["attn_0"]["qkv"]["kernel"]).max() <= np.sqrt(6 / (64 * 4))
+
+
+def test_sinusoidal_positions_match_reference(x64):
+  pe = np.asarray(tr.sinusoidal_positions(7, 6, jnp.float64))
+  for pos in range(7):
+    for i in range(3):
+      angle = pos / 10000 ** (2 * i / 6)
+      assert pe[pos, 2 * i] == pytest.approx(np.sin(angle), abs=1e-12)
+      assert pe[pos, 2 * i + 1] == pytest.approx(np.cos(angle), abs=1e-12)
+
+
+def test_forward_matches_loop_reference(x64):
+  """One block written out position by position in numpy (post-LN, causal softmax, ReLU MLP)."""
+  model = small(jnp.float64, num_layers=1)
+  x = np.asarray(tokens(3, n=2))
+  p = jax.tree.map(np.asarray, model.init(jax.random.key(1), x)["params"])
+  d, heads, dh = 8, 2, 4
+
+  def layer_norm(v, q):
+    return (v - v.mean()) / np.sqrt(v.var() + 1e-5) * q["scale"] + q["bias"]
+
+  expected = np.zeros((2, T, V))
+  for n in range(2):
+    h = p["embed"]["embedding"][x[n]] * np.sqrt(d) + np.asarray(tr.sinusoidal_positions(T, d,
+                                                                                        jnp.float64))
+    qkv = h @ p["attn_0"]["qkv"]["kernel"] + p["attn_0"]["qkv"]["bias"]
+    qkv = qkv.reshape(T, 3, heads, dh)
+    attn = np.zeros((T, d))
+    for t in range(T):
+      for a in range(heads):
+        scores = np.array([qkv[t, 0, a] @ qkv[s, 1, a] / np.sqrt(dh) for s in range(t + 1)])
+        w = np.exp(scores - scores.max())
+        w /= w.sum()
+        attn[t, a * dh:(a + 1) * dh] = sum(w[s] * qkv[s, 2, a] for s in range(t + 1))
+    attn = attn @ p["attn_0"]["out"]["kernel"] + p["attn_0"]["out"]["bias"]
+    for t in range(T):
+      u = layer_norm(h[t] + attn[t], p["ln_attn_0"])
+      m = np.maximum(u @ p["mlp_in_0"]["kernel"] + p["mlp_in_0"]["bias"], 0)
+      m = m @ p["mlp_out_0"]["kernel"] + p["mlp_out_0"]["bias"]
+      u = layer_norm(u + m, p["ln_mlp_0"])
+      expected[n, t] = u @ p["head"]["kernel"] + p["head"]["bias"]
+  np.testing.assert_allclose(model.apply({"params": p}, x), expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("position", [0, 3, T - 1])
+def test_attention_is_causal(x64, position):
+  model = small(jnp.float64)
+  x = tokens(4)
+  params = model.init(jax.random.key(0), x)
+  changed = x.at[:, position].set((x[:, position] + 1) % V)
+  before, after = model.apply(params, x), model.apply(params, changed)
+  np.testing.assert_array_equal(before[:, :position], after[:, :position])
+  assert np.all(np.abs(before[:, position:] - after[:, position:]).max(axis=-1) > 1e-6)
+
+
+def test_dropout_differs_across_keys_and_is_reproducible():
+  model = small(dropout_rate=0.3)
+  x = tokens()
+  params = model.init(jax.random.key(0), x)
+  run = lambda key: model.apply(params, x, train=True, rngs={"dropout": key})
+  a, b = run(jax.random.key(1)), run(jax.random.key(2))
+  assert not np.allclose(a, b)
+  np.testing.assert_array_equal(a, run(jax.random.key(1)))
+  # Per-step keys as the training loop makes them: fold_in(member key, step).
+  step0, step1 = (run(jax.random.fold_in(jax.random.key(7), s)) for s in (0, 1))
+  assert not np.allclose(step0, step1)
+  np.testing.assert_array_equal(model.apply(params, x), small().apply(params, x))  # eval: off
+  with pytest.raises(Exception, match="dropout"):
+    model.apply(params, x, train=True)  # no key, no dropout
+
+
+def test_init_vmaps_over_seeds():
+  model = small()
+  params_S = jax.vmap(lambda k: model.init(k, tokens()))(jax.random.split(jax.random.key(0), 3))
+  logits_S = jax.vmap(model.apply, (0, None))(params_S, tokens())
+  assert logits_S.shape == (3, 3, T, V)
+  assert not np.allclose(logits_S[0], logits_S[1])
+
+
+def loss_fn(model):
+  def loss(params, x):
+    logits = model.apply(params, x[:, :-1])
+    return jnp.mean(losses.cross_entropy(logits, x[:, 1:]))
+  return loss
+
+
+def frozen_and_head(tree):
+  mask = tr.head_mask(tree)
+  frozen = [leaf for leaf, m in zip(jax.tree.leaves(tree), jax.tree.leaves(mask)) if not m]
+  head = [leaf for leaf, m in zip(jax.tree.leaves(tree), jax.tree.leaves(mask)) if m]
+  return frozen, head
+
+
+def test_train_only_head_gives_exactly_zero_frozen_gradients():
+  model = small(train_only_head=True)
+  x = jax.random.randint(jax.random.key(5), (4, T + 1), 0, V)
+  params = model.init(jax.random.key(0), x[:, :-1])
+  grads = jax.grad(loss_fn(model))(params, x)
+  frozen, head = frozen_and_head(grads)
+  assert len(frozen) > 10 and len(head) == 2
+  assert all(not np.any(g) for g in frozen)
+  assert all(np.any(g) for g in head)
+  full = jax.grad(loss_fn(small()))(params, x)  # same params, all layers trained
+  np.testing.assert_array_equal(full["params"]["head"]["kernel"], grads["params"]["head"]["kernel"])
+  assert any(np.any(g) for g in frozen_and_head(full)[0])
+
+
+_GRAD_FN = jax.jit(jax.value_and_grad(loss_fn(small())))
+
+
+@pytest.mark.parametrize("optimizer", [optax.sgd(0.5), optax.sgd(0.5, momentum=0.9),
+                                       optax.adam(1e-2), optax.adamw(1e-2, weight_decay=0.1)],
+                         ids=["gd", "gd+m", "adam", "adamw"])
+def test_head_only_optimizer_never_moves_frozen_params(optimizer):
+  model = small()  # full gradients: the optimizer wrapper alone must freeze
+  x = jax.random.randint(jax.random.key(5), (4, T + 1), 0, V)
+  params = model.init(jax.random.key(0), x[:, :-1])
+  opt = tr.head_only(optimizer)
+  final, state, losses_T = params, opt.init(params), []
+  for _ in range(5):  # a few eager optimizer steps; one compiled gradient for all optimizers
+    loss, grads = _GRAD_FN(final, x)
+    updates, state = opt.update(grads, state, final)
+    final = optax.apply_updates(final, updates)
+    losses_T.append(loss)
+  before_frozen, before_head = frozen_and_head(params)
+  after_frozen, after_head = frozen_and_head(final)
+  for a, b in zip(before_frozen, after_frozen):
+    np.testing.assert_array_equal(a, b)
+  assert all(not np.array_equal(a, b) for a, b in zip(before_head, after_head))
+  assert losses_T[-1] < losses_T[0]
+
+
+def test_head_mask_errors_and_variables_dict():
+  params = small().init(jax.random.key(0), tokens())
+  mask = tr.head_mask(params)
+  assert mask["params"]["head"]["kernel"] and not mask["params"]["embed"]["embedding"]
+  with pytest.raises(ValueError, match="no module named 'classifier'"):
+    tr.head_mask(params, "classifier")
+
+
+def test_bad_inputs():
+  x = tokens()
+  with pytest.raises(ValueError, match="tokens must be integer ids"):
+    small().init(jax.random.key(0), x.astype(jnp.float32))
+  with pytest.raises(ValueError, match="tokens must be integer ids"):
+    small().init(jax.random.key(0), x[0])
+  with pytest.raises(ValueError, match="divisible by num_heads=3"):
+    small(num_heads=3).init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match="dropout_rate must lie in"):
+    small(dropout_rate=1.0).init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match="vocab_size must be >= 1"):
+    small(vocab_size=0).init(jax.random.key(0), x)
+
+
+def test_per_class_token_loss_equals_loop(x64):
+  model = small(jnp.float64)
+  x = jax.random.randint(jax.random.key(9), (5, T + 1), 0, V)
+  params = model.init(jax.random.key(0), x[:, :-1])
+  logits = model.apply(params, x[:, :-1])
+  targets = x[:, 1:]
+  loss_N = losses.cross_entropy(logits, targets).reshape(-1)
+  fast = metrics.per_class_mean(loss_N, targets.reshape(-1), V)
+  logp = np.asarray(jax.nn.log_softmax(logits))
+  for k in range(V):
+    values = [-logp[i, t, k] for i in range(5) for t in range(T) if targets[i, t] == k]
+    if values:
+      assert fast[k] == pytest.approx(np.mean(values), rel=1e-12)
+    else:
+      assert np.isnan(fast[k])
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_flops_per_token_matches_xla_cost_analysis(training):
+  fields = dict(num_layers=2, d_model=64, mlp_dim=128)
+  model = tr.Transformer(vocab_size=256, num_heads=4, **fields)
+  x = jnp.zeros((4, 32), jnp.int32)
+  params = model.init(jax.random.key(0), x)
+  if training:
+    fn = jax.grad(lambda p: jnp.sum(model.apply(p, x)))
+  else:
+    fn = lambda p: model.apply(p, x)
+  cost = jax.jit(fn).lower(params).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  ours = tr.flops_per_token(256, 32, training=training, **fields) * x.size
+  assert ours == pytest.approx(cost["flops"], rel=0.1)
+  gpt2 = tr.flops_per_token(50_608, 1024, **tr.TRANSFORMER_CONFIGS["gpt2_small"])
+  params_gpt2 = 12 * (4 * 768**2 + 2 * 768 * 3072) + 768 * 50_608  # non-embedding matmul params
+  assert gpt2 == pytest.approx(6 * params_gpt2 + 3 * 12 * 4 * 1024 * 768, rel=1e-12)
