@@ -7,9 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from imbalance_jax import curvature, data, losses, optim, train
+from imbalance_jax import curvature, data, optim, train
 from imbalance_jax.curvature import study
-from imbalance_jax.metrics import blocks
 from imbalance_jax.models.linear import LinearSoftmax
 from imbalance_jax.models.mlp import MLP
 from imbalance_jax.types import Dataset
@@ -25,15 +24,39 @@ def _data(seed=1):
   return Dataset(x=x, y=y, class_counts=jnp.bincount(y, length=C), num_classes=C)
 
 
-def _expected(objective, params, data, weights_N):
-  (_, aux), grads = jax.value_and_grad(objective, has_aux=True)(params, data)
-  prob = jnp.exp(-aux["loss_N"])
-  groups_N = jnp.asarray(GROUPS)[data.y]
-  return {"grad_norm_C": blocks.block_grad_norms(grads, include_bias=True),
-          "trace_C": curvature.linear_block_traces(aux["logits"], data.x, weights_N=weights_N),
-          "loss": aux["loss"],
-          "group_prob_G": jnp.stack([jnp.sum(jnp.where(groups_N == g, prob, 0)) /
-                                     jnp.sum(groups_N == g) for g in (0, 1)])}
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _head_derivatives(objective, d, c, flat, data):
+  """Dense Hessian and gradient of the objective w.r.t. the flattened head parameters."""
+  as_params = lambda f: {"params": {"head": {"kernel": f[:d * c].reshape(d, c),  # noqa: E731
+                                             "bias": f[d * c:]}}}
+  value = lambda f: objective(as_params(f), data)[0]  # noqa: E731
+  return jax.hessian(value)(flat), jax.grad(value)(flat)
+
+
+def _dense_reference(objective, params, data):
+  """Independent truth from autodiff: the dense Hessian of the objective w.r.t. the head.
+
+  Head coordinates are flattened as ``[kernel (D*C, row-major: index d*C + k); bias (C)]``.
+  """
+  head = params["params"]["head"]
+  d, c = head["kernel"].shape
+
+  flat = jnp.concatenate([head["kernel"].ravel(), head["bias"]])
+  hessian, grad = map(np.asarray, _head_derivatives(objective, d, c, flat, data))
+  kernel_idx = np.arange(d * c).reshape(d, c)
+  block_idx = np.concatenate([kernel_idx, d * c + np.arange(c)[None]], axis=0)  # [D+1, C]
+  y = np.asarray(data.y)
+  logits = np.asarray(head["kernel"]).T @ np.asarray(data.x).T + np.asarray(head["bias"])[:, None]
+  log_p = logits - np.log(np.exp(logits).sum(0))
+  prob_N = np.exp(log_p[y, np.arange(len(y))])
+  return {
+      "loss": np.mean(-log_p[y, np.arange(len(y))]),
+      "grad_norm_C": np.sqrt((grad[block_idx] ** 2).sum(0)),
+      "trace_C": np.array([hessian[block_idx[:, k], block_idx[:, k]].sum() for k in range(c)]),
+      "group_prob_G": np.array([prob_N[GROUPS[y] == g].mean() for g in (0, 1)]),
+      "class_prob_C": np.array([prob_N[y == k].mean() if np.any(y == k) else np.nan
+                                for k in range(c)]),
+      "_hessian": hessian, "_block_idx": block_idx, "_kernel_idx": kernel_idx}
 
 
 def test_linear_metrics_recorded_inside_the_scan():
@@ -50,26 +73,32 @@ def test_linear_metrics_recorded_inside_the_scan():
     run = train.make_train(objective, optim.injectable("adam", 0.9), num_steps=6, log_every=3,
                            metrics_fn=metrics_fn)
     result = jax.jit(run)(params, data, 0.1)
-    weights_N = losses.class_weights(data.class_counts, weighting)[data.y]
     neg = lambda p: jax.tree.map(jnp.negative, p)  # noqa: E731
-    expected_fn = jax.jit(functools.partial(_expected, objective))
     for t, p in ((0, params), (-1, result.params)):
-      for prefix, point in (("", p), ("neg_", neg(p))):
-        expected = expected_fn(point, data, weights_N)
+      for prefix, point in (("neg_", neg(p)), ("", p)):
+        expected = _dense_reference(objective, point, data)
         for name, value in expected.items():
-          np.testing.assert_allclose(result.history[prefix + name][t], value, rtol=1e-9,
-                                     err_msg=prefix + name)
-      logits = model.apply(p, data.x)
-      np.testing.assert_allclose(result.history["trace_matrix_sub"][t],
-                                 curvature.linear_block_trace_matrix(logits, data.x, classes,
-                                                                     weights_N=weights_N),
-                                 rtol=1e-9)
-      np.testing.assert_allclose(result.history["entries_sub"][t],
-                                 curvature.linear_hessian_entries(logits, data.x, classes, dims,
-                                                                  weights_N=weights_N),
-                                 rtol=1e-9)
+          if not name.startswith("_"):
+            np.testing.assert_allclose(result.history[prefix + name][t], value, rtol=1e-9,
+                                       err_msg=prefix + name)
+      # Maps of the classes 0, 3 (and input dimensions 1, 2) at +params.
+      hessian, block_idx, kernel_idx = (expected["_hessian"], expected["_block_idx"],
+                                        expected["_kernel_idx"])
+      matrix = np.array([[hessian[block_idx[:, k], block_idx[:, l]].sum() for l in (0, 3)]
+                         for k in (0, 3)])
+      np.testing.assert_allclose(result.history["trace_matrix_sub"][t], matrix, rtol=1e-9)
+      rows = [kernel_idx[a, k] for k in (0, 3) for a in (1, 2)]  # class-major
+      np.testing.assert_allclose(result.history["entries_sub"][t], hessian[np.ix_(rows, rows)],
+                                 rtol=1e-9, atol=1e-15)
     assert result.history["trace_C"].shape == (3, C)
     assert result.history["trace_matrix_sub"].shape == (3, 2, 2)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _head_hessian(objective, params, data):
+  def value(head):
+    return objective({"params": {**params["params"], "head": head}}, data)[0]
+  return jax.hessian(value)(params["params"]["head"])
 
 
 def test_hutchinson_metrics_match_exact_head_traces_on_mlp():
@@ -84,12 +113,17 @@ def test_hutchinson_metrics_match_exact_head_traces_on_mlp():
     for point in (params, jax.tree.map(jnp.negative, params)):
       (_, aux), grads = jax.value_and_grad(objective, has_aux=True)(point, data)
       out = metrics_fn(point, grads, aux, data)
-      feats = model.apply(point, data.x, return_features=True)[1]
-      exact = curvature.linear_block_traces(aux["logits"], feats)
+      # Truth: the dense Hessian of the objective w.r.t. the head, the rest of the MLP fixed.
+      hessian = _head_hessian(objective, point, data)
+      exact = (np.einsum("dkdk->k", hessian["kernel"]["kernel"])
+               + np.diag(hessian["bias"]["bias"]))
       np.testing.assert_allclose(out["exact_trace_C"], exact, rtol=1e-10)
       assert np.all(np.abs(out["trace_C"] - exact) < 4 * out["trace_stderr_C"])
-      np.testing.assert_allclose(out["grad_norm_C"], blocks.block_grad_norms(grads,
-                                                                              include_bias=True))
+      assert np.all(out["trace_stderr_C"] < 0.1 * exact)  # so the check above has teeth
+      head_grads = grads["params"]["head"]
+      np.testing.assert_allclose(out["grad_norm_C"], np.sqrt(
+          np.sum(np.asarray(head_grads["kernel"]) ** 2, 0) + np.asarray(head_grads["bias"]) ** 2),
+          rtol=1e-10)
       if point is params:  # the negated diagnostics are those of -params
         neg_out = out
     np.testing.assert_allclose(neg_out["neg_exact_trace_C"], out["exact_trace_C"], rtol=1e-10)
