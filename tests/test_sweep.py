@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import make_linear_train, small_problem
-from imbalance_jax import train
+from imbalance_jax import optim, train
 
 
 def member(tree, s, l):
@@ -114,3 +114,30 @@ def test_sharded_over_two_devices_matches_one_device():
                        cwd=os.path.dirname(__file__), timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "OK 2" in out.stdout
+
+
+def test_keys_per_seed_reach_every_member(x64, tmp_path):
+  """Mini-batch shuffling uses keys_S[s] for every rate of seed s, in all drivers."""
+  ds, model, params_S = small_problem(num_seeds=2)
+  run = train.make_train(train.classification_objective(model.apply),
+                         optim.injectable("gd", 0.9),
+                         num_steps=6, log_every=3, batching=train.MiniBatch(batch_size=8))
+  keys_S = jax.random.split(jax.random.key(7), 2)
+  rates = np.array([0.1, 0.3])
+  sweep = train.Sweep(run)
+  result = sweep(params_S, ds, rates, keys_S)
+  seed = lambda tree, s: jax.tree.map(lambda a: a[s], tree)
+  for s in range(2):
+    solo = jax.jit(run)(seed(params_S, s), seed(ds, s), rates[1], keys_S[s])
+    np.testing.assert_allclose(result.history["loss"][s, 1], solo.history["loss"], rtol=1e-12)
+  other = sweep(params_S, ds, rates, keys_S[::-1])
+  assert not np.allclose(other.history["loss"], result.history["loss"])
+  segmented = train.run_sweep(sweep, params_S, ds, rates, keys_S=keys_S, segment_steps=3,
+                              checkpoint_dir=str(tmp_path))
+  np.testing.assert_allclose(segmented.history["loss"], result.history["loss"], rtol=1e-12)
+  tuned = train.tune_sweep(sweep, params_S, ds, keys_S=keys_S, exponents=(-1.0,),
+                           refine_rounds=0, log=lambda _: None)
+  np.testing.assert_allclose(tuned.histories[-1.0]["loss"], result.history["loss"][:, 0],
+                             rtol=1e-12)
+  with pytest.raises(ValueError, match="keys_S"):
+    sweep(params_S, ds, rates, keys_S[:1])

@@ -1,0 +1,136 @@
+r"""Issue 8 item 4: wall time of step-size tuning with diverged members dropped.
+
+Each figure is a ratio (without dropping / with dropping) measured in the same
+process, runs alternating in order, each on a fresh `Sweep` so compile time
+counts as it does for a new user (dropping compiles one segment program per
+member-count bucket).
+
+(a) ``experiments.heavy_tailed_linear`` quick preset's sweeps: m=7, 3 seeds,
+    300 steps, log every 10, sparse grid 1e-6..1e1 then one refinement round,
+    `tune_sweep` per run of ``optim.PAPER_RUNS`` (``--runs`` picks a subset).
+    Also checks that selections and summary numbers agree.
+(b) ``curvature_linear``'s step-size selection (``--config.tune=True``,
+    quick preset: m=7, one seed, 300 steps, adam+m and gd over the sparse
+    grid), as `imbalance_jax.curvature.study.tune_learning_rate` builds it
+    (``log_every=num_steps``: one segment, so nothing can be dropped) and with
+    ``log_every=30`` (10 segments).
+
+  python benchmarks/bench_member_dropping.py                 # (a) all 8 runs, (b)
+  python benchmarks/bench_member_dropping.py --only a --runs sign_descent,adam+m
+"""
+
+import argparse
+import time
+
+import jax
+import numpy as np
+
+from imbalance_jax import data, metrics, models, optim, reporting, results, train
+
+
+def heavy_tailed_quick(num_seeds=3, m=7):
+  """The quick preset's data sets and initial parameters (as the binary builds them)."""
+  data_key, init_key = jax.random.split(jax.random.key(0))
+  datasets = jax.vmap(lambda k: data.heavy_tailed_labels(k, m))(
+      jax.random.split(data_key, num_seeds))
+  model = models.LinearSoftmax(datasets.num_classes)
+  params_S = jax.vmap(lambda k: model.init(k, datasets.x[0, :1]))(
+      jax.random.split(init_key, num_seeds))
+  groups = data.frequency_groups(np.asarray(datasets.class_counts[0]), 10)
+  return datasets, model, params_S, groups
+
+
+def timed_pair(make_call, first_drop: bool):
+  """``(seconds without dropping, seconds with, results)``; order set by ``first_drop``."""
+  out = {}
+  for drop in ((True, False) if first_drop else (False, True)):
+    start = time.perf_counter()
+    out[drop] = make_call(drop)
+    out[drop, "time"] = time.perf_counter() - start
+  return out[False, "time"], out[True, "time"], out
+
+
+def max_rel_diff(a, b) -> float:
+  worst = 0.0
+  for x, y in zip(jax.tree.leaves(results.to_jsonable(a)), jax.tree.leaves(results.to_jsonable(b))):
+    if isinstance(x, float) and isinstance(y, float) and x != y:
+      worst = max(worst, abs(x - y) / max(abs(x), abs(y)))
+  return worst
+
+
+def bench_heavy_tailed(runs):
+  datasets, model, params_S, groups = heavy_tailed_quick()
+  logs = []
+  total = {False: 0.0, True: 0.0}
+  identical, worst = True, 0.0
+  print(f"(a) heavy_tailed_linear quick: m=7, 3 seeds, 300 steps, runs {','.join(runs)}")
+  for i, name in enumerate(runs):
+    spec = optim.parse_run(name)
+    run = train.make_train(train.classification_objective(model.apply, spec.weighting),
+                           optim.injectable(spec.optimizer, spec.momentum), num_steps=300,
+                           log_every=10, metrics_fn=metrics.classification_metrics(groups))
+
+    def call(drop):
+      return train.tune_sweep(train.Sweep(run), params_S, datasets, refine_rounds=1,
+                              drop_decided=drop, log=logs.append)
+
+    seen = len(logs)
+    without, with_, out = timed_pair(call, first_drop=bool(i % 2))
+    total[False] += without
+    total[True] += with_
+    dropped = sum("dropped early" in line for line in logs[seen:])
+    same = out[False].selection == out[True].selection
+    summary = [reporting.summarize_run(out[d]) for d in (False, True)]
+    rel = max_rel_diff(*summary)
+    identical &= same and summary[0] == summary[1]
+    worst = max(worst, rel)
+    print(f"  {name:<18} without {without:6.1f}s  with {with_:6.1f}s  ratio {without / with_:5.2f}"
+          f"  (rounds with drops: {dropped}; selection equal: {same}; summary max rel diff "
+          f"{rel:.1e})")
+  print(f"  total              without {total[False]:6.1f}s  with {total[True]:6.1f}s  "
+        f"ratio {total[False] / total[True]:5.2f}; selections+summaries bitwise identical: "
+        f"{identical} (max rel diff {worst:.1e})")
+
+
+def bench_curvature(log_everies=(300, 30)):
+  ds = data.heavy_tailed_labels(jax.random.split(jax.random.key(0), 3)[0], 7)
+  model = models.LinearSoftmax(ds.num_classes)
+  params = model.init(jax.random.split(jax.random.key(0), 3)[1], ds.x[:1])
+  add_seed = lambda tree: jax.tree.map(lambda v: v[None], tree)  # noqa: E731
+  print("(b) curvature_linear --config.tune=True quick: m=7, 1 seed, 300 steps, adam+m and gd")
+  for log_every in log_everies:
+    total = {False: 0.0, True: 0.0}
+    chosen = {}
+    for i, name in enumerate(("adam+m", "gd")):
+      spec = optim.parse_run(name)
+      run = train.make_train(train.classification_objective(model.apply, spec.weighting),
+                             optim.injectable(spec.optimizer, spec.momentum), num_steps=300,
+                             log_every=log_every)
+
+      def call(drop):
+        return train.tune_sweep(train.Sweep(run), add_seed(params), add_seed(ds),
+                                exponents=train.SPARSE_EXPONENTS, drop_decided=drop,
+                                log=lambda _: None)
+
+      without, with_, out = timed_pair(call, first_drop=bool(i % 2))
+      total[False] += without
+      total[True] += with_
+      chosen[name] = (out[False].selection.learning_rate, out[True].selection.learning_rate)
+    print(f"  log_every={log_every:<4} without {total[False]:6.1f}s  with {total[True]:6.1f}s  "
+          f"ratio {total[False] / total[True]:5.2f}  selected (without, with): {chosen}")
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--only", choices=["a", "b"])
+  parser.add_argument("--runs", default=",".join(optim.PAPER_RUNS))
+  args = parser.parse_args()
+  print(f"{jax.devices()[0].platform}, {jax.device_count()} device(s)")
+  if args.only in (None, "a"):
+    bench_heavy_tailed(args.runs.split(","))
+  if args.only in (None, "b"):
+    bench_curvature()
+
+
+if __name__ == "__main__":
+  main()
