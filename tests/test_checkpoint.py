@@ -66,3 +66,28 @@ def test_tune_sweep_restores_rounds(x64, tmp_path):
   assert sum("restored" in line for line in logs) == 2
   assert again.selection == first.selection
   np.testing.assert_array_equal(again.best_history["loss"], first.best_history["loss"])
+
+
+def test_interrupted_dropping_sweep_resumes_to_the_same_result(x64, tmp_path):
+  ds, model, params_S = small_problem(num_seeds=2)
+  run = make_linear_train(model, ds.class_counts[0], "sign_descent", 0.9, num_steps=12,
+                          log_every=3)
+  sweep = train.Sweep(run)
+  rates = 10.0**np.arange(-2, 2)  # 1e0 and 1e1 are dropped after the first segment
+  kwargs = dict(segment_steps=3, drop_decided=True, return_extras=True)
+  reference, ref_extras = train.run_sweep(sweep, params_S, ds, rates, **kwargs)
+  assert np.all(ref_extras["dropped_at"][:, 2:] == 3)
+
+  def crash_after_two(done, total):
+    if done == 2:
+      raise Interrupt
+
+  with pytest.raises(Interrupt):
+    train.run_sweep(sweep, params_S, ds, rates, checkpoint_dir=str(tmp_path),
+                    on_segment=crash_after_two, **kwargs)
+  seen = []
+  resumed, extras = train.run_sweep(sweep, params_S, ds, rates, checkpoint_dir=str(tmp_path),
+                                    on_segment=lambda d, t: seen.append(d), **kwargs)
+  assert seen == [3, 4]  # resumed from the compacted state saved after segment 2
+  np.testing.assert_array_equal(extras["dropped_at"], ref_extras["dropped_at"])
+  jax.tree.map(np.testing.assert_array_equal, resumed, reference)
