@@ -9,8 +9,9 @@ Tokenizers (`train_tokenizer`) are fitted on the training split:
 
 * ``"word"``: torchtext's ``basic_english`` rules (`basic_english`), then a
   vocabulary sorted by training frequency (ties alphabetically) with ``<unk>``;
-* ``"bpe"`` / ``"unigram"``: HuggingFace ``tokenizers`` trained offline, with
-  SentencePiece-style word boundaries (``Metaspace``).
+* ``"bpe"`` / ``"unigram"``: HuggingFace ``tokenizers`` trained offline: BPE
+  as in Sennrich et al. (merges inside whitespace-separated words, ``</w>``
+  ending a word), Unigram as in SentencePiece (``▁`` starting a word).
 
 Every tokenizer numbers its tokens by training-split frequency: id 0 is the
 most frequent token of the training text. For next-token prediction the class
@@ -36,7 +37,9 @@ import collections
 import dataclasses
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import flax.struct
 import jax
@@ -49,6 +52,7 @@ CORPORA = ("ptb", "tinyptb", "wikitext2", "wikitext103", "text:<path>")
 TOKENIZERS = ("word", "bpe", "unigram")
 UNK = "<unk>"
 EOS = "<eos>"
+_END_OF_WORD = "</w>"
 
 # torchtext.data.utils._basic_english_normalize: applied in this order after
 # lower-casing, then the line is split on whitespace.
@@ -213,18 +217,35 @@ def basic_english(line: str) -> list[str]:
   return line.split()
 
 
-def _word_split(text: str, eos_token: str | None) -> list[str]:
-  """`basic_english` line by line, ``eos_token`` after each non-empty line.
+def _line_chunks(text: str, chunk_chars: int = 1 << 22) -> Iterator[str]:
+  """Consecutive pieces of ``text`` of about ``chunk_chars`` characters, cut after a newline."""
+  start = 0
+  while start < len(text):
+    end = text.find("\n", start + chunk_chars)
+    end = len(text) if end < 0 else end + 1
+    yield text[start:end]
+    start = end
 
-  The rules run on the whole text at once (none of them spans a newline, and
-  ``\\s+ -> " "`` is subsumed by ``str.split``), which is much faster than per line.
+
+def _word_chunks(text: str, eos_token: str | None,
+                 chunk_chars: int = 1 << 22) -> Iterator[list[str]]:
+  """`basic_english` line by line, ``eos_token`` after each non-empty line, in chunks.
+
+  The rules run on chunks of many lines at once (none of them spans a newline,
+  and ``\\s+ -> " "`` is subsumed by ``str.split``), which is much faster than
+  per line and keeps memory bounded on WikiText-103.
   """
-  text = text.lower()
-  for pattern, replacement in _BASIC_ENGLISH[:-1]:
-    text = pattern.sub(replacement, text)
   eos = [eos_token] if eos_token else []
-  return [t for words in (line.split() for line in text.split("\n")) if words
-          for t in words + eos]
+  for chunk in _line_chunks(text, chunk_chars):
+    chunk = chunk.lower()
+    for pattern, replacement in _BASIC_ENGLISH[:-1]:
+      chunk = pattern.sub(replacement, chunk)
+    yield [t for words in (line.split() for line in chunk.split("\n")) if words
+           for t in words + eos]
+
+
+def _word_split(text: str, eos_token: str | None) -> list[str]:
+  return [t for chunk in _word_chunks(text, eos_token) for t in chunk]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,10 +271,15 @@ class Vocabulary:
   def __len__(self) -> int:
     return len(self.tokens)
 
+  @functools.cached_property
+  def index(self) -> dict[str, int]:
+    """token -> id."""
+    return {t: i for i, t in enumerate(self.tokens)}
+
   def lookup(self, tokens: Iterable[str]) -> np.ndarray:
     """Ids of ``tokens`` (``unk_id`` for unknown ones), int32 ``[L]``."""
-    index = {t: i for i, t in enumerate(self.tokens)}
-    return np.fromiter((index.get(t, self.unk_id) for t in tokens), np.int32)
+    index, unk = self.index, self.unk_id
+    return np.fromiter((index.get(t, unk) for t in tokens), np.int32)
 
 
 def build_vocabulary(tokens: Iterable[str], *, min_frequency: int = 1,
@@ -330,13 +356,23 @@ class WordTokenizer:
   def tokens(self) -> tuple[str, ...]:
     return self.vocabulary.tokens
 
+  @property
+  def counts(self) -> np.ndarray:
+    """Training-text count of each id, int64 ``[V]`` (non-increasing)."""
+    return self.vocabulary.counts
+
   def split(self, text: str) -> list[str]:
     """Token strings of ``text``, line by line."""
     return _word_split(text, self.eos_token)
 
   def encode(self, text: str) -> np.ndarray:
     """Token ids of ``text``, int32 ``[L]``."""
-    return self.vocabulary.lookup(self.split(text))
+    chunks = [self.vocabulary.lookup(c) for c in _word_chunks(text, self.eos_token)]
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.int32)
+
+  def decode(self, ids) -> str:
+    """Tokens of ``ids`` joined by spaces."""
+    return " ".join(self.tokens[i] for i in np.asarray(ids))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -349,6 +385,7 @@ class SubwordTokenizer:
     hf_to_id: int32 ``[V]`` map from HuggingFace ids to ours (frequency rank on
       the training text; pieces never produced there come last, in HF order).
     tokens: our id -> piece.
+    counts: training-text count of each of our ids, int64 ``[V]`` (non-increasing).
     eos_token: appended after every non-empty line when not ``None``.
   """
 
@@ -356,6 +393,7 @@ class SubwordTokenizer:
   hf_tokenizer: object
   hf_to_id: np.ndarray
   tokens: tuple[str, ...]
+  counts: np.ndarray
   eos_token: str | None = None
 
   @property
@@ -363,15 +401,23 @@ class SubwordTokenizer:
     return len(self.tokens)
 
   def _hf_ids(self, text: str) -> np.ndarray:
-    lines = [line for line in text.split("\n") if line.strip()]
-    if self.eos_token:
-      lines = [f"{line} {self.eos_token}" for line in lines]
-    encodings = self.hf_tokenizer.encode_batch(lines)
-    return np.fromiter((i for e in encodings for i in e.ids), np.int64)
+    ids = [np.zeros(0, np.int64)]
+    for chunk in _line_chunks(text):
+      lines = [line for line in chunk.split("\n") if line.strip()]
+      if self.eos_token:
+        lines = [f"{line} {self.eos_token}" for line in lines]
+      encodings = self.hf_tokenizer.encode_batch(lines)
+      ids.append(np.fromiter((i for e in encodings for i in e.ids), np.int64))
+    return np.concatenate(ids)
 
   def split(self, text: str) -> list[str]:
-    """Pieces of ``text`` (e.g. ``'▁the'``)."""
+    """Pieces of ``text`` (BPE: ``'the</w>'``; Unigram: ``'▁the'``)."""
     return [self.tokens[i] for i in self.encode(text)]
+
+  def decode(self, ids) -> str:
+    """Text of our ids (special tokens dropped), words separated by single spaces."""
+    id_to_hf = np.argsort(self.hf_to_id)
+    return " ".join(self.hf_tokenizer.decode(id_to_hf[np.asarray(ids)].tolist()).split())
 
   def encode(self, text: str) -> np.ndarray:
     """Token ids of ``text``, int32 ``[L]``."""
@@ -379,9 +425,9 @@ class SubwordTokenizer:
 
 
 def _train_subword(kind: str, text: str, vocab_size: int, eos_token: str | None):
-  from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+  from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
   lines = [line for line in text.split("\n") if line.strip()]
-  words = collections.Counter(w for line in lines for w in line.split())
+  words = collections.Counter(w for chunk in _line_chunks(text) for w in chunk.split())
   specials = [UNK] + ([eos_token] if eos_token else [])
   characters = {ch for w in words for ch in w}
   available = len(words) + len(characters) + len(specials) + 1  # +1: the word-boundary mark
@@ -390,16 +436,18 @@ def _train_subword(kind: str, text: str, vocab_size: int, eos_token: str | None)
         f"vocab_size={vocab_size} is larger than the corpus: its training text has "
         f"{len(words)} distinct words and {len(characters)} distinct characters "
         f"(at most {available} pieces)")
-  if kind == "bpe":
-    model = models.BPE(unk_token=UNK)
+  if kind == "bpe":  # Sennrich et al.: merges inside words, "</w>" marks a word's end
+    hf = Tokenizer(models.BPE(unk_token=UNK, end_of_word_suffix=_END_OF_WORD))
+    hf.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    hf.decoder = decoders.BPEDecoder(suffix=_END_OF_WORD)
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                  show_progress=False)
-  else:
-    model = models.Unigram()
+                                  end_of_word_suffix=_END_OF_WORD, show_progress=False)
+  else:  # Kudo's Unigram LM as in SentencePiece: "▁" marks a word's start
+    hf = Tokenizer(models.Unigram())
+    hf.pre_tokenizer = pre_tokenizers.Metaspace()
+    hf.decoder = decoders.Metaspace()
     trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials,
                                       unk_token=UNK, show_progress=False)
-  hf = Tokenizer(model)
-  hf.pre_tokenizer = pre_tokenizers.Metaspace()
   hf.train_from_iterator(lines, trainer)
   if kind == "bpe" and hf.get_vocab_size() < vocab_size:
     raise ValueError(f"vocab_size={vocab_size} is larger than the corpus supports: BPE runs "
@@ -414,8 +462,8 @@ def train_tokenizer(kind: str, text: str, *, vocab_size: int | None = None,
 
   Args:
     kind: ``"word"`` (`basic_english` + frequency-ordered vocabulary),
-      ``"bpe"`` or ``"unigram"`` (HuggingFace ``tokenizers``, trained offline
-      with ``Metaspace`` word boundaries; case is kept).
+      ``"bpe"`` or ``"unigram"`` (HuggingFace ``tokenizers``, trained offline;
+      case is kept; ``<unk>`` and ``eos_token`` are special tokens kept whole).
     text: training text, lines separated by ``"\\n"``.
     vocab_size: ``"word"``: optional maximum size (``None`` keeps every word);
       subwords: required target size. HuggingFace's Unigram trainer prunes in
@@ -442,21 +490,25 @@ def train_tokenizer(kind: str, text: str, *, vocab_size: int | None = None,
     raise ValueError("text is empty: cannot train a tokenizer on an empty corpus")
   if kind == "word":
     specials = (eos_token,) if eos_token else ()
-    vocab = build_vocabulary(_word_split(text, eos_token), min_frequency=min_frequency,
+    vocab = build_vocabulary(itertools.chain.from_iterable(_word_chunks(text, eos_token)),
+                             min_frequency=min_frequency,
                              max_size=vocab_size, specials=specials)
     return WordTokenizer(vocab, eos_token)
   if vocab_size is None:
     raise ValueError(f"vocab_size is required for kind={kind!r}")
   vocab_size = _checks.check_int("vocab_size", vocab_size, minimum=2)
   hf = _train_subword(kind, text, vocab_size, eos_token)
-  raw = SubwordTokenizer(kind, hf, np.arange(hf.get_vocab_size(), dtype=np.int32),
-                         tuple(hf.id_to_token(i) for i in range(hf.get_vocab_size())), eos_token)
-  counts = np.bincount(raw._hf_ids(text), minlength=hf.get_vocab_size())
+  size = hf.get_vocab_size()
+  raw = SubwordTokenizer(kind, hf, np.arange(size, dtype=np.int32),
+                         tuple(hf.id_to_token(i) for i in range(size)), np.zeros(size, np.int64),
+                         eos_token)
+  counts = np.bincount(raw._hf_ids(text), minlength=size)
   order = np.argsort(-counts, kind="stable")  # our id -> HF id
   hf_to_id = np.empty_like(order)
   hf_to_id[order] = np.arange(order.size)
   return SubwordTokenizer(kind, hf, hf_to_id.astype(np.int32),
-                          tuple(raw.tokens[i] for i in order), eos_token)
+                          tuple(raw.tokens[i] for i in order), counts[order].astype(np.int64),
+                          eos_token)
 
 
 # --------------------------------------------------------------------------- windows
