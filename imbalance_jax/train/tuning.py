@@ -43,11 +43,12 @@ def tune_sweep(sweep: Sweep, params_S, data, *, keys_S=None,
   By default members that diverged stop being computed (``drop_decided``,
   see `imbalance_jax.train.checkpoint`): their history is NaN after the
   drop and their final loss NaN, which changes no score, no diverged set and
-  no selection. If the winning step size holds a dropped member (possible
-  only when every step size of a seed diverged or the rule falls back), that
-  one step size is rerun without dropping before the final `selection.select`,
-  so the selected step size and the numbers reported for it are exactly those
-  of a sweep without dropping.
+  no selection. If the best-scoring step size holds a dropped member (rare:
+  e.g. every step size diverged for some seed), that one step size is rerun
+  without dropping before the final `selection.select` (its stability check
+  and the numbers reported for the selected step size need complete runs), so
+  the selection and its reported numbers are those of a sweep without
+  dropping (up to last-bit rounding: live members run in a narrower vmap).
 
   Args:
     sweep: the vmapped run.
