@@ -9,8 +9,9 @@ has 11,689,512 parameters, as torchvision's.
 
 Normalisation (``norm``):
 
-* ``"batch"``: ``nn.BatchNorm`` (PyTorch's momentum 0.1 = Flax 0.9, eps 1e-5).
-  Running averages live in the ``batch_stats`` collection: ``train=True``
+* ``"batch"``: ``nn.BatchNorm`` (PyTorch's momentum 0.1 = Flax 0.9, eps 1e-5;
+  Flax's running variance averages the biased batch variance, PyTorch's the
+  unbiased one, a factor ``n/(n-1)`` per update). Running averages live in the ``batch_stats`` collection: ``train=True``
   uses batch statistics and updates them (``mutable=["batch_stats"]``),
   ``train=False`` uses the running averages.
 * ``"layer"``: LayerNorm over (H, W, C) of each example with a per-channel
