@@ -7,9 +7,10 @@ from imbalance_jax.data.imagenet import (IMAGENET_SUBSETS, imagenet_normalizer,
 from imbalance_jax.data.images import (IMAGE_SOURCES, Normalizer, fit_normalizer, load_images,
                                        make_image_dataset, normalize, read_idx, write_idx,
                                        write_tfds_images)
-from imbalance_jax.data.imbalance import (frequency_groups, heavy_tail_counts, heavy_tail_subsample,
-                                          host_rng, per_class_indices, step_imbalance, subsample_per_class,
-                                          take, uniform_subsample)
+from imbalance_jax.data.imbalance import (frequency_groups, heavy_tail_counts,
+                                          heavy_tail_subsample, host_rng, per_class_indices,
+                                          step_imbalance, subsample_per_class, take,
+                                          uniform_subsample)
 from imbalance_jax.data.synthetic import (INPUT_DISTRIBUTIONS, heavy_tailed_class_counts,
                                           heavy_tailed_images, heavy_tailed_labels)
 from imbalance_jax.data.theory_problems import (simple_imbalanced_setting, simplex_encoded_labels,
@@ -29,7 +30,8 @@ __all__ += ["CORPORA", "TOKENIZERS", "Corpus", "SubwordTokenizer", "TokenWindows
             "load_corpus", "next_token_windows", "rank_frequencies", "train_tokenizer", "zipf_fit"]
 __all__ += ["BARCODED_VARIANTS", "IMAGENET_SUBSETS", "IMAGE_SOURCES", "Normalizer", "barcode_bits",
             "barcoded", "barcoded_mnist", "fit_normalizer", "heavy_tail_counts",
-            "heavy_tail_subsample", "host_rng", "imagenet_normalizer", "load_imagenet_subset", "load_images",
+            "heavy_tail_subsample", "host_rng", "imagenet_normalizer", "load_imagenet_subset",
+            "load_images",
             "make_image_dataset", "normalize", "per_class_indices", "read_idx",
             "resize_and_center_crop", "stamp_barcodes", "step_imbalance", "subsample_per_class",
             "take", "train_validation_split", "uniform_subsample", "write_idx", "write_tfds_images"]

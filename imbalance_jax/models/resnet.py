@@ -3,15 +3,16 @@
 The layout follows torchvision's ``resnet18``: a stem, four stages of two
 basic blocks (64, 128, 256, 512 channels; the first block of stages 2-4
 downsamples by 2 with a 1x1 projection shortcut), global average pooling and
-a Dense ``head``. Convolutions have no bias and use He-normal (fan-out)
-init; the head uses PyTorch's ``U(±1/sqrt(fan_in))``. With 1000 classes it
+a Dense ``head``. Convolutions have no bias and use He (fan-out) init
+(a truncated normal; torchvision's is untruncated); the head uses PyTorch's ``U(±1/sqrt(fan_in))``. With 1000 classes it
 has 11,689,512 parameters, as torchvision's.
 
 Normalisation (``norm``):
 
-* ``"batch"``: ``nn.BatchNorm`` (PyTorch's momentum 0.1 = Flax 0.9, eps 1e-5;
-  Flax's running variance averages the biased batch variance, PyTorch's the
-  unbiased one, a factor ``n/(n-1)`` per update). Running averages live in the ``batch_stats`` collection: ``train=True``
+* ``"batch"``: ``nn.BatchNorm`` (PyTorch's momentum 0.1 = Flax 0.9, eps
+  1e-5; Flax's running variance averages the biased batch variance,
+  PyTorch's the unbiased one, a factor ``n/(n-1)`` per update). Running
+  averages live in the ``batch_stats`` collection: ``train=True``
   uses batch statistics and updates them (``mutable=["batch_stats"]``),
   ``train=False`` uses the running averages.
 * ``"layer"``: LayerNorm over (H, W, C) of each example with a per-channel
