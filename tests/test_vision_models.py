@@ -218,3 +218,30 @@ def test_bad_inputs_and_settings():
   with pytest.raises(ValueError, match="x must"):
     models.ThreeLayerCNN(3).init(jax.random.key(0), jnp.ones((8, 8)))
   assert isinstance(models.ResNet18(3), nn.Module)
+
+
+def test_batchnorm_resnet_on_barcoded_digits_sweeps_over_seeds_and_step_sizes():
+  """Library pieces end to end: Barcoded digits -> BN ResNet -> make_train -> Sweep."""
+  from imbalance_jax import data, metrics, optim, train
+  rng = np.random.default_rng(0)
+  digits = rng.integers(0, 256, (40, 6, 6, 1), dtype=np.uint8)
+  labels = np.repeat(np.arange(10), 4).astype(np.int32)
+  raw = data.barcoded(jax.random.key(0), digits, labels, num_bits=1, copies=2)
+  ds = data.normalize(raw, data.fit_normalizer(raw.x))
+  model = models.ResNet18(ds.num_classes, stem="small", width=2, stage_sizes=(1, 1))
+  groups = data.frequency_groups(np.asarray(ds.class_counts), num_groups=2)
+  run = train.make_train(train.classification_objective(model.apply, stateful=True),
+                         optim.injectable("adam", 0.0), num_steps=3, log_every=3,
+                         metrics_fn=metrics.classification_metrics(groups), stateful=True)
+  members = [_random_variables(model, ds.x[:2], seed) for seed in range(2)]
+  for member in members:
+    member["batch_stats"] = jax.tree_util.tree_map_with_path(
+        lambda path, v: jnp.full_like(v, "var" in jax.tree_util.keystr(path[-1:])),
+        member["batch_stats"])
+  variables = jax.tree.map(lambda *leaves: jnp.stack(leaves), *members)
+  result = train.Sweep(run, data_per_seed=False)(variables, ds, jnp.array([1e-3, 1e-1]))
+  assert result.final_loss.shape == (2, 2) and np.all(np.isfinite(result.final_loss))
+  # Running means after a ReLU moved off their initial 0, differently per step size.
+  means = result.params["batch_stats"]["stage2_block0"]["BatchNorm_0"]["mean"]
+  assert means.shape == (2, 2, 4) and not np.allclose(means, 0.0)
+  assert not np.allclose(means[:, 0], means[:, 1])
