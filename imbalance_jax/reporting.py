@@ -16,6 +16,23 @@ def summarize_run(tuned: TunedSweep, threshold: float = 1.5) -> dict:
   group first), ``diverged`` (step sizes with a diverged seed), plus the
   evidence: ``final_loss_max_over_seeds``, ``scores`` (per evaluated step
   size) and ``fallback_from`` (the unstable winner replaced, if any).
+
+  Example:
+    Two seeds at step sizes 0.1 and 1; at 1 the first seed's loss reached 9 > 1.5 x 2.
+
+    >>> from imbalance_jax.train import LossStats, TunedSweep, select
+    >>> stats = {e: LossStats(initial=np.full(2, 2.0), final=np.array(final),
+    ...                       max=np.array(peak), finite=np.ones(2, bool))
+    ...          for e, final, peak in [(-1.0, [0.5, 0.75], [2.0, 2.0]),
+    ...                                 (0.0, [0.125, 0.125], [9.0, 2.0])]}
+    >>> group_loss = np.array([[[2.0, 2.0], [0.25, 0.5]], [[2.0, 2.0], [0.75, 1.0]]])
+    >>> tuned = TunedSweep(selection=select(stats), stats=stats,
+    ...                    histories={e: {"group_loss": group_loss} for e in stats})
+    >>> entry = summarize_run(tuned)  # group_loss: [seeds, logged steps, groups]
+    >>> entry["learning_rate"], entry["final_loss"], entry["final_group_losses"]
+    (0.1, 0.625, [0.5, 0.75])
+    >>> entry["diverged"], entry["scores"]
+    ([1.0], {'0.1': 0.75, '1': 2.0})
   """
   sel = tuned.selection
   history = tuned.best_history
@@ -36,7 +53,21 @@ def summarize_run(tuned: TunedSweep, threshold: float = 1.5) -> dict:
 
 def history_records(run_name: str, tuned: TunedSweep, steps: Sequence[int],
                     threshold: float = 1.5) -> Iterator[dict]:
-  """One record per (step size, seed, logged step) with every recorded metric."""
+  """One record per (step size, seed, logged step) with every recorded metric.
+
+  Example:
+    With ``tuned`` as in `summarize_run` (2 step sizes, 2 seeds, 2 logged steps):
+
+    >>> from imbalance_jax.train import LossStats, TunedSweep, select
+    >>> stats = {e: LossStats(initial=np.full(2, 2.0), final=np.full(2, 1.0), max=np.full(2, 2.0),
+    ...                       finite=np.ones(2, bool)) for e in (-1.0, 0.0)}
+    >>> loss = np.array([[2.0, 1.0], [2.0, 1.0]])  # [seeds, logged steps]
+    >>> tuned = TunedSweep(selection=select(stats), stats=stats,
+    ...                    histories={e: {"loss": loss} for e in stats})
+    >>> records = list(history_records("gd", tuned, steps=[0, 10]))
+    >>> len(records), records[1]
+    (8, {'run': 'gd', 'learning_rate': 0.1, 'seed': 0, 'step': 10, 'diverged': False, 'loss': 1.0})
+  """
   for exponent in sorted(tuned.histories):
     history = tuned.histories[exponent]
     diverged = tuned.stats[exponent].diverged(threshold)

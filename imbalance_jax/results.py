@@ -22,6 +22,11 @@ def to_jsonable(value: Any) -> Any:
   """Converts numpy/JAX scalars and arrays (and nested containers) to JSON types.
 
   Non-finite floats become ``None`` (JSON has no NaN/inf).
+
+  Example:
+    >>> to_jsonable({"loss": np.float32(0.5), "nan": float("nan"), "x": jnp.arange(3),
+    ...              "steps": (np.int64(0), 10)})
+    {'loss': 0.5, 'nan': None, 'x': [0, 1, 2], 'steps': [0, 10]}
   """
   if isinstance(value, Mapping):
     return {str(k): to_jsonable(v) for k, v in value.items()}
@@ -56,12 +61,23 @@ def atomic_path(path: str | os.PathLike):
 
 
 def write_json(path, obj: Any) -> None:
+  """Writes ``to_jsonable(obj)`` as indented JSON, atomically.
+
+  Example:
+    >>> import json, os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "summary.json")
+    >>> write_json(path, {"final_loss": np.float32(0.25), "max_loss": float("inf")})
+    >>> with open(path) as f:
+    ...   json.load(f)
+    {'final_loss': 0.25, 'max_loss': None}
+  """
   with atomic_path(path) as tmp, open(tmp, "w") as f:
     json.dump(to_jsonable(obj), f, indent=2, sort_keys=False)
     f.write("\n")
 
 
 def write_jsonl(path, records: Iterable[Mapping[str, Any]]) -> None:
+  """Writes one JSON object per line (records may be a generator), atomically."""
   with atomic_path(path) as tmp, open(tmp, "w") as f:
     for record in records:
       f.write(json.dumps(to_jsonable(record)) + "\n")

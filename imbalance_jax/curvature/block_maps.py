@@ -34,7 +34,9 @@ def sample_classes(key: jax.Array, class_counts, num: int,
     int ``[S]`` class ids ordered from most to least frequent (ties by id).
 
   Example:
-    >>> sample_classes(jax.random.key(0), [8, 4, 4, 2, 2, 2, 2], 3, "uniform")
+    >>> classes = sample_classes(jax.random.key(0), [8, 4, 4, 2, 2, 2, 2], 3, "uniform")
+    >>> len(set(classes.tolist())), bool(np.all(np.diff(classes) > 0))
+    (3, True)
   """
   _checks.check_choice("scheme", scheme, SCHEMES)
   counts = np.asarray(class_counts)

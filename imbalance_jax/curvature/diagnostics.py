@@ -92,9 +92,17 @@ def linear_curvature_metrics(class_to_group, *, include_bias: bool = True,
       ``O(N (S J)^2)`` each.
 
   Example:
-    >>> metrics_fn = linear_curvature_metrics(frequency_groups(ds.class_counts), negated=True)
-    >>> train = make_train(objective, make_opt, num_steps=300, log_every=10,
-    ...                    metrics_fn=metrics_fn)
+    >>> from imbalance_jax import data, models, optim, train
+    >>> ds = data.heavy_tailed_labels(jax.random.key(0), m=3)  # 7 classes
+    >>> model = models.LinearSoftmax(ds.num_classes)
+    >>> metrics_fn = linear_curvature_metrics(data.frequency_groups(ds.class_counts, 3),
+    ...                                       negated=True)
+    >>> run = train.make_train(train.classification_objective(model.apply),
+    ...                        optim.injectable("gd", 0.0), num_steps=4, log_every=2,
+    ...                        metrics_fn=metrics_fn)
+    >>> history = jax.jit(run)(model.init(jax.random.key(1), ds.x), ds, 0.1).history
+    >>> history["trace_C"].shape, history["neg_grad_norm_C"].shape, history["group_prob_G"].shape
+    ((3, 7), (3, 7), (3, 3))
   """
   class_to_group, num_groups = _groups(class_to_group)
   losses.class_weights(jnp.ones(1), weighting)  # validates `weighting`

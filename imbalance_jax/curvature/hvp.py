@@ -24,8 +24,8 @@ def hvp(loss_fn: Callable[[Any], jax.Array], params: Any, tangents: Any) -> Any:
     ``H v`` with the structure of ``params``.
 
   Example:
-    >>> hvp(lambda w: 0.5 * jnp.sum(w ** 2), jnp.ones(3), jnp.arange(3.))
-    Array([0., 1., 2.], dtype=float32)
+    >>> hvp(lambda w: jnp.sum(w ** 3) / 6, jnp.array([1., 2., 3.]), jnp.ones(3)).tolist()
+    [1.0, 2.0, 3.0]
   """
   return jax.jvp(jax.grad(loss_fn), (params,), (tangents,))[1]
 
@@ -71,8 +71,15 @@ def restrict_to_layer(loss_fn: Callable[[Any], jax.Array], params: Any,
     loss_fn(params)``.
 
   Example:
+    >>> params = {"params": {"body": {"kernel": jnp.ones((2, 2))},
+    ...                      "head": {"kernel": jnp.ones((2, 3))}}}
+    >>> loss_fn = lambda p: jnp.sum((p["params"]["body"]["kernel"]
+    ...                              @ p["params"]["head"]["kernel"]) ** 2)
     >>> head_loss, head = restrict_to_layer(loss_fn, params, "head")
-    >>> hvp(head_loss, head, jax.tree.map(jnp.ones_like, head))
+    >>> sorted(head), float(head_loss(head)) == float(loss_fn(params))
+    (['kernel'], True)
+    >>> hvp(head_loss, head, jax.tree.map(jnp.ones_like, head))["kernel"].shape
+    (2, 3)
   """
   path = _layer_path(params, layer)
   node = params

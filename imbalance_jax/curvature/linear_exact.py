@@ -63,7 +63,9 @@ def linear_block_traces(logits_NC: jax.Array, x_ND: jax.Array, *, bias: bool = T
     ``[C]`` block traces.
 
   Example:
-    >>> traces = linear_block_traces(model.apply(params, x), x)
+    >>> x = jnp.array([[1., 1.], [1., -1.]])  # p = 1/2: (1/2) sum_i (1/4) (2 + 1)
+    >>> linear_block_traces(jnp.zeros((2, 2)), x).tolist()
+    [0.75, 0.75]
   """
   p = _probs(logits_NC, x_ND)
   return _sample_scale(x_ND, bias, weights_N) @ (p * (1.0 - p))

@@ -54,9 +54,12 @@ def block_grad_norms(grads: Any, *, layer: str = "head",
     ``[C]`` norms, one per output unit (class).
 
   Example:
-    >>> grads = jax.grad(loss)(params)
-    >>> block_grad_norms(grads).shape
-    (255,)
+    >>> grads = {"params": {"head": {"kernel": jnp.array([[3., 0.], [4., 1.]]),
+    ...                              "bias": jnp.array([12., 0.])}}}
+    >>> block_grad_norms(grads).tolist()
+    [5.0, 1.0]
+    >>> block_grad_norms(grads, include_bias=True).tolist()
+    [13.0, 1.0]
   """
   node = layer_params(grads, layer)
   kernel = node["kernel"]

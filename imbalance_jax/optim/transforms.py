@@ -15,6 +15,14 @@ def normalize_by_global_norm() -> optax.GradientTransformation:
   """Divides the whole update pytree by its global l2 norm: d = g / ||g||_2.
 
   A zero gradient gives a zero update rather than NaN.
+
+  Example:
+    >>> t = normalize_by_global_norm()
+    >>> updates, _ = t.update({"a": jnp.array([3., 0.]), "b": jnp.array([4.])}, t.init(None))
+    >>> [round(float(u), 6) for u in jnp.concatenate([updates["a"], updates["b"]])]
+    [0.6, 0.0, 0.8]
+    >>> t.update({"a": jnp.zeros(2)}, t.init(None))[0]["a"].tolist()
+    [0.0, 0.0]
   """
 
   def init_fn(params):

@@ -85,7 +85,11 @@ def simulate_quadratic(make_optimizer, pi_C, learning_rate: float, num_steps: in
   """Runs an optax optimizer on `weighted_quadratic`; returns iterates ``[num_steps + 1, C]``.
 
   Example:
+    >>> from imbalance_jax import optim
+    >>> from imbalance_jax.data import zipf_distribution
     >>> path = simulate_quadratic(optim.gd, zipf_distribution(5), 1.0, 100)
+    >>> path.shape
+    (101, 5)
   """
   pi_C = jnp.asarray(pi_C)
   w0_C = jnp.broadcast_to(jnp.asarray(w0, pi_C.dtype), pi_C.shape)

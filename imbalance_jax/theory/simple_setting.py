@@ -195,7 +195,10 @@ def simulate_simple_setting(class_counts, make_optimizer, learning_rate: float, 
     Per-class losses ``[num_steps // log_every + 1, C]``.
 
   Example:
+    >>> from imbalance_jax import optim
     >>> loss_TC = simulate_simple_setting([90, 9, 1], optim.gd, 0.1, 1000, log_every=100)
+    >>> loss_TC.shape
+    (11, 3)
   """
   data = simple_imbalanced_setting(class_counts, dtype=np.dtype(dtype))
   w0 = jnp.zeros((data.num_classes, data.num_classes), dtype)

@@ -53,6 +53,7 @@ def optimizer_path(loss_fn: LossFn, params, data, make_optimizer: MakeOptimizer,
     The records stacked on a leading axis of ``num_steps // log_every + 1``.
 
   Example:
+    >>> from imbalance_jax import optim
     >>> path = optimizer_path(lambda w, _: 0.5 * jnp.sum(w**2), jnp.ones(3), None,
     ...                       optim.gd, 0.1, 10)
     >>> path.shape

@@ -348,7 +348,11 @@ def simulate_ufm(problem: UFMProblem, params, make_optimizer, learning_rate: flo
 
   Example:
     >>> problem = ufm_problem(4, 10)
-    >>> beta_TM = simulate_ufm(problem, svd_aligned_init(problem, 4, 4.0), optim.gd, 1e-3, 3000)
+    >>> from imbalance_jax import optim
+    >>> beta_TM = simulate_ufm(problem, svd_aligned_init(problem, 4, 4.0), optim.gd, 1e-3, 3000,
+    ...                        log_every=1000)
+    >>> beta_TM.shape
+    (4, 3)
   """
   return simulate.optimizer_path(ufm_loss, params, problem, make_optimizer, learning_rate,
                                  num_steps, log_every=log_every, record_fn=mode_strengths)

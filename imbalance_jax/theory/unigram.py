@@ -73,7 +73,16 @@ def unigram_optimal_value(pi_D) -> jax.Array:
 
 
 def unigram_suboptimality(theta_D: jax.Array, pi_D: jax.Array) -> jax.Array:
-  """``f(theta) - f* = KL(pi || softmax(theta))``, computed without cancellation."""
+  """``f(theta) - f* = KL(pi || softmax(theta))``, computed without cancellation.
+
+  Example:
+    >>> pi = jnp.array([0.5, 0.25, 0.25])
+    >>> round(float(unigram_suboptimality(unigram_minimizer(pi) + 3.0, pi)), 6)
+    0.0
+    >>> bool(jnp.isclose(unigram_suboptimality(jnp.zeros(3), pi),
+    ...                  unigram_loss(jnp.zeros(3), pi) - unigram_optimal_value(pi)))
+    True
+  """
   return jnp.sum(pi_D * (jnp.log(pi_D) - jax.nn.log_softmax(theta_D)))
 
 
@@ -81,6 +90,12 @@ def distance_to_minimizers(theta_D, pi_D, norm: str = "l2") -> float:
   """``min_c ||theta - log(pi) - c 1||`` in ``"l2"`` or ``"linf"``.
 
   l2: the norm of the centred residual; l_inf: half the residual's range.
+
+  Example:
+    >>> distance_to_minimizers([5.0, 5.0], [0.5, 0.5])  # log(pi) + 5.69 is a minimiser
+    0.0
+    >>> round(distance_to_minimizers([0.0, 0.0], [0.25, 0.75], "linf"), 4)  # log(3) / 2
+    0.5493
   """
   _checks.check_choice("norm", norm, NORMS)
   residual = np.asarray(theta_D, np.float64) - np.log(np.asarray(pi_D, np.float64))

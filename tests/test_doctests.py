@@ -1,0 +1,72 @@
+"""Docstring examples run as doctests: an example that stops matching the code fails here.
+
+Examples may use ``jax``, ``jnp`` and ``np`` without importing them; everything else
+they import themselves. They run with JAX's default 32-bit types (so printed dtypes
+and float values are those a user sees) even when the suite runs under
+``JAX_ENABLE_X64=1``.
+
+To run one module's examples by hand: ``python -m doctest -v`` does not know the
+implicit imports, so use ``python -m pytest -q tests/test_doctests.py -k <module>``.
+"""
+
+import doctest
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+# Modules whose examples are real (not pseudo-code); every listed module has examples.
+# Not listed: the figure modules (no examples) and modules whose examples are still
+# pseudo-code (see docs/testing.md).
+MODULES = [
+    "imbalance_jax.curvature.block_maps",
+    "imbalance_jax.curvature.diagnostics",
+    "imbalance_jax.curvature.hutchinson",
+    "imbalance_jax.curvature.hvp",
+    "imbalance_jax.curvature.linear_exact",
+    "imbalance_jax.curvature.prop2",
+    "imbalance_jax.data.synthetic",
+    "imbalance_jax.data.theory_problems",
+    "imbalance_jax.losses",
+    "imbalance_jax.metrics.blocks",
+    "imbalance_jax.metrics.confusion",
+    "imbalance_jax.models.linear",
+    "imbalance_jax.models.mlp",
+    "imbalance_jax.optim.aliases",
+    "imbalance_jax.optim.runs",
+    "imbalance_jax.optim.transforms",
+    "imbalance_jax.reporting",
+    "imbalance_jax.results",
+    "imbalance_jax.theory.quadratic",
+    "imbalance_jax.theory.simple_setting",
+    "imbalance_jax.theory.simulate",
+    "imbalance_jax.theory.ufm_dynamics",
+    "imbalance_jax.theory.ufm_spectrum",
+    "imbalance_jax.theory.unigram",
+]
+
+FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+
+
+def doctests(module_name):
+  module = importlib.import_module(module_name)
+  finder = doctest.DocTestFinder(exclude_empty=True)
+  tests = finder.find(module, module_name, extraglobs={"jax": jax, "jnp": jnp, "np": np})
+  return [t for t in tests if t.examples]
+
+
+@pytest.mark.parametrize("module_name", MODULES)
+def test_docstring_examples_run(module_name):
+  runner = doctest.DocTestRunner(optionflags=FLAGS)
+  report = []
+  with jax.enable_x64(False):
+    for test in doctests(module_name):
+      runner.run(test, out=report.append)
+  results = runner.summarize(verbose=False)
+  assert results.failed == 0, "".join(report)
+
+
+def test_listed_modules_have_examples():
+  assert [name for name in MODULES if not doctests(name)] == []
