@@ -41,13 +41,29 @@ def heavy_tailed_quick(num_seeds=3, m=7):
 
 
 def timed_pair(make_call, first_drop: bool):
-  """``(seconds without dropping, seconds with, results)``; order set by ``first_drop``."""
-  out = {}
+  """``({"wall", "cpu"}: [without dropping, with]), results``; order set by ``first_drop``.
+
+  CPU time (all threads of this process) is printed beside wall time: on a
+  shared machine it is much less sensitive to other processes' load.
+  """
+  out, times = {}, {"wall": [0.0, 0.0], "cpu": [0.0, 0.0]}
   for drop in ((True, False) if first_drop else (False, True)):
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     out[drop] = make_call(drop)
-    out[drop, "time"] = time.perf_counter() - start
-  return out[False, "time"], out[True, "time"], out
+    times["wall"][drop] = time.perf_counter() - wall
+    times["cpu"][drop] = time.process_time() - cpu
+  return times, out
+
+
+def fmt(times) -> str:
+  (w0, w1), (c0, c1) = times["wall"], times["cpu"]
+  return (f"wall {w0:6.1f}s -> {w1:6.1f}s ratio {w0 / w1:5.2f} | cpu {c0:6.1f}s -> {c1:6.1f}s "
+          f"ratio {c0 / c1:5.2f}")
+
+
+def add(total, times):
+  for k in total:
+    total[k] = [a + b for a, b in zip(total[k], times[k])]
 
 
 def max_rel_diff(a, b) -> float:
@@ -61,7 +77,7 @@ def max_rel_diff(a, b) -> float:
 def bench_heavy_tailed(runs):
   datasets, model, params_S, groups = heavy_tailed_quick()
   logs = []
-  total = {False: 0.0, True: 0.0}
+  total = {"wall": [0.0, 0.0], "cpu": [0.0, 0.0]}
   identical, worst = True, 0.0
   print(f"(a) heavy_tailed_linear quick: m=7, 3 seeds, 300 steps, runs {','.join(runs)}")
   for i, name in enumerate(runs):
@@ -75,31 +91,28 @@ def bench_heavy_tailed(runs):
                               drop_decided=drop, log=logs.append)
 
     seen = len(logs)
-    without, with_, out = timed_pair(call, first_drop=bool(i % 2))
-    total[False] += without
-    total[True] += with_
+    times, out = timed_pair(call, first_drop=bool(i % 2))
+    add(total, times)
     dropped = sum("dropped early" in line for line in logs[seen:])
     same = out[False].selection == out[True].selection
     summary = [reporting.summarize_run(out[d]) for d in (False, True)]
     rel = max_rel_diff(*summary)
     identical &= same and summary[0] == summary[1]
     worst = max(worst, rel)
-    print(f"  {name:<18} without {without:6.1f}s  with {with_:6.1f}s  ratio {without / with_:5.2f}"
-          f"  (rounds with drops: {dropped}; selection equal: {same}; summary max rel diff "
-          f"{rel:.1e})")
-  print(f"  total              without {total[False]:6.1f}s  with {total[True]:6.1f}s  "
-        f"ratio {total[False] / total[True]:5.2f}; selections+summaries bitwise identical: "
-        f"{identical} (max rel diff {worst:.1e})")
+    print(f"  {name:<16} {fmt(times)}  (rounds with drops: {dropped}; selection equal: {same};"
+          f" summary max rel diff {rel:.1e})", flush=True)
+  print(f"  {'total':<16} {fmt(total)}; selections and summaries bitwise identical: "
+        f"{identical} (max rel diff {worst:.1e})", flush=True)
 
 
-def bench_curvature(log_everies=(300, 30)):
+def bench_curvature(log_everies=(30, 300)):
   ds = data.heavy_tailed_labels(jax.random.split(jax.random.key(0), 3)[0], 7)
   model = models.LinearSoftmax(ds.num_classes)
   params = model.init(jax.random.split(jax.random.key(0), 3)[1], ds.x[:1])
   add_seed = lambda tree: jax.tree.map(lambda v: v[None], tree)  # noqa: E731
   print("(b) curvature_linear --config.tune=True quick: m=7, 1 seed, 300 steps, adam+m and gd")
   for log_every in log_everies:
-    total = {False: 0.0, True: 0.0}
+    total = {"wall": [0.0, 0.0], "cpu": [0.0, 0.0]}
     chosen = {}
     for i, name in enumerate(("adam+m", "gd")):
       spec = optim.parse_run(name)
@@ -112,12 +125,11 @@ def bench_curvature(log_everies=(300, 30)):
                                 exponents=train.SPARSE_EXPONENTS, drop_decided=drop,
                                 log=lambda _: None)
 
-      without, with_, out = timed_pair(call, first_drop=bool(i % 2))
-      total[False] += without
-      total[True] += with_
+      times, out = timed_pair(call, first_drop=bool(i % 2))
+      add(total, times)
       chosen[name] = (out[False].selection.learning_rate, out[True].selection.learning_rate)
-    print(f"  log_every={log_every:<4} without {total[False]:6.1f}s  with {total[True]:6.1f}s  "
-          f"ratio {total[False] / total[True]:5.2f}  selected (without, with): {chosen}")
+    print(f"  log_every={log_every:<4} {fmt(total)}  selected (without, with): {chosen}",
+          flush=True)
 
 
 def main():

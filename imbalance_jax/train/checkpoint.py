@@ -178,8 +178,8 @@ def run_sweep(sweep: Sweep, params_S, data, learning_rates_L, *, keys_S=None,
               return_extras: bool = False):
   """Runs a sweep to the end, optionally in checkpointed segments, dropping decided members.
 
-  Without ``checkpoint_dir`` (or with one segment) and without
-  ``drop_decided`` this is one compiled call
+  With one segment, or without ``checkpoint_dir`` and ``drop_decided``,
+  this is one compiled call
   ``sweep(params_S, data, learning_rates_L, keys_S)``. Otherwise the run
   advances ``segment_steps`` steps at a time (one compiled program per
   member-count bucket); with ``checkpoint_dir`` the sweep state and history
@@ -217,7 +217,7 @@ def run_sweep(sweep: Sweep, params_S, data, learning_rates_L, *, keys_S=None,
     raise ValueError(f"segment_steps={segment_steps} must divide num_steps={train.num_steps} "
                      f"and be a multiple of log_every={train.log_every}")
   num_segments = train.num_steps // segment_steps
-  if not drop_decided and (checkpoint_dir is None or num_segments == 1):
+  if num_segments == 1 or (not drop_decided and checkpoint_dir is None):
     result = to_host(sweep(params_S, data, learning_rates_L, keys_S))
     if return_extras:
       return result, {"dropped_at": np.full(result.final_loss.shape, -1)}
