@@ -110,7 +110,8 @@ def test_subword_tokenizers_frequency_order_and_size():
 def test_vocabulary_larger_than_corpus_is_an_error():
   with pytest.raises(ValueError, match="max_size=50 is larger than the corpus"):
     text.train_tokenizer("word", SMALL, vocab_size=50)
-  with pytest.raises(ValueError, match="vocab_size=5000 is larger than the corpus"):
+  with pytest.raises(ValueError, match="vocab_size=5000 is larger than the corpus supports: "
+                                       "BPE runs out of merges at"):
     text.train_tokenizer("bpe", SMALL, vocab_size=5000)
   with pytest.raises(ValueError, match="vocab_size=5000 is larger than the corpus"):
     text.train_tokenizer("unigram", SMALL, vocab_size=5000)

@@ -341,7 +341,7 @@ class WordTokenizer:
   Example:
     >>> tok = train_tokenizer("word", "the cat sat .\\nthe dog sat .")
     >>> tok.tokens[:3], tok.encode("The cat ran").tolist()
-    (('.', 'sat', 'the'), [2, 4, 5])
+    (('.', 'sat', 'the'), [2, 3, 5])
   """
 
   vocabulary: Vocabulary
@@ -431,7 +431,7 @@ def _train_subword(kind: str, text: str, vocab_size: int, eos_token: str | None)
   specials = [UNK] + ([eos_token] if eos_token else [])
   characters = {ch for w in words for ch in w}
   available = len(words) + len(characters) + len(specials) + 1  # +1: the word-boundary mark
-  if vocab_size > available:
+  if kind == "unigram" and vocab_size > available:  # pruned from substrings of the words
     raise ValueError(
         f"vocab_size={vocab_size} is larger than the corpus: its training text has "
         f"{len(words)} distinct words and {len(characters)} distinct characters "
@@ -466,9 +466,11 @@ def train_tokenizer(kind: str, text: str, *, vocab_size: int | None = None,
       case is kept; ``<unk>`` and ``eos_token`` are special tokens kept whole).
     text: training text, lines separated by ``"\\n"``.
     vocab_size: ``"word"``: optional maximum size (``None`` keeps every word);
-      subwords: required target size. HuggingFace's Unigram trainer prunes in
-      steps and may stop below the target; BPE hits it exactly unless the
-      corpus runs out of merges (then a ValueError).
+      subwords: required size. BPE hits it exactly unless the corpus runs out
+      of merges (a ValueError); for Unigram it is an upper bound: HuggingFace's
+      trainer prunes its seed vocabulary in steps and may stop below it (PTB:
+      8,192 requested, 5,616 obtained), and a size above the number of distinct
+      words and characters of the text is a ValueError.
     min_frequency: ``"word"`` only: rarer words become ``<unk>``.
     eos_token: e.g. ``"<eos>"`` to mark line ends (``None``: lines are just
       concatenated, as in torchtext's language-modeling tutorial).
@@ -481,9 +483,9 @@ def train_tokenizer(kind: str, text: str, *, vocab_size: int | None = None,
       corpus, or a missing subword ``vocab_size``.
 
   Example:
-    >>> tok = train_tokenizer("bpe", load_corpus("ptb")["train"], vocab_size=8192)
-    >>> tok.vocab_size
-    8192
+    >>> tok = train_tokenizer("bpe", load_corpus("tinyptb")["train"], vocab_size=2000)
+    >>> tok.vocab_size, tok.split("the nonexecutive")
+    (2000, ['the</w>', 'n', 'on', 'executive</w>'])
   """
   _checks.check_choice("kind", kind, TOKENIZERS)
   if not isinstance(text, str) or not text.strip():

@@ -229,9 +229,15 @@ def head_only(optimizer: optax.GradientTransformation, head_name: str = HEAD
   Normalizing transforms (e.g. normalized GD) see only the head's gradient.
 
   Example:
+    >>> model = Transformer(vocab_size=10, d_model=4, mlp_dim=4)
+    >>> params = model.init(jax.random.key(0), jnp.zeros((1, 3), jnp.int32))
+    >>> grads = jax.tree.map(jnp.ones_like, params)
     >>> opt = head_only(optax.adam(1e-3))
-    >>> state = opt.init(params)
-    >>> updates, state = opt.update(grads, state, params)  # zero outside params["head"]
+    >>> updates, _ = opt.update(grads, opt.init(params), params)
+    >>> float(jnp.abs(updates["params"]["embed"]["embedding"]).max())
+    0.0
+    >>> round(float(updates["params"]["head"]["bias"][0]), 6)
+    -0.001
   """
   def labels(params):
     return jax.tree.map(lambda is_head: "train" if is_head else "freeze",
