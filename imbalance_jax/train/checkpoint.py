@@ -69,9 +69,12 @@ class ResultStore:
   """Named pytrees of arrays saved under ``directory/<key>`` (one orbax checkpoint each).
 
   Example:
-    >>> store = ResultStore(os.path.join(workdir, "checkpoints"))
-    >>> if (done := store.load("adam+m/round0")) is None:
-    ...   store.save("adam+m/round0", compute())
+    >>> import tempfile
+    >>> store = ResultStore(tempfile.mkdtemp())
+    >>> if store.load("adam+m/round0") is None:
+    ...   store.save("adam+m/round0", {"final_loss": np.array([0.5, 0.25])})
+    >>> store.load("adam+m/round0")["final_loss"]
+    array([0.5 , 0.25])
   """
 
   def __init__(self, directory: str | os.PathLike):
@@ -202,10 +205,20 @@ def run_sweep(sweep: Sweep, params_S, data, learning_rates_L, *, keys_S=None,
     `TrainResult` with numpy leaves ``[S, L, ...]`` (and the extras).
 
   Example:
-    >>> result = run_sweep(Sweep(train), params_S, data_S, np.logspace(-4, 1, 6),
-    ...                    drop_decided=True, segment_steps=50)
-    >>> result.final_loss.shape
-    (3, 6)
+    >>> from imbalance_jax import data, models, optim, train
+    >>> keys = jax.random.split(jax.random.key(0), 2)
+    >>> data_S = jax.vmap(lambda k: data.heavy_tailed_labels(k, m=3))(keys)
+    >>> model = models.LinearSoftmax(data_S.num_classes)
+    >>> params_S = jax.vmap(lambda k: model.init(k, data_S.x[0, :1]))(keys)
+    >>> run = train.make_train(train.classification_objective(model.apply),
+    ...                        optim.injectable("sign_descent", 0.0), num_steps=12, log_every=3)
+    >>> result, extras = run_sweep(train.Sweep(run), params_S, data_S, [1e-2, 1e3],
+    ...                            drop_decided=True, segment_steps=3, return_extras=True)
+    >>> extras["dropped_at"]            # 1e3 blew up in the first 3 steps
+    array([[-1,  3],
+           [-1,  3]])
+    >>> bool(np.isnan(result.final_loss[0, 1])), result.history["loss"].shape
+    (True, (2, 2, 5))
   """
   train = sweep.train
   _checks.check_positive("threshold", threshold)

@@ -223,8 +223,14 @@ class Sweep:
       that fit.
 
   Example:
-    >>> sweep = Sweep(train)
-    >>> result = sweep(params_S, data_S, jnp.logspace(-4, 0, 5))
+    >>> from imbalance_jax import data, models, optim, train
+    >>> keys = jax.random.split(jax.random.key(0), 3)
+    >>> data_S = jax.vmap(lambda k: data.heavy_tailed_labels(k, m=3))(keys)
+    >>> model = models.LinearSoftmax(data_S.num_classes)
+    >>> params_S = jax.vmap(lambda k: model.init(k, data_S.x[0, :1]))(keys)
+    >>> run = train.make_train(train.classification_objective(model.apply),
+    ...                        optim.injectable("gd", 0.0), num_steps=10)
+    >>> result = Sweep(run)(params_S, data_S, jnp.logspace(-4, 0, 5))
     >>> result.final_loss.shape          # [seeds, learning rates]
     (3, 5)
   """

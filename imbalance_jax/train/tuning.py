@@ -66,8 +66,17 @@ def tune_sweep(sweep: Sweep, params_S, data, *, keys_S=None,
     log: progress printer.
 
   Example:
-    >>> tuned = tune_sweep(Sweep(train), params_S, data_S)
-    >>> tuned.selection.learning_rate, tuned.best_history["group_loss"].shape
+    >>> from imbalance_jax import data, models, optim, train
+    >>> keys = jax.random.split(jax.random.key(0), 2)
+    >>> data_S = jax.vmap(lambda k: data.heavy_tailed_labels(k, m=3))(keys)
+    >>> model = models.LinearSoftmax(data_S.num_classes)
+    >>> params_S = jax.vmap(lambda k: model.init(k, data_S.x[0, :1]))(keys)
+    >>> run = train.make_train(train.classification_objective(model.apply),
+    ...                        optim.injectable("gd", 0.0), num_steps=20, log_every=5)
+    >>> tuned = tune_sweep(Sweep(run), params_S, data_S, exponents=(-2.0, -1.0, 0.0, 1.0),
+    ...                    refine_rounds=0, log=lambda line: None)
+    >>> tuned.selection.exponent in (-2.0, -1.0, 0.0, 1.0), tuned.best_history["loss"].shape
+    (True, (2, 5))
   """
   histories: dict[float, Any] = {}
   dropped_at: dict[float, np.ndarray] = {}
