@@ -33,14 +33,13 @@ import numpy as np
 
 from imbalance_jax import _checks
 from imbalance_jax.data import imbalance
-from imbalance_jax.data.images import Normalizer, make_image_dataset
+from imbalance_jax.data.images import Normalizer, make_image_dataset, read_tfds_examples
 
 IMAGENET_SUBSETS = ("heavy_tail", "uniform")
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TFDS_NAME = "imagenet2012"
-_LABEL_BATCH = 4096
 
 
 def imagenet_normalizer() -> Normalizer:
@@ -157,11 +156,8 @@ def load_imagenet_subset(key: jax.Array, data_dir, subset: str = "heavy_tail", *
                               decoders={"image": tfds.decode.SkipDecoding()})
     num_classes = tfds.builder(TFDS_NAME, data_dir=os.fspath(root)).info.features[
         "label"].num_classes
-    labels = np.concatenate([
-        np.asarray([int(e["label"]) for e in source.__getitems__(
-            list(range(start, min(start + _LABEL_BATCH, len(source)))))], np.int32)
-        for start in range(0, len(source), _LABEL_BATCH)])
-    read = lambda indices: [e["image"] for e in source.__getitems__(list(indices))]
+    labels = np.asarray([int(e["label"]) for e in read_tfds_examples(source)], np.int32)
+    read = lambda indices: [e["image"] for e in read_tfds_examples(source, indices)]
   else:
     paths, labels, num_classes = _image_folder(root)
     read = lambda indices: [paths[i].read_bytes() for i in indices]

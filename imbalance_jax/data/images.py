@@ -166,19 +166,41 @@ def _tfds_prepared(data_dir: pathlib.Path, name: str) -> bool:
 def _load_tfds(name: str, split: str, data_dir) -> Dataset:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-  return _from_tfds_source(source, num_classes=NUM_DIGIT_CLASSES)
-
-
-def _from_tfds_source(source, num_classes: int) -> Dataset:
-  n = len(source)
-  if n == 0:
-    raise ValueError("the TFDS split holds no examples")
-  examples = [source[i] for i in range(n)]
-  images = np.stack([np.asarray(e["image"], np.uint8) for e in examples])
+  examples = read_tfds_examples(source)
+  if not examples:
+    raise ValueError(f"the TFDS split {name}/{split} under {data_dir} holds no examples")
+  images = np.stack([decode_image(e["image"]) for e in examples])
   labels = np.asarray([int(e["label"]) for e in examples], np.int32)
-  if images.ndim == 3:
-    images = images[..., None]
-  return make_image_dataset(images, labels, num_classes)
+  return make_image_dataset(images if images.ndim == 4 else images[..., None], labels,
+                            NUM_DIGIT_CLASSES)
+
+
+def read_tfds_examples(source, indices=None, batch_size: int = 4096) -> list:
+  """Examples ``indices`` (default: all) of a ``tfds.data_source``, read in batches.
+
+  Batched reads are ~3x faster than one record at a time. TFDS's
+  ``mock_data`` sources break on batched reads (their ``__getitems__`` has the
+  wrong signature), so those fall back to single reads.
+  """
+  indices = list(range(len(source))) if indices is None else [int(i) for i in indices]
+  out = []
+  for start in range(0, len(indices), batch_size):
+    keys = indices[start:start + batch_size]
+    try:
+      out += list(source.__getitems__(keys))
+    except TypeError:
+      out += [source[k] for k in keys]
+  return out
+
+
+def decode_image(image) -> np.ndarray:
+  """A uint8 ``[H, W, C]`` array from encoded bytes (PNG/JPEG, via PIL) or an array."""
+  if isinstance(image, (bytes, bytearray, np.bytes_)):
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    with Image.open(io.BytesIO(bytes(image))) as opened:
+      image = np.asarray(opened)
+  image = np.asarray(image, np.uint8)
+  return image[..., None] if image.ndim == 2 else image
 
 
 def _encoded(image: np.ndarray, encoding: str) -> bytes:
