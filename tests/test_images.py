@@ -242,3 +242,14 @@ def test_resize_and_center_crop():
   assert out.shape == (6, 6, 3) and np.all(out == 77)
   with pytest.raises(ValueError, match="resize_size"):
     data.resize_and_center_crop(square, 8, 4)
+
+
+def test_imagenet_folder_without_the_split_is_refused(tmp_path):
+  _image_folder(tmp_path / "val", [[(8, 8)] * 2])
+  with pytest.raises(FileNotFoundError, match="train"):
+    data.load_imagenet_subset(jax.random.key(0), tmp_path, "uniform", per_class=1)
+  classes = tmp_path / "flat"
+  _image_folder(classes, [[(8, 8)] * 2, [(9, 9)] * 3])
+  ds = data.load_imagenet_subset(jax.random.key(0), classes, "uniform", per_class=2,
+                                 image_size=4, resize_size=4)
+  assert ds.class_counts.tolist() == [2, 2]

@@ -40,6 +40,7 @@ IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TFDS_NAME = "imagenet2012"
+_SPLIT_NAMES = {"train", "val", "validation", "test"}
 
 
 def imagenet_normalizer() -> Normalizer:
@@ -104,9 +105,11 @@ def _image_folder(root: pathlib.Path):
 def _find_source(data_dir: pathlib.Path, split: str):
   if any(data_dir.glob(f"{TFDS_NAME}/*/dataset_info.json")):
     return "tfds", data_dir
-  for root in (data_dir / split, data_dir):
-    if root.is_dir() and any(p.is_dir() for p in root.iterdir()):
-      return "folder", root
+  if (data_dir / split).is_dir():
+    return "folder", data_dir / split
+  subdirs = {p.name for p in data_dir.iterdir() if p.is_dir()} if data_dir.is_dir() else set()
+  if subdirs and not subdirs & _SPLIT_NAMES:                     # data_dir is the class folder
+    return "folder", data_dir
   raise FileNotFoundError(
       f"No ImageNet under {data_dir}: put a TFDS-prepared {TFDS_NAME} at "
       f"{data_dir / TFDS_NAME}/<version>/ (dataset_info.json and "
@@ -123,7 +126,8 @@ def load_imagenet_subset(key: jax.Array, data_dir, subset: str = "heavy_tail", *
   Args:
     key: PRNG key choosing the images of each class.
     data_dir: TFDS data directory holding ``imagenet2012/<version>/``, or an
-      image folder (``data_dir/<split>/<class>/*`` or ``data_dir/<class>/*``).
+      image folder: ``data_dir/<split>/<class>/*``, or ``data_dir/<class>/*``
+      when ``data_dir`` has no split folders (train/val/validation/test).
     subset: ``"heavy_tail"`` (``ceil(max_per_class / k)`` of the k-th most
       frequent class) or ``"uniform"`` (``per_class`` of every class).
     split: the split to subsample.

@@ -26,7 +26,7 @@ inputs) and ``"small"`` (3x3 stride-1 conv, no pooling; for 28x28 or 32x32).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -48,7 +48,7 @@ class BasicBlock(nn.Module):
 
   features: int
   strides: int
-  norm: nn.Module
+  norm: Callable[..., nn.Module]
   param_dtype: jnp.dtype = jnp.float32
 
   @nn.compact

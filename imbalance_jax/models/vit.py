@@ -10,8 +10,9 @@ stateless and ``train`` has no effect (it is accepted so that every vision
 model takes the same arguments).
 
 Default shape: ViT-S/16 (width 384, depth 12, 6 heads of 64, MLP 1536,
-16x16 patches): 21.97M parameters with 1000 classes at 224x224. The
-``VIT_CONFIGS`` entries ``"tiny"`` and ``"micro"`` are CPU-sized.
+16x16 patches): 21.96M parameters with 1000 classes at 224x224. The
+``VIT_CONFIGS`` entries ``"tiny"`` (4x4 patches: 49 tokens) and ``"micro"``
+(7x7 patches: 16 tokens) are CPU-sized for 28x28 digits.
 """
 
 from __future__ import annotations
