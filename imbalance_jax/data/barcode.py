@@ -12,7 +12,10 @@ At paper scale (``num_bits=10``, 5 copies, 50,000 plain training digits):
 Barcoded-only has 10,240 classes x 5 = 51,200 examples; MNIST+Barcoded has
 101,200 examples over 10,250 classes (10 with ~5k, 10,240 with 5). Smaller
 ``num_bits`` keep the same two groups (10 frequent plain classes, ``10 2^b``
-rare barcoded ones) at a CPU-friendly size.
+rare barcoded ones) at a CPU-friendly size; the groups hold equal shares
+when ``5 * 10 * 2^b`` matches the plain digits, e.g. the embedded 4,000
+training digits split 3,200 / 800 with ``num_bits=6``: 3,200 plain + 3,200
+barcoded examples over 650 classes (plain classes 64x more frequent).
 
 Everything is vectorised: images are gathered with one index array and the
 bits written with one ``where``; no loop runs over barcodes or digits.
