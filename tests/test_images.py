@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from imbalance_jax import data
-from imbalance_jax.data import images as images_lib
 
 FASHION_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 

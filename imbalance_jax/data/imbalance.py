@@ -9,7 +9,6 @@ seeded from the key by `host_rng`), not under ``jit``.
 
 from __future__ import annotations
 
-import math
 
 import jax
 import jax.numpy as jnp
