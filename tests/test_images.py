@@ -223,6 +223,12 @@ def test_imagenet_subset_from_tfds_directory(tmp_path):
   expected = np.zeros(1000, int)
   expected[[7, 999, 3]] = [5, 3, 1]                       # min(count, ceil(5 / rank))
   np.testing.assert_array_equal(heavy.class_counts, expected)
+  np.testing.assert_array_equal(data.imagenet_labels(tmp_path), labels)
+  relabelled = data.load_imagenet_subset(jax.random.key(0), tmp_path, labels=np.full(9, 7),
+                                         image_size=4, resize_size=4)
+  assert relabelled.class_counts[7] == relabelled.num_examples == 9   # the given labels rule
+  with pytest.raises(ValueError, match="labels"):
+    data.load_imagenet_subset(jax.random.key(0), tmp_path, labels=labels[:4])
 
 
 def test_imagenet_missing_directory_says_what_to_put_where(tmp_path):

@@ -2,7 +2,7 @@
 
 from imbalance_jax.data.barcode import (BARCODED_VARIANTS, barcode_bits, barcoded, barcoded_mnist,
                                         stamp_barcodes, train_validation_split)
-from imbalance_jax.data.imagenet import (IMAGENET_SUBSETS, imagenet_normalizer,
+from imbalance_jax.data.imagenet import (IMAGENET_SUBSETS, imagenet_labels, imagenet_normalizer,
                                          load_imagenet_subset, resize_and_center_crop)
 from imbalance_jax.data.images import (IMAGE_SOURCES, Normalizer, fit_normalizer, load_images,
                                        make_image_dataset, normalize, read_idx, write_idx,
@@ -30,8 +30,8 @@ __all__ += ["CORPORA", "TOKENIZERS", "Corpus", "SubwordTokenizer", "TokenWindows
             "load_corpus", "next_token_windows", "rank_frequencies", "train_tokenizer", "zipf_fit"]
 __all__ += ["BARCODED_VARIANTS", "IMAGENET_SUBSETS", "IMAGE_SOURCES", "Normalizer", "barcode_bits",
             "barcoded", "barcoded_mnist", "fit_normalizer", "heavy_tail_counts",
-            "heavy_tail_subsample", "host_rng", "imagenet_normalizer", "load_imagenet_subset",
-            "load_images",
+            "heavy_tail_subsample", "host_rng", "imagenet_labels", "imagenet_normalizer",
+            "load_imagenet_subset", "load_images",
             "make_image_dataset", "normalize", "per_class_indices", "read_idx",
             "resize_and_center_crop", "stamp_barcodes", "step_imbalance", "subsample_per_class",
             "take", "train_validation_split", "uniform_subsample", "write_idx", "write_tfds_images"]

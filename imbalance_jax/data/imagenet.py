@@ -117,10 +117,48 @@ def _find_source(data_dir: pathlib.Path, split: str):
       f"{data_dir / split}/<class>/<image>.JPEG (one folder per class). Nothing is downloaded.")
 
 
+class _Source:
+  """Labels of a split and a reader of encoded images by index."""
+
+  def __init__(self, data_dir, split: str):
+    self.kind, self.root = _find_source(pathlib.Path(os.fspath(data_dir)).expanduser(), split)
+    if self.kind == "tfds":
+      import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+      self._source = tfds.data_source(TFDS_NAME, split=split, data_dir=os.fspath(self.root),
+                                      download=False,
+                                      decoders={"image": tfds.decode.SkipDecoding()})
+      self.num_classes = tfds.builder(TFDS_NAME, data_dir=os.fspath(self.root)).info.features[
+          "label"].num_classes
+      self.size = len(self._source)
+    else:
+      self._paths, self._labels, self.num_classes = _image_folder(self.root)
+      self.size = len(self._paths)
+
+  def labels(self) -> np.ndarray:
+    if self.kind == "tfds":   # a full pass over the records (images are not decoded)
+      return np.asarray([int(e["label"]) for e in read_tfds_examples(self._source)], np.int32)
+    return self._labels
+
+  def read(self, indices) -> list[bytes]:
+    if self.kind == "tfds":
+      return [e["image"] for e in read_tfds_examples(self._source, indices)]
+    return [self._paths[i].read_bytes() for i in indices]
+
+
+def imagenet_labels(data_dir, split: str = "train") -> np.ndarray:
+  """Labels ``[N]`` of a local ImageNet split, in record order.
+
+  For a TFDS directory this reads every record once (the whole split: ~140 GB
+  for ImageNet's training set); pass the result to `load_imagenet_subset`
+  (``labels=``) to draw several subsets without reading it again.
+  """
+  return _Source(data_dir, split).labels()
+
+
 def load_imagenet_subset(key: jax.Array, data_dir, subset: str = "heavy_tail", *,
                          split: str = "train", per_class: int = 10,
                          max_per_class: int | None = None, image_size: int = 224,
-                         resize_size: int = 256, num_threads: int = 8):
+                         resize_size: int = 256, num_threads: int = 8, labels=None):
   """Heavy-Tailed ImageNet or small ImageNet from a local copy, as uint8 images.
 
   Args:
@@ -136,6 +174,7 @@ def load_imagenet_subset(key: jax.Array, data_dir, subset: str = "heavy_tail", *
       class (1300 for ImageNet's training split).
     image_size, resize_size: see `resize_and_center_crop`.
     num_threads: threads decoding images.
+    labels: the split's labels from `imagenet_labels` (skips the label pass).
 
   Returns:
     uint8 `Dataset` ``x [n, image_size, image_size, 3]`` with the original
@@ -144,7 +183,8 @@ def load_imagenet_subset(key: jax.Array, data_dir, subset: str = "heavy_tail", *
   Raises:
     FileNotFoundError: when ``data_dir`` holds neither layout (the message
       says what to put where).
-    ValueError: for a bad ``subset`` or a class smaller than ``per_class``.
+    ValueError: for a bad ``subset``, a class smaller than ``per_class`` or
+      ``labels`` that do not fit the split.
 
   Example:
     >>> ds = load_imagenet_subset(jax.random.key(0), "~/tensorflow_datasets")  # doctest: +SKIP
@@ -153,24 +193,17 @@ def load_imagenet_subset(key: jax.Array, data_dir, subset: str = "heavy_tail", *
   """
   _checks.check_choice("subset", subset, IMAGENET_SUBSETS)
   num_threads = _checks.check_int("num_threads", num_threads, minimum=1)
-  kind, root = _find_source(pathlib.Path(os.fspath(data_dir)).expanduser(), split)
-  if kind == "tfds":
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    source = tfds.data_source(TFDS_NAME, split=split, data_dir=os.fspath(root), download=False,
-                              decoders={"image": tfds.decode.SkipDecoding()})
-    num_classes = tfds.builder(TFDS_NAME, data_dir=os.fspath(root)).info.features[
-        "label"].num_classes
-    labels = np.asarray([int(e["label"]) for e in read_tfds_examples(source)], np.int32)
-    read = lambda indices: [e["image"] for e in read_tfds_examples(source, indices)]
-  else:
-    paths, labels, num_classes = _image_folder(root)
-    read = lambda indices: [paths[i].read_bytes() for i in indices]
+  source = _Source(data_dir, split)
+  labels = source.labels() if labels is None else np.asarray(labels)
+  if labels.shape != (source.size,) or not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"labels must be ints [{source.size}] (the split's size), got "
+                     f"{labels.dtype} {labels.shape}")
   if labels.size == 0:
-    raise FileNotFoundError(f"the {split} split under {root} holds no images")
-  class_counts = np.bincount(labels, minlength=num_classes)
+    raise FileNotFoundError(f"the {split} split under {source.root} holds no images")
+  class_counts = np.bincount(labels, minlength=source.num_classes)
   wanted = _subset_counts(subset, class_counts, per_class, max_per_class)
-  chosen = imbalance.per_class_indices(key, labels, wanted, num_classes)
-  encoded = read(chosen)
+  chosen = imbalance.per_class_indices(key, labels, wanted, source.num_classes)
+  encoded = source.read(chosen)
   with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
     images = list(pool.map(lambda b: resize_and_center_crop(b, image_size, resize_size), encoded))
-  return make_image_dataset(np.stack(images), labels[chosen], num_classes)
+  return make_image_dataset(np.stack(images), labels[chosen], source.num_classes)
