@@ -200,3 +200,57 @@ def test_real_run_one_unstable_seed_of_three_falls_back(gd_runs):
   chosen = selection.select(stats)
   assert chosen.fallback_from == 1 / 32 and chosen.exponent == 1 / 64
   assert chosen.scores == pytest.approx(scores, rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# tune's arguments (found by mutation testing: each of these was once ignorable).
+
+
+def test_refinement_bounds_are_inclusive():
+  assert selection.refinement(-5.5, 1, {}) == [-6.0, -5.0]
+  assert selection.refinement(0.5, 1, {}) == [0.0, 1.0]
+  assert selection.refinement(0.5, 1, {}, bounds=(-6.0, 0.9)) == [0.0]
+  assert selection.refinement(-2.0, 2, {-2.25: None}) == [-1.75]
+
+
+def _recording(optimum, calls, peak_at=None, peak=None):
+  def evaluate(exponents):
+    calls.append(list(exponents))
+    return {e: stats(abs(e - optimum), max_loss=peak if e == peak_at else None)
+            for e in exponents}
+  return evaluate
+
+
+def test_tune_defaults_one_refinement_round_and_threshold_1_5():
+  calls = []
+  chosen, _ = selection.tune(_recording(-2.3, calls, peak_at=-2.0, peak=8.0))  # 1.6 x initial
+  assert len(calls) == 2
+  assert chosen.diverged == (-2.0,)  # 8 > 1.5 x 5 at the default threshold
+
+
+def test_tune_threshold_reaches_every_selection():
+  calls = []
+  # -2.0 peaks at 1.6 x initial: diverged at 1.5, merely unstable at 2.0. With threshold 2 it
+  # wins the sparse round, so the refinement is around -2.0.
+  chosen, _ = selection.tune(_recording(-2.1, calls, peak_at=-2.0, peak=8.0), threshold=2.0)
+  assert calls[1] == [-2.5, -1.5]
+  assert chosen.diverged == () and chosen.winner == -2.0
+
+
+def test_tune_zero_rounds_and_a_single_exponent_grid():
+  calls = []
+  chosen, evaluated = selection.tune(_recording(-2.3, calls), exponents=(-2.0,), refine_rounds=0)
+  assert calls == [[-2.0]] and chosen.exponent == -2.0 and list(evaluated) == [-2.0]
+  calls.clear()
+  selection.tune(_recording(-2.3, calls), exponents=(-2.0,), refine_rounds=1)
+  assert calls == [[-2.0], [-2.5, -1.5]]  # the first refinement is by half powers
+
+
+def test_tune_skips_evaluated_exponents_and_respects_custom_bounds():
+  calls = []
+  selection.tune(_recording(-2.1, calls), exponents=(-3.0, -2.5, -2.0), refine_rounds=1)
+  assert calls[1] == [-1.5]  # -2.5 was already evaluated
+  calls.clear()
+  selection.tune(_recording(-1.0, calls), exponents=(-3.0, -2.0, -1.0), refine_rounds=1,
+                 bounds=(-3.0, -1.0))
+  assert calls[1] == [-1.5]  # -0.5 lies outside the bounds
