@@ -1,0 +1,175 @@
+"""`train.xla_cpu`: every convolution rewritten to canonical NHWC/HWIO, same numbers.
+
+The fast path (transposes around a canonical convolution, vmapped members kept
+out of grouped convolutions) is checked in float64 against `lax.conv_general_dilated`
+and against the unrewritten gradient, under jit, vmap, nested vmap and inside
+scans; the compiled scan is checked to contain only canonical, ungrouped
+convolutions (what XLA:CPU needs to call its library kernels in a loop body).
+"""
+
+import re
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from imbalance_jax.train import xla_cpu
+
+
+def _tree_max_diff(a, b):
+  return max(float(jnp.max(jnp.abs(u - v))) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_is_canonical():
+  shapes = ((1, 6, 6, 2), (3, 3, 2, 4))
+  assert xla_cpu.is_canonical(lax.conv_dimension_numbers(*shapes, ("NHWC", "HWIO", "NHWC")))
+  assert not xla_cpu.is_canonical(lax.conv_dimension_numbers(*shapes, ("NCHW", "OIHW", "NCHW")))
+  assert not xla_cpu.is_canonical(lax.conv_dimension_numbers(*shapes, ("NHWC", "HWOI", "NHWC")))
+  assert not xla_cpu.is_canonical(lax.conv_dimension_numbers(*shapes, ("NHWC", "HWIO", "CHWN")))
+  assert xla_cpu.is_canonical(lax.conv_dimension_numbers((1, 5, 2), (3, 2, 4), ("NWC", "WIO", "NWC")))
+
+
+# (layouts, lhs shape, rhs shape, extra conv arguments)
+CONVS = [
+    (("NCHW", "OIHW", "NCHW"), (2, 3, 7, 6), (4, 3, 3, 2), {}),
+    (("NHWC", "HWOI", "CHWN"), (2, 7, 6, 3), (3, 2, 4, 3), {"window_strides": (2, 1)}),
+    (("HWCN", "IOHW", "NCHW"), (7, 6, 4, 2), (2, 6, 3, 3),
+     {"feature_group_count": 2, "rhs_dilation": (2, 1)}),
+    (("NHWC", "HWIO", "NHWC"), (4, 7, 6, 3), (3, 3, 3, 4),
+     {"batch_group_count": 2, "lhs_dilation": (2, 1), "padding": ((1, 2), (0, 1))}),
+    (("NWC", "OIW", "NCW"), (2, 9, 3), (4, 3, 2), {"padding": "SAME"}),
+]
+
+
+@pytest.mark.parametrize("layouts,lhs_shape,rhs_shape,kwargs", CONVS)
+def test_canonical_conv_matches_conv_general_dilated(x64, layouts, lhs_shape, rhs_shape, kwargs):
+  lhs = jax.random.normal(jax.random.key(0), lhs_shape, jnp.float64)
+  rhs = jax.random.normal(jax.random.key(1), rhs_shape, jnp.float64)
+  kwargs = {"window_strides": (1,) * (len(lhs_shape) - 2), "padding": "VALID", **kwargs}
+
+  def conv(a, b):
+    return lax.conv_general_dilated(a, b, dimension_numbers=layouts, **kwargs)
+
+  jaxpr = jax.make_jaxpr(xla_cpu.canonical_convolutions(conv))(lhs, rhs)
+  convs = _convs(jaxpr.jaxpr)
+  assert len(convs) == 1 and xla_cpu.is_canonical(convs[0].params["dimension_numbers"])
+  # Plain, and vmapped over members: input only, kernel only, both (never grouped).
+  lhs_B = jnp.stack([lhs, 2.0 * lhs, -lhs])
+  rhs_B = jnp.stack([rhs, -rhs, 0.5 * rhs])
+  cases = [((), lhs, rhs), ((0, None), lhs_B, rhs), ((None, 0), lhs, rhs_B), ((0, 0), lhs_B, rhs_B)]
+
+  def all_cases(f):
+    return [jax.vmap(f, axes)(a, b) if axes else f(a, b) for axes, a, b in cases]
+
+  got = jax.jit(lambda: all_cases(xla_cpu.canonical_convolutions(conv)))()
+  for g, expected in zip(got, jax.jit(lambda: all_cases(conv))()):
+    assert g.shape == expected.shape
+    np.testing.assert_allclose(g, expected, rtol=1e-12, atol=1e-12)
+
+
+class TinyCNN(nn.Module):
+  """Conv -> ReLU -> max-pool -> Conv -> Dense: all three kinds of conv gradient."""
+
+  @nn.compact
+  def __call__(self, x):
+    h = nn.Conv(3, (3, 3), padding=1, param_dtype=x.dtype)(x)
+    h = nn.max_pool(nn.relu(h), (2, 2), strides=(2, 2))
+    h = nn.relu(nn.Conv(4, (3, 3), padding=1, param_dtype=x.dtype)(h))
+    return nn.Dense(3, param_dtype=x.dtype)(h.reshape(h.shape[0], -1))
+
+
+def _problem(num_members=3):
+  model = TinyCNN()
+  x = jax.random.normal(jax.random.key(0), (4, 8, 8, 2), jnp.float64)
+  y = jnp.array([0, 1, 2, 1])
+  params_B = jax.vmap(lambda k: model.init(k, x))(jax.random.split(jax.random.key(1), num_members))
+
+  def loss(params, x):
+    logits = model.apply(params, x)
+    labels = jnp.resize(y, x.shape[:1])  # a chunk of x gets the matching prefix of y
+    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=1))
+
+  return loss, params_B, x
+
+
+def test_gradient_identical_under_jit_vmap_and_nested_vmap(x64):
+  loss, params_B, x = _problem()
+  params = jax.tree.map(lambda p: p[0], params_B)
+  x_B = jnp.stack([x, -x, 0.5 * x])
+  params_SB = jax.tree.map(lambda p: jnp.stack([p, 0.5 * p]), params_B)  # seeds x rates
+
+  def all_cases(f):
+    return [f(params, x), jax.vmap(f, (0, None))(params_B, x), jax.vmap(f)(params_B, x_B),
+            jax.vmap(f, (None, 0))(params, x_B),
+            jax.vmap(jax.vmap(f, (0, None)), (0, None))(params_SB, x)]
+
+  value_and_grad = jax.value_and_grad(loss)
+  got = jax.jit(lambda: all_cases(xla_cpu.canonical_convolutions(value_and_grad)))()
+  expected = jax.jit(lambda: all_cases(value_and_grad))()
+  assert _tree_max_diff(got, expected) < 1e-13
+
+
+def _scan_train(grad_fn, num_steps=3):
+  """GD steps in a scan; the gradient accumulates over two chunks in an inner scan."""
+
+  def step(params, x):
+    def chunk(total, x_chunk):
+      return jax.tree.map(jnp.add, total, grad_fn(params, x_chunk)[1]), None
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    grads, _ = lax.scan(chunk, zeros, x.reshape(2, -1, *x.shape[1:]))
+    grads = lax.cond(jnp.isfinite(grads["params"]["Dense_0"]["bias"][0]),
+                     lambda g: g, lambda g: jax.tree.map(jnp.zeros_like, g), grads)
+    return jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
+
+  def run(params, x):
+    return lax.scan(lambda p, _: (step(p, x), None), params, length=num_steps)[0]
+
+  return run
+
+
+def test_training_scan_matches_and_compiles_to_canonical_convs(x64):
+  loss, params_B, x = _problem()
+  value_and_grad = jax.value_and_grad(loss)
+  fast_run = jax.vmap(_scan_train(xla_cpu.canonical_convolutions(value_and_grad)), (0, None))
+  expected = jax.vmap(_scan_train(value_and_grad), (0, None))(params_B, x)
+  assert _tree_max_diff(jax.jit(fast_run)(params_B, x), expected) < 1e-12
+  hlo = jax.jit(fast_run).lower(params_B, x).compile().as_text()
+  labels = re.findall(r" convolution\(.*dim_labels=([^,]+)", hlo)
+  assert len(labels) >= 5  # 2 forward, 2 kernel gradients, 1 input gradient
+  assert set(labels) == {"b01f_01io->b01f"}, labels
+  assert "feature_group_count" not in hlo and "batch_group_count" not in hlo
+
+
+def test_remat_and_pytree_outputs_kept(x64):
+  loss, params_B, x = _problem(num_members=1)
+  params = jax.tree.map(lambda p: p[0], params_B)
+
+  def fn(params, x, *, scale):
+    value, grads = jax.value_and_grad(jax.checkpoint(loss))(params, x)
+    return {"value": scale * value, "grads": grads}
+
+  fast = xla_cpu.canonical_convolutions(fn)
+  jaxpr = jax.make_jaxpr(lambda p, d: fast(p, d, scale=2.0))(params, x)
+  convs = _convs(jaxpr.jaxpr)
+  assert len(convs) >= 5 and all(xla_cpu.is_canonical(e.params["dimension_numbers"]) for e in convs)
+  got, expected = fast(params, x, scale=2.0), fn(params, x, scale=2.0)
+  assert jax.tree.structure(got) == jax.tree.structure(expected)
+  assert _tree_max_diff(got, expected) < 1e-13
+
+
+def _convs(jaxpr):
+  """Every convolution equation in ``jaxpr`` and its sub-jaxprs."""
+  found = []
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "conv_general_dilated":
+      found.append(eqn)
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, (tuple, list)) else [value]:
+        inner = getattr(sub, "jaxpr", sub)
+        if hasattr(inner, "eqns"):
+          found.extend(_convs(inner))
+  return found
