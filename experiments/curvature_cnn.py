@@ -45,9 +45,11 @@ def main(argv):
                ds.num_classes, params["params"]["head"]["kernel"].shape)
 
   runs = {"adam": config.adam_run, "gd": config.gd_run}
+  # Finished tuning rounds and runs are saved here; a rerun resumes after them.
+  store = train.ResultStore(os.path.join(workdir, "checkpoints"))
   rates = study.select_step_sizes(model.apply, params, ds, runs,
                                   {"adam": config.adam_lr, "gd": config.gd_lr}, tune=config.tune,
-                                  num_steps=config.num_steps, log=logging.info)
+                                  num_steps=config.num_steps, log=logging.info, store=store)
   metrics_fn = curvature.hutchinson_curvature_metrics(
       train.classification_objective(model.apply), groups, key=probe_key,
       num_probes=config.num_probes, features_fn=features_fn)
@@ -56,8 +58,8 @@ def main(argv):
     start = time.perf_counter()
     steps, histories[key], final_params[key] = study.record_run(
         model.apply, params, ds, runs[key], rates[key], num_steps=config.num_steps,
-        log_every=config.log_every, metrics_fn=metrics_fn)
-    wall[key] = time.perf_counter() - start
+        log_every=config.log_every, metrics_fn=metrics_fn, store=store, store_key=f"run/{key}")
+    wall[key] = time.perf_counter() - start  # a run restored on resume counts its loading
     logging.info("%s lr=%.3g: loss %.3f -> %.3f in %.1fs", runs[key], rates[key],
                  histories[key]["loss"][0], histories[key]["loss"][-1], wall[key])
 

@@ -18,7 +18,7 @@ import numpy as np
 from absl import app, logging
 
 from experiments.configs import curvature_linear as config_lib
-from imbalance_jax import cli, curvature, data, models, plotting, results
+from imbalance_jax import cli, curvature, data, models, plotting, results, train
 from imbalance_jax.curvature import figures, study
 
 _WORKDIR, _CONFIG = cli.define_flags(__file__)
@@ -40,19 +40,21 @@ def main(argv):
   logging.info("m=%d: n=%d d=%d c=%d", config.m, *ds.x.shape, ds.num_classes)
 
   runs = {"adam": config.adam_run, "gd": config.gd_run}
+  # Finished tuning rounds and runs are saved here; a rerun resumes after them.
+  store = train.ResultStore(os.path.join(workdir, "checkpoints"))
   rates = study.select_step_sizes(model.apply, params, ds, runs,
                                   {"adam": config.adam_lr, "gd": config.gd_lr}, tune=config.tune,
-                                  num_steps=config.num_steps, log=logging.info)
+                                  num_steps=config.num_steps, log=logging.info, store=store)
   histories, wall = {}, {}
   for key, negated in (("adam", True), ("gd", False)):
     metrics_fn = curvature.linear_curvature_metrics(
         groups, include_bias=config.include_bias, negated=negated,
         maps=maps if key == "adam" else None)
     start = time.perf_counter()
-    steps, histories[key], _ = study.record_run(model.apply, params, ds, runs[key], rates[key],
-                                                num_steps=config.num_steps,
-                                                log_every=config.log_every, metrics_fn=metrics_fn)
-    wall[key] = time.perf_counter() - start
+    steps, histories[key], _ = study.record_run(
+        model.apply, params, ds, runs[key], rates[key], num_steps=config.num_steps,
+        log_every=config.log_every, metrics_fn=metrics_fn, store=store, store_key=f"run/{key}")
+    wall[key] = time.perf_counter() - start  # a run restored on resume counts its loading
     logging.info("%s lr=%.3g: loss %.3f -> %.3f in %.1fs", runs[key], rates[key],
                  histories[key]["loss"][0], histories[key]["loss"][-1], wall[key])
 

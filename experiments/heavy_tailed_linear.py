@@ -54,8 +54,9 @@ def main(argv):
                            num_steps=config.num_steps, log_every=config.log_every,
                            metrics_fn=metrics.classification_metrics(groups))
     tuned[spec.name] = train.tune_sweep(
-        train.Sweep(run), params_S, datasets, **grid, threshold=config.divergence_threshold, store=store, store_key=spec.name,
-        segment_steps=config.segment_steps, log=logging.info)
+        train.Sweep(run), params_S, datasets, **grid, threshold=config.divergence_threshold,
+        store=store, store_key=spec.name, segment_steps=config.segment_steps or None,
+        log=logging.info)
     selection = tuned[spec.name].selection
     logging.info("%s: selected lr=%.3g (final loss %.4f)", spec.name, selection.learning_rate,
                  np.mean(tuned[spec.name].stats[selection.exponent].final))

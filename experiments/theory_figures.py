@@ -2,7 +2,7 @@ r"""Every theory figure of issue 5 (papers H, S, R): closed forms drawn over sim
 
 Writes config.json, summary.json (the numbers behind each figure, including
 the largest closed-form-vs-simulation errors) and one PNG per figure into
---workdir.
+--workdir. A rerun with the same --workdir skips the figures already done.
 
   python -m experiments.theory_figures --workdir /tmp/theory
 """
@@ -42,14 +42,24 @@ def main(argv):
       "ufm_learning_times": lambda: figures.ufm_times_figure(R_convergence=config.ufm_R,
                                                              delta_finite=config.ufm_delta),
   }
+  assert tuple(jobs) == config_lib.FIGURES
+  jobs = {name.strip(): jobs[name.strip()] for name in config.figures.split(",")}
+  # A figure is done once its PNG and its numbers are saved; a rerun skips it.
+  progress = cli.Progress(workdir)
   summary, start = {}, time.perf_counter()
   for name, job in jobs.items():
+    png = os.path.join(workdir, f"{name}.png")
+    if name in progress and os.path.exists(png):
+      summary[name] = progress[name]
+      logging.info("%s.png: done in an earlier run", name)
+      continue
     tick = time.perf_counter()
-    fig, summary[name] = job()
-    plotting.save_figure(fig, os.path.join(workdir, f"{name}.png"))
-    summary[name]["seconds"] = time.perf_counter() - tick
-    logging.info("%s.png in %.1fs", name, summary[name]["seconds"])
-  summary["total_seconds"] = time.perf_counter() - start
+    fig, numbers = job()
+    plotting.save_figure(fig, png)
+    numbers["seconds"] = time.perf_counter() - tick
+    summary[name] = progress.put(name, numbers)
+    logging.info("%s.png in %.1fs", name, numbers["seconds"])
+  summary["total_seconds"] = time.perf_counter() - start  # this process only
   results.write_json(os.path.join(workdir, "summary.json"), summary)
   logging.info("wrote %d figures to %s in %.1fs", len(jobs), workdir, summary["total_seconds"])
 

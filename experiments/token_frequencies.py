@@ -28,7 +28,8 @@ from experiments.configs import token_frequencies as config_lib  # noqa: E402
 from imbalance_jax import cli, data, plotting, results  # noqa: E402
 
 _WORKDIR, _CONFIG = cli.define_flags(__file__)
-_TOKENIZER_STYLE = {"word": dict(color="black"), "bpe": dict(color=(187 / 255, 85 / 255, 102 / 255)),
+_TOKENIZER_STYLE = {"word": dict(color="black"),
+                    "bpe": dict(color=(187 / 255, 85 / 255, 102 / 255)),
                     "unigram": dict(color=(0.0, 68 / 255, 136 / 255))}
 
 

@@ -109,6 +109,46 @@ def prepare_workdir(workdir: str | None, config: ml_collections.ConfigDict) -> s
   return workdir
 
 
+class Progress:
+  """JSON results of a binary's finished units of work, kept for resuming.
+
+  Held in ``workdir/progress.json``; every `put` rewrites the whole file
+  atomically (`imbalance_jax.results`), so a killed run leaves the previous
+  complete file, never a truncated one. Values go through
+  `results.to_jsonable`, and `put` returns the stored form, so a fresh run and
+  a resumed run continue with identical values. For array results use
+  `imbalance_jax.train.ResultStore`.
+
+  Example:
+    >>> progress = cli.Progress(workdir)
+    >>> if "quadratic" not in progress:
+    ...   progress.put("quadratic", compute())
+    >>> progress["quadratic"]
+  """
+
+  def __init__(self, workdir: str, filename: str = "progress.json"):
+    self.path = os.path.join(workdir, filename)
+    self._done: dict[str, Any] = {}
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        self._done = json.load(f)
+
+  def __contains__(self, key: str) -> bool:
+    return key in self._done
+
+  def __getitem__(self, key: str) -> Any:
+    return self._done[key]
+
+  def values(self) -> list[Any]:
+    """Stored values in the order they were first put."""
+    return list(self._done.values())
+
+  def put(self, key: str, value: Any) -> Any:
+    self._done[key] = json.loads(json.dumps(results.to_jsonable(value)))
+    results.write_json(self.path, self._done)
+    return self._done[key]
+
+
 def resolve(config: ml_collections.ConfigDict, config_module: Any, *,
             defaults: ml_collections.ConfigDict | None = None,
             validate: Callable[[ml_collections.ConfigDict], Any] | None = None

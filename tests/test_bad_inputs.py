@@ -89,6 +89,7 @@ CONFIG_CASES = [
     ("theory_figures", dict(ufm_delta=float("nan")), "config.ufm_delta"),
     ("theory_figures", dict(unigram_eps=-0.01), "config.unigram_eps"),
     ("theory_figures", dict(bar=2.0), "unknown config field --config.bar"),
+    ("theory_figures", dict(figures="quadratic,fig99"), "config.figures must be a comma-sep"),
     ("unigram_scaling", dict(sizes="100,10"), "config.sizes must be strictly increasing"),
     ("unigram_scaling", dict(sizes="1,100"), "config.sizes"),
     ("unigram_scaling", dict(sizes="100,1e13"), "config.sizes"),

@@ -46,7 +46,7 @@ def get_config() -> config_dict.ConfigDict:
   config.num_steps = config_dict.placeholder(int)  # full-batch steps per run
   config.log_every = config_dict.placeholder(int)
   config.refine_rounds = config_dict.placeholder(int)  # 1: half powers, 2: also quarters
-  config.segment_steps = config_dict.placeholder(int)  # >0: checkpoint inside a sweep
+  config.segment_steps = config_dict.placeholder(int)  # >0: checkpoint every k steps of a round
   config.runs = config_dict.placeholder(str)  # <optimizer>[+m][@inverse|@inverse_sqrt],...
   config.learning_rate = config_dict.placeholder(float)  # >0: fixed step size, no tuning
   # Shared by all presets.

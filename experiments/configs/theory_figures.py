@@ -13,6 +13,9 @@ from ml_collections import config_dict
 
 from imbalance_jax import _checks, config
 
+FIGURES = ("quadratic", "simple_setting", "unigram_smoothness", "ufm_spectrum", "ufm_dynamics",
+           "ufm_confusion", "ufm_learning_times")
+
 PRESETS = {
     "quick": dict(quadratic_classes=100, simple_gd_steps=20_000, unigram_max_log10_d=6,
                   ufm_delta=8.0, ufm_lr=5e-3),
@@ -31,6 +34,7 @@ def get_config() -> config_dict.ConfigDict:
   config.ufm_delta = config_dict.placeholder(float)  # init scale e^{-delta}
   config.ufm_lr = config_dict.placeholder(float)  # GD step on the UFM
   # Shared by all presets.
+  config.figures = ",".join(FIGURES)  # which figures to draw (comma-separated subset)
   config.quadratic_steps = 200
   config.simple_classes = 8  # n_k = 840 / k: exactly Zipf
   config.simple_gd_lr = 0.05
@@ -41,8 +45,18 @@ def get_config() -> config_dict.ConfigDict:
   return config
 
 
+def _figures(text: str) -> list[str]:
+  names = [name.strip() for name in text.split(",")]
+  for name in names:
+    _checks.check_choice("figure", name, FIGURES)
+  if len(set(names)) != len(names):
+    raise ValueError(f"duplicate figures in {names}")
+  return names
+
+
 FIELDS = {
     "preset": config.Choice(PRESETS),
+    "figures": config.Parsed(_figures, f"a comma-separated subset of {FIGURES}"),
     "quadratic_classes": config.Int(minimum=2),
     "simple_gd_steps": config.Int(minimum=1),
     "unigram_max_log10_d": config.Int(minimum=1, maximum=12),

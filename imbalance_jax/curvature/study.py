@@ -48,43 +48,63 @@ def rank_correlations(grad_norm_C, trace_C) -> dict[str, float]:
 
 def record_run(model_apply: Callable, params: Any, data: Dataset, run_name: str,
                learning_rate: float, *, num_steps: int, log_every: int,
-               metrics_fn: Callable) -> tuple[np.ndarray, dict[str, np.ndarray], Any]:
+               metrics_fn: Callable, store: train.ResultStore | None = None,
+               store_key: str | None = None) -> tuple[np.ndarray, dict[str, np.ndarray], Any]:
   """Trains one run (``"adam+m"``, ``"gd"``, ...) recording ``metrics_fn``.
+
+  Args:
+    store: if given, the finished run (steps, history, final params) is saved
+      under ``store_key`` (default ``run_name``) and a rerun loads it instead
+      of training: an interrupted experiment resumes after its finished runs.
 
   Returns:
     ``(steps [T], history {name: [T, ...]} as numpy, final params)``.
   """
   spec = optim.parse_run(run_name)
   _checks.check_positive("learning_rate", learning_rate)
+  key = store_key or run_name
+  if store is not None and (saved := store.load(key)) is not None:
+    return np.asarray(saved["steps"]), dict(saved["history"]), saved["params"]
   run = train.make_train(train.classification_objective(model_apply, spec.weighting),
                          optim.injectable(spec.optimizer, spec.momentum), num_steps=num_steps,
                          log_every=log_every, metrics_fn=metrics_fn)
   result = jax.jit(run)(params, data, learning_rate)
   history = jax.tree.map(np.asarray, result.history)
-  return run.history_steps, history, result.params
+  final_params = jax.device_get(result.params)
+  if store is not None:
+    store.save(key, {"steps": np.asarray(run.history_steps), "history": history,
+                     "params": final_params})
+  return run.history_steps, history, final_params
 
 
 def tune_learning_rate(model_apply: Callable, params: Any, data: Dataset, run_name: str, *,
-                       num_steps: int, exponents, log: Callable[[str], None] = print) -> float:
-  """Step size chosen by the library's tuning (paper H App. A.4) on one seed."""
+                       num_steps: int, exponents, log: Callable[[str], None] = print,
+                       store: train.ResultStore | None = None) -> float:
+  """Step size chosen by the library's tuning (paper H App. A.4) on one seed.
+
+  With ``store`` every sweep round is saved under ``tune/<run_name>`` and
+  reloaded on a rerun (see `imbalance_jax.train.tune_sweep`).
+  """
   spec = optim.parse_run(run_name)
   run = train.make_train(train.classification_objective(model_apply, spec.weighting),
                          optim.injectable(spec.optimizer, spec.momentum), num_steps=num_steps,
                          log_every=num_steps)
   add_seed = lambda tree: jax.tree.map(lambda v: v[None], tree)  # noqa: E731
   tuned = train.tune_sweep(train.Sweep(run), add_seed(params), add_seed(data),
-                           exponents=tuple(float(e) for e in exponents), log=log)
+                           exponents=tuple(float(e) for e in exponents), log=log, store=store,
+                           store_key=f"tune/{run_name}")
   return tuned.selection.learning_rate
 
 
 def select_step_sizes(model_apply: Callable, params: Any, data: Dataset, runs: dict[str, str],
                       fixed: dict[str, float], *, tune: bool, num_steps: int,
-                      log: Callable[[str], None] = print) -> dict[str, float]:
+                      log: Callable[[str], None] = print,
+                      store: train.ResultStore | None = None) -> dict[str, float]:
   """``fixed`` step sizes, or with ``tune`` those `tune_learning_rate` picks for ``runs``."""
   if not tune:
     return dict(fixed)
   return {key: tune_learning_rate(model_apply, params, data, run, num_steps=num_steps,
-                                  exponents=train.SPARSE_EXPONENTS, log=log)
+                                  exponents=train.SPARSE_EXPONENTS, log=log, store=store)
           for key, run in runs.items()}
 
 

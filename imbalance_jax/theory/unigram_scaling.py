@@ -100,17 +100,18 @@ def iterations_to_reach(pi_D, make_optimizer: Callable, learning_rates: Sequence
                      metrics_fn=lambda params, grads, aux, data: aux["loss"])
   sweep = Sweep(train, data_per_seed=False)
   rates = np.asarray(learning_rates, np.float64)
-  state = sweep.init(jnp.zeros((1,) + pi.shape, dtype), pi, rates)
+  _, state, placed = sweep.init(jnp.zeros((1,) + pi.shape, dtype), pi, rates)
+  num_rates = rates.shape[0]  # members past it pad the grid to the device mesh
   iterations = np.full(rates.shape, -1, np.int64)
   steps = 0
   while steps < max_steps and not (iterations >= 0).any():
-    state, gap_SLT = sweep.run(state, pi, segment_steps)
-    below_LT = np.asarray(gap_SLT)[0] <= eps
+    state, gap_SLT = sweep.run(state, placed, segment_steps)
+    below_LT = np.asarray(gap_SLT)[0, :num_rates] <= eps
     hit = below_LT.any(axis=1)
     iterations = np.where(hit, steps + np.argmax(below_LT, axis=1), iterations)
     steps += segment_steps
-  _, final_gap = sweep.finish(state, pi)
-  final_gap = np.asarray(final_gap)[0]
+  _, final_gap = sweep.finish(state, placed)
+  final_gap = np.asarray(final_gap)[0, :num_rates]
   if not (iterations >= 0).any():  # the last iterate is not in any segment's history
     iterations = np.where(final_gap <= eps, steps, iterations)
   return Reach(learning_rates=rates, iterations=iterations, steps_run=steps, final_gap=final_gap)
@@ -192,6 +193,8 @@ def step_cap(d: int, max_steps: int, max_work: float, segment_steps: int) -> int
 def scaling_study(sizes: Sequence[int], methods: Sequence[str], *, eps: float, max_steps: int,
                   max_work: float, exponents: Sequence[float], local_halfwidth: float = 0.5,
                   local_step: float = 0.25, segment_steps: int = 50, zipf_exponent: float = 1.0,
+                  completed: Sequence[dict] = (),
+                  on_record: Callable[[dict], None] | None = None,
                   log: Callable[[str], None] = print) -> list[dict]:
   """Iterations to reach eps for each method and vocabulary size (increasing d).
 
@@ -203,12 +206,21 @@ def scaling_study(sizes: Sequence[int], methods: Sequence[str], *, eps: float, m
   method is censored at some d it is not run at larger d (recorded as
   censored with ``steps_run = 0`` and the reason).
 
+  Args:
+    completed: records of an interrupted study with the same arguments (as
+      passed to ``on_record``); their (method, d) are not run again.
+    on_record: called with each new record as soon as it is done (e.g. to
+      save it for resuming).
+
   Returns:
-    One record per (method, d): ``method, d, learning_rate, iterations (None
-    if censored), censored, steps_run, reason, theory_bound, seconds``.
+    One record per (method, d): ``method, d, learning_rate, exponent
+    (log10 of the tuned learning rate; None for theory step sizes or when
+    censored), iterations (None if censored), censored, steps_run, reason,
+    theory_bound, seconds``.
   """
   for name in methods:
     _checks.check_choice("methods", name, METHODS)
+  done = {(r["method"], int(r["d"])): r for r in completed}
   records = []
   for name in methods:
     optimizer, momentum, norm = METHODS[name]
@@ -216,16 +228,28 @@ def scaling_study(sizes: Sequence[int], methods: Sequence[str], *, eps: float, m
     previous, stop_reason = None, None
     for d in sizes:
       d = _checks.check_int("sizes", d, minimum=2)
+      if (name, d) in done:  # finished before an interruption: restore the loop state
+        record = done[(name, d)]
+        records.append(record)
+        if record["steps_run"]:
+          previous = record["exponent"] if norm is None else previous
+          if record["censored"]:
+            stop_reason = f"skipped: censored at d={d}"
+        continue
       pi = zipf_distribution(d, zipf_exponent)
       cap = step_cap(d, max_steps, max_work, segment_steps)
       record = {"method": name, "d": d, "eps": eps, "step_cap": cap, "theory_bound": None}
       if norm is not None:
         record["theory_bound"] = theory_iterations(pi, eps, norm)
       if stop_reason is not None:
-        records.append(record | {"learning_rate": None, "iterations": None, "censored": True,
-                                 "steps_run": 0, "reason": stop_reason, "seconds": 0.0})
+        records.append(record | {"learning_rate": None, "exponent": None, "iterations": None,
+                                 "censored": True, "steps_run": 0, "reason": stop_reason,
+                                 "seconds": 0.0})
+        if on_record is not None:
+          on_record(records[-1])
         continue
       start = time.perf_counter()
+      exponent = None
       if norm is not None:
         rate = theory_step_size(pi, eps, norm)
         reach = iterations_to_reach(pi, make, [rate], eps, cap, segment_steps=segment_steps)
@@ -238,13 +262,17 @@ def scaling_study(sizes: Sequence[int], methods: Sequence[str], *, eps: float, m
         tuned = tune_iterations(pi, make, grid, eps, cap, segment_steps=segment_steps)
         rate = None if tuned.censored else 10.0**tuned.exponent
         iterations, steps_run, previous = tuned.iterations, tuned.steps_run, tuned.exponent
+        exponent = tuned.exponent
       censored = iterations is None
       reason = f"not reached within {steps_run} steps" if censored else ""
       if censored:
         stop_reason = f"skipped: censored at d={d}"
-      records.append(record | {"learning_rate": rate, "iterations": iterations,
-                               "censored": censored, "steps_run": steps_run, "reason": reason,
+      records.append(record | {"learning_rate": rate, "exponent": exponent,
+                               "iterations": iterations, "censored": censored,
+                               "steps_run": steps_run, "reason": reason,
                                "seconds": time.perf_counter() - start})
+      if on_record is not None:
+        on_record(records[-1])
       log(f"{name} d={d}: " + (f"{iterations} steps at lr={rate:.3g}" if not censored else reason)
           + f" ({records[-1]['seconds']:.1f}s)")
   return records

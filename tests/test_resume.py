@@ -1,0 +1,235 @@
+"""Every experiment binary, SIGKILLed part-way and rerun, ends with an uninterrupted run's results.
+
+Each binary runs three times on a tiny config: uninterrupted; started again in
+a fresh workdir and killed at a fixed point; rerun in that workdir to the end.
+The kill is deterministic: the killed run goes through a small harness that
+freezes the process (SIGSTOP) right after the N-th unit of work is saved (a
+sweep segment checkpoint for ``heavy_tailed_linear``, i.e. part-way through a
+tuning round; a finished training run for the curvature binaries; a finished
+figure or (method, d) record for the theory binaries). The test then SIGKILLs
+it, so nothing after that point is flushed, and checks that the run was indeed
+interrupted (no summary.json). The rerun must write ``summary.json`` and
+``metrics.jsonl`` equal to the uninterrupted run's, line for line (no
+duplicated or truncated lines), and for the curvature binaries the same
+``metrics.npz`` arrays; and it must save only the units the killed run had not
+saved (the harness counts them in every run), so it really resumed.
+
+Timing fields differ between any two runs and are excluded explicitly:
+``seconds``, ``total_seconds`` and ``wall_seconds`` (at any depth).
+
+To keep the file fast, the runs of all binaries are started concurrently
+(uninterrupted runs first, then the killed runs, then the reruns) and share a
+persistent JAX compilation cache in a temporary directory: the killed runs and
+reruns load the programs the uninterrupted runs compiled (the same
+executables, so the same numbers).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMING_FIELDS = {"seconds", "total_seconds", "wall_seconds"}
+
+# binary -> (tiny config flags, where to kill: (hook, how many units saved first))
+BINARIES = {
+    "heavy_tailed_linear": (
+        ["--config.m=3", "--config.num_seeds=2", "--config.num_steps=40", "--config.log_every=5",
+         "--config.segment_steps=10", "--config.refine_rounds=0", "--config.num_groups=3",
+         "--config.runs=adam+m"],
+        ("segment", 2)),  # after 2 of the 4 segments of the round (4 diverged members dropped)
+    "curvature_linear": (
+        ["--config.m=3", "--config.num_steps=20", "--config.log_every=5",
+         "--config.snapshot_steps=0,5,20", "--config.map_classes=4", "--config.map_dims=2",
+         "--config.num_groups=3"],
+        ("store", 1)),  # after the Adam run is saved, before GD's
+    "curvature_cnn": (
+        ["--config.m=3", "--config.image_size=8", "--config.cnn_features=4,8",
+         "--config.num_steps=10", "--config.log_every=5", "--config.num_probes=4",
+         "--config.snapshot_steps=0,10", "--config.map_classes=4", "--config.num_groups=3"],
+        ("store", 1)),
+    "theory_figures": (
+        ["--config.figures=quadratic,ufm_spectrum", "--config.quadratic_classes=10",
+         "--config.quadratic_steps=20", "--config.ufm_R=2"],
+        ("progress", 1)),  # after the first figure
+    "unigram_scaling": (
+        ["--config.sizes=20,60", "--config.methods=gd", "--config.eps=0.05",
+         "--config.max_steps=100", "--config.segment_steps=50"],
+        ("progress", 1)),  # after d=20; d=60 searches around d=20's restored best step size
+}
+
+# Runs a binary and counts its saved units of work of one kind in a report file; with
+# pause_after > 0 it freezes itself right after that many units are saved.
+HARNESS = r"""
+import os, runpy, signal, sys
+from imbalance_jax import cli, results
+from imbalance_jax.train import checkpoint
+module, hook, pause_after, report = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+sys.argv = [module] + sys.argv[5:]
+saved = 0
+results.write_json(report, saved)
+
+def unit_saved():
+  global saved
+  saved += 1
+  results.write_json(report, saved)
+  if saved == pause_after:
+    os.kill(os.getpid(), signal.SIGSTOP)  # frozen here until the test SIGKILLs it
+
+if hook == "segment":  # a sweep segment's checkpoint is committed before on_segment runs
+  run_sweep = checkpoint.run_sweep
+  def patched(*args, on_segment=None, **kwargs):
+    def on(done, total):
+      if on_segment is not None:
+        on_segment(done, total)
+      unit_saved()
+    return run_sweep(*args, on_segment=on, **kwargs)
+  checkpoint.run_sweep = patched
+else:
+  cls, name = {"store": (checkpoint.ResultStore, "save"), "progress": (cli.Progress, "put")}[hook]
+  original = getattr(cls, name)
+  def patched(self, *args, **kwargs):
+    out = original(self, *args, **kwargs)
+    unit_saved()
+    return out
+  setattr(cls, name, patched)
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def environment(tmp_path_factory):
+  """The subprocesses' environment: a compilation cache shared by all runs of this file."""
+  return dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax_cache")),
+              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+
+
+def start(name, workdir, env, pause_after=0):
+  """Starts the binary ``name`` under the harness; returns (process, report path)."""
+  flags, (hook, _) = BINARIES[name]
+  report = f"{workdir}.units.json"
+  args = [sys.executable, "-c", HARNESS, f"experiments.{name}", hook, str(pause_after), report,
+          f"--workdir={workdir}", *flags]
+  process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+  return process, report
+
+
+def units_saved(report):
+  with open(report) as f:
+    return json.load(f)
+
+
+def finish(process, timeout=600):
+  _, stderr = process.communicate(timeout=timeout)
+  assert process.returncode == 0, stderr[-3000:]
+
+
+def without_timing(value):
+  if isinstance(value, dict):
+    return {k: without_timing(v) for k, v in value.items() if k not in TIMING_FIELDS}
+  if isinstance(value, list):
+    return [without_timing(v) for v in value]
+  return value
+
+
+def outputs(workdir):
+  """summary.json and metrics.jsonl (each line parsed on its own), timing fields removed."""
+  with open(os.path.join(workdir, "summary.json")) as f:
+    summary = json.load(f)
+  lines = []
+  if os.path.exists(os.path.join(workdir, "metrics.jsonl")):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+      lines = [json.loads(line) for line in f.read().split("\n") if line]
+  return without_timing(summary), [without_timing(line) for line in lines]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, environment):
+  """``{binary: (workdir, units saved)}`` of an uninterrupted run of every binary."""
+  root = tmp_path_factory.mktemp("uninterrupted")
+  runs = {name: start(name, root / name, environment) for name in BINARIES}
+  for process, _ in runs.values():
+    finish(process)
+  return {name: (root / name, units_saved(report)) for name, (_, report) in runs.items()}
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory, environment, uninterrupted):
+  """``{binary: (workdir, paths right after the kill, units saved by the rerun)}``."""
+  del uninterrupted  # runs first, so that its compiled programs are in the cache
+  root = tmp_path_factory.mktemp("resumed")
+  killed = {name: start(name, root / name, environment, pause_after=kill_after)
+            for name, (_, (_, kill_after)) in BINARIES.items()}
+  after_kill = {}
+  for name, (process, report) in killed.items():
+    kill_after = BINARIES[name][1][1]
+    deadline = time.monotonic() + 600
+    while not (os.path.exists(report) and units_saved(report) == kill_after):
+      assert process.poll() is None, f"{name} ended before its kill point: {process.stderr.read()}"
+      assert time.monotonic() < deadline, f"{name} never reached its kill point"
+      time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL
+    after_kill[name] = {os.path.relpath(os.path.join(parent, entry), root / name)
+                        for parent, dirs, files in os.walk(root / name)
+                        for entry in dirs + files}
+  reruns = {name: start(name, root / name, environment) for name in BINARIES}
+  for process, _ in reruns.values():
+    finish(process)
+  return {name: (root / name, after_kill[name], units_saved(report))
+          for name, (_, report) in reruns.items()}
+
+
+@pytest.mark.parametrize("name", list(BINARIES))
+def test_killed_and_rerun_equals_uninterrupted(name, uninterrupted, resumed):
+  (expected_dir, _), (workdir, after_kill, _) = uninterrupted[name], resumed[name]
+  assert "summary.json" not in after_kill, "the kill came after the run had finished"
+  summary, lines = outputs(workdir)
+  expected_summary, expected_lines = outputs(expected_dir)
+  assert summary == expected_summary
+  assert len(lines) == len(expected_lines)
+  assert lines == expected_lines
+  if os.path.exists(expected_dir / "metrics.npz"):
+    with np.load(workdir / "metrics.npz") as got, np.load(expected_dir / "metrics.npz") as want:
+      assert sorted(got.files) == sorted(want.files)
+      for key in want.files:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+@pytest.mark.parametrize("name", list(BINARIES))
+def test_rerun_redoes_only_the_unsaved_work(name, uninterrupted, resumed):
+  """Units saved before the kill are loaded, not recomputed (equal outputs alone would not
+  tell a resumed run from one that started over)."""
+  kill_after = BINARIES[name][1][1]
+  total, rerun = uninterrupted[name][1], resumed[name][2]
+  assert total > kill_after
+  assert rerun == total - kill_after
+
+
+# What the workdir held right after the kill: the unit of work saved just before
+# it, and not the next one.
+KILL_STATE = {
+    "heavy_tailed_linear": ("checkpoints/segments/adam+m/round0/2", "checkpoints/adam_m/round0"),
+    "curvature_linear": ("checkpoints/run/adam", "checkpoints/run/gd"),
+    "curvature_cnn": ("checkpoints/run/adam", "checkpoints/run/gd"),
+    "theory_figures": ("quadratic.png", "ufm_spectrum.png"),
+    "unigram_scaling": ("progress.json", "unigram_scaling.png"),
+}
+
+
+@pytest.mark.parametrize("name", list(BINARIES))
+def test_kill_came_part_way(name, resumed):
+  after_kill = resumed[name][1]
+  saved, not_yet = KILL_STATE[name]
+  assert saved in after_kill and not_yet not in after_kill, sorted(after_kill)
+  if name == "heavy_tailed_linear":  # mid-round: 2 of the 4 segments of the only round
+    assert not any(path.startswith("checkpoints/segments/adam+m/round0/3")
+                   for path in after_kill)
