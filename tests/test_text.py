@@ -59,7 +59,8 @@ def test_vocabulary_ties_min_frequency_max_size_and_specials():
   vocab = text.build_vocabulary(list("bbbaaccd"), min_frequency=2)
   assert vocab.tokens == ("b", "a", "c", "<unk>") and vocab.counts.tolist() == [3, 2, 2, 1]
   vocab = text.build_vocabulary(list("bbbaaccd"), max_size=3)
-  assert vocab.tokens == ("<unk>", "b", "a") and vocab.counts.tolist() == [3, 3, 2]  # tie: "<" < "b"
+  # A tie, broken alphabetically: "<" < "b".
+  assert vocab.tokens == ("<unk>", "b", "a") and vocab.counts.tolist() == [3, 3, 2]
   vocab = text.build_vocabulary(list("bbbaaccde"), max_size=3, specials=("e",))
   assert set(vocab.tokens) == {"b", "e", "<unk>"} and vocab.counts.sum() == 9
   vocab = text.build_vocabulary(list("ab"))

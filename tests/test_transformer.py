@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from imbalance_jax import losses, metrics, models
+from imbalance_jax import losses, metrics
 from imbalance_jax.models import transformer as tr
 
 V, T = 23, 6
@@ -81,8 +81,8 @@ def test_forward_matches_loop_reference(x64):
 
   expected = np.zeros((3, T, V))
   for n in range(3):
-    h = p["embed"]["embedding"][x[n]] * np.sqrt(d) + np.asarray(tr.sinusoidal_positions(T, d,
-                                                                                        jnp.float64))
+    positions = np.asarray(tr.sinusoidal_positions(T, d, jnp.float64))
+    h = p["embed"]["embedding"][x[n]] * np.sqrt(d) + positions
     for i in range(2):
       a = p[f"attn_{i}"]
       qkv = (h @ a["qkv"]["kernel"] + a["qkv"]["bias"]).reshape(T, 3, heads, dh)

@@ -35,10 +35,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import os
-import re
 import functools
 import itertools
+import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import flax.struct
@@ -245,6 +245,7 @@ def _word_chunks(text: str, eos_token: str | None,
 
 
 def _word_split(text: str, eos_token: str | None) -> list[str]:
+  """All of `_word_chunks` as one list."""
   return [t for chunk in _word_chunks(text, eos_token) for t in chunk]
 
 
