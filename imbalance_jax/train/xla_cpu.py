@@ -250,7 +250,7 @@ def _eval_eqn(eqn, invals):
     rewritten = [_rewrite_closed(b) for b in params["branches"]]
     if all(not extra for _, extra in rewritten):
       return eqn.primitive.bind(*invals, **{**params, "branches": tuple(j for j, _ in rewritten)})
-  if name in ("checkpoint", "remat"):
+  if name in ("checkpoint", "remat", "remat2"):
     jaxpr, extra = _rewrite_closed(jex_core.ClosedJaxpr(params["jaxpr"], ()))
     if not extra:
       return eqn.primitive.bind(*invals, **{**params, "jaxpr": jaxpr.jaxpr})
