@@ -92,28 +92,7 @@ def test_plan_layout_padding_and_examples():
     train.sweep.plan_layout(2, 5, 8, example_shards=3)
 
 
-def test_sharded_over_two_devices_matches_one_device():
-  script = textwrap.dedent("""
-      import jax, numpy as np
-      from conftest import make_linear_train, small_problem
-      from imbalance_jax import train
-      with jax.enable_x64(True):
-        ds, model, params = small_problem(num_seeds=2)
-        run = make_linear_train(model, ds.class_counts[0], "sign_descent", 0.9)
-        rates = np.array([1e-3, 1e-2, 1e-1, 1.0])
-        result = train.Sweep(run)(params, ds, rates)
-        assert len(result.final_loss.sharding.device_set) == 2, result.final_loss.sharding
-        solo = jax.jit(run)(jax.tree.map(lambda a: a[1], params),
-                            jax.tree.map(lambda a: a[1], ds), rates[2])
-        np.testing.assert_allclose(result.final_loss[1, 2], solo.final_loss, rtol=1e-10)
-        print("OK", jax.device_count())
-  """)
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-             JAX_PLATFORMS="cpu")
-  out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                       cwd=os.path.dirname(__file__), timeout=300)
-  assert out.returncode == 0, out.stderr[-3000:]
-  assert "OK 2" in out.stdout
+# Several devices (padding, seed/rate/example sharding, processes): tests/test_multidevice.py
 
 
 def test_keys_per_seed_reach_every_member(x64, tmp_path):
