@@ -23,9 +23,17 @@ def sign_problem(num_steps=12, log_every=3):
   return ds, params_S, run
 
 
+@pytest.fixture(scope="module")
+def problem():
+  """One float64 problem and one `Sweep` whose compiled programs the tests share."""
+  with jax.enable_x64(True):
+    ds, params_S, run = sign_problem()
+    yield ds, params_S, run, train.Sweep(run)
+
+
 def test_dropped_members_hold_nan_after_the_drop_and_live_ones_are_unchanged(x64):
   ds, params_S, run = sign_problem()
-  sweep = train.Sweep(run)
+  sweep = train.Sweep(run)  # fresh: its compile count is checked
   reference = train.run_sweep(sweep, params_S, ds, RATES)
   got, extras = train.run_sweep(sweep, params_S, ds, RATES, drop_decided=True, segment_steps=3,
                                 return_extras=True)
@@ -42,7 +50,8 @@ def test_dropped_members_hold_nan_after_the_drop_and_live_ones_are_unchanged(x64
   # Dropped: real history before the drop (steps 0 only: logged every 3), NaN after.
   steps = run.history_steps
   for key, values in got.history.items():
-    np.testing.assert_array_equal(values[~live][:, steps < 3], reference.history[key][~live][:, steps < 3])
+    before = reference.history[key][~live][:, steps < 3]
+    np.testing.assert_array_equal(values[~live][:, steps < 3], before)
     assert np.all(np.isnan(values[~live][:, steps >= 3]))
   assert np.all(np.isnan(got.final_loss[~live]))
   assert all(np.all(np.isnan(leaf[~live])) for leaf in jax.tree.leaves(got.params))
@@ -55,9 +64,9 @@ def test_dropped_members_hold_nan_after_the_drop_and_live_ones_are_unchanged(x64
       assert dropped.score() == full.score()
 
 
-def test_all_members_dropped_skips_the_remaining_segments(x64):
-  ds, params_S, run = sign_problem()
-  got, extras = train.run_sweep(train.Sweep(run), params_S, ds, RATES[4:], drop_decided=True,
+def test_all_members_dropped_skips_the_remaining_segments(x64, problem):
+  ds, params_S, _, sweep = problem
+  got, extras = train.run_sweep(sweep, params_S, ds, RATES[4:], drop_decided=True,
                                 segment_steps=3, return_extras=True)
   assert np.all(extras["dropped_at"] == 3)
   assert np.all(np.isnan(got.final_loss)) and np.all(np.isfinite(got.initial_loss))
@@ -69,16 +78,18 @@ def summaries(tuned_by_name, steps):
   return results.to_jsonable(summary), records
 
 
-@pytest.mark.parametrize("exponents", [
-    (-4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0),  # the winner ran to the end
-    (1.0, 2.0),  # every step size diverges: the (tied, smaller) winner had dropped members
+@pytest.mark.parametrize("exponents,refine_rounds", [
+    ((-4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0), 1),  # the winner ran to the end
+    ((1.0, 2.0), 0),  # every step size diverges: the (tied, smaller) winner had dropped members
 ])
-def test_tune_sweep_selection_and_summary_identical_to_no_dropping(x64, exponents):
-  ds, params_S, run = sign_problem()
+def test_tune_sweep_selection_and_summary_identical_to_no_dropping(x64, problem, exponents,
+                                                                   refine_rounds):
+  ds, params_S, run, sweep = problem
   logs = []
-  kwargs = dict(exponents=exponents, refine_rounds=1, segment_steps=3, log=logs.append)
-  full = train.tune_sweep(train.Sweep(run), params_S, ds, drop_decided=False, **kwargs)
-  dropped = train.tune_sweep(train.Sweep(run), params_S, ds, **kwargs)
+  kwargs = dict(exponents=exponents, refine_rounds=refine_rounds, segment_steps=3,
+                log=logs.append)
+  full = train.tune_sweep(sweep, params_S, ds, drop_decided=False, **kwargs)
+  dropped = train.tune_sweep(sweep, params_S, ds, **kwargs)
   for field in ("exponent", "diverged", "fallback_from"):
     assert getattr(dropped.selection, field) == getattr(full.selection, field)
   assert dropped.selection.scores.keys() == full.selection.scores.keys()
@@ -113,7 +124,7 @@ def test_default_segment_steps():
   assert checkpoint.default_segment_steps(1000, 10) == 100
 
 
-def test_bad_threshold(x64):
-  ds, params_S, run = sign_problem()
+def test_bad_threshold(x64, problem):
+  ds, params_S, _, sweep = problem
   with pytest.raises(ValueError, match="threshold"):
-    train.run_sweep(train.Sweep(run), params_S, ds, RATES, drop_decided=True, threshold=-1.0)
+    train.run_sweep(sweep, params_S, ds, RATES, drop_decided=True, threshold=-1.0)

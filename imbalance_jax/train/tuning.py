@@ -111,9 +111,9 @@ def tune_sweep(sweep: Sweep, params_S, data, *, keys_S=None,
     out = {}
     num_seeds = np.asarray(saved["final_loss"]).shape[0]
     for i, e in enumerate(np.asarray(saved["exponents"]).tolist()):
-      stats = selection.LossStats(
-          initial=np.asarray(saved["initial_loss"])[:, i], final=np.asarray(saved["final_loss"])[:, i],
-          max=np.asarray(saved["max_loss"])[:, i], finite=np.asarray(saved["finite"])[:, i])
+      column = lambda name: np.asarray(saved[name])[:, i]  # noqa: B023
+      stats = selection.LossStats(initial=column("initial_loss"), final=column("final_loss"),
+                                  max=column("max_loss"), finite=column("finite"))
       histories[e] = {k: np.asarray(v)[:, i] for k, v in saved["history"].items()}
       dropped_at[e] = (np.asarray(saved["dropped_at"])[:, i] if "dropped_at" in saved
                        else np.full(num_seeds, -1))
