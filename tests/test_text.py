@@ -196,6 +196,20 @@ def test_windows_target_is_the_next_token():
   assert groups.shape == (13,) and groups.max() <= 3
 
 
+def test_per_token_dataset_flattens_positions():
+  windows = text.next_token_windows(np.arange(30) % 7, seq_len=4, num_classes=7)
+  features = np.random.default_rng(0).normal(size=(7, 4, 3))
+  ds = text.per_token_dataset(windows, features)
+  assert ds.x.shape == (28, 3) and ds.num_examples == 28 and ds.num_classes == 7
+  for i in range(7):
+    for t in range(4):
+      np.testing.assert_allclose(ds.x[4 * i + t], features[i, t], rtol=1e-6)
+      assert ds.y[4 * i + t] == windows.y[i, t]
+  np.testing.assert_array_equal(ds.class_counts, np.bincount(np.asarray(ds.y), minlength=7))
+  with pytest.raises(ValueError, match=r"features_NTD must have shape \[n, T, d\]"):
+    text.per_token_dataset(windows, features[:, :3])
+
+
 def test_windows_bad_inputs():
   with pytest.raises(ValueError, match="seq_len must be >= 2"):
     text.next_token_windows(np.arange(10), seq_len=1, num_classes=10)

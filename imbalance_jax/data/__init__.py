@@ -19,7 +19,8 @@ from imbalance_jax.data.theory_problems import (simple_imbalanced_setting, simpl
 from imbalance_jax.data.text import (CORPORA, TOKENIZERS, Corpus, SubwordTokenizer, TokenWindows,
                                      Vocabulary, WordTokenizer, basic_english, build_vocabulary,
                                      language_model_data, load_corpus, next_token_windows,
-                                     rank_frequencies, train_tokenizer, zipf_fit)
+                                     per_token_dataset, rank_frequencies, train_tokenizer,
+                                     zipf_fit)
 
 __all__ = ["INPUT_DISTRIBUTIONS", "frequency_groups", "heavy_tailed_class_counts",
            "heavy_tailed_images", "heavy_tailed_labels", "simple_imbalanced_setting",
@@ -27,7 +28,8 @@ __all__ = ["INPUT_DISTRIBUTIONS", "frequency_groups", "heavy_tailed_class_counts
            "zipf_distribution"]
 __all__ += ["CORPORA", "TOKENIZERS", "Corpus", "SubwordTokenizer", "TokenWindows", "Vocabulary",
             "WordTokenizer", "basic_english", "build_vocabulary", "language_model_data",
-            "load_corpus", "next_token_windows", "rank_frequencies", "train_tokenizer", "zipf_fit"]
+            "load_corpus", "next_token_windows", "per_token_dataset", "rank_frequencies",
+            "train_tokenizer", "zipf_fit"]
 __all__ += ["BARCODED_VARIANTS", "IMAGENET_SUBSETS", "IMAGE_SOURCES", "Normalizer", "barcode_bits",
             "barcoded", "barcoded_mnist", "fit_normalizer", "heavy_tail_counts",
             "heavy_tail_subsample", "host_rng", "imagenet_labels", "imagenet_normalizer",

@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from imbalance_jax import _checks
+from imbalance_jax.types import Dataset
 
 CORPORA = ("ptb", "tinyptb", "wikitext2", "wikitext103", "text:<path>")
 TOKENIZERS = ("word", "bpe", "unigram")
@@ -571,6 +572,36 @@ class TokenWindows:
   def flat_targets(self) -> jax.Array:
     """Targets flattened over windows and positions, ``[..., n * T]`` (aligned with ``loss_N``)."""
     return self.y.reshape(self.y.shape[:-2] + (-1,))
+
+
+def per_token_dataset(windows: TokenWindows, features_NTD) -> Dataset:
+  """A `Dataset` with one example per predicted position: ``x`` = its features.
+
+  For last-layer studies (paper H Fig 5): with the body of a transformer frozen
+  at init, the features ``[n, T, d]`` it feeds the head (``return_features=True``)
+  make the problem a linear softmax model on ``n T`` examples, so the linear
+  tools (`imbalance_jax.models.LinearSoftmax`, exact block curvature) apply.
+
+  Args:
+    windows: `TokenWindows` with ``y [n, T]``.
+    features_NTD: float ``[n, T, d]`` (one feature vector per position).
+
+  Returns:
+    `Dataset` with ``x [n T, d]``, ``y [n T]`` (the next tokens) and the
+    windows' ``class_counts``.
+
+  Example:
+    >>> w = next_token_windows(np.arange(9) % 4, seq_len=4, num_classes=4)
+    >>> ds = per_token_dataset(w, jnp.ones((2, 4, 3)))
+    >>> ds.x.shape, ds.y.tolist()
+    ((8, 3), [1, 2, 3, 0, 1, 2, 3, 0])
+  """
+  features = jnp.asarray(features_NTD)
+  if features.ndim != 3 or features.shape[:2] != windows.y.shape:
+    raise ValueError(f"features_NTD must have shape [n, T, d] with [n, T] = {windows.y.shape}, "
+                     f"got {features.shape}")
+  return Dataset(x=features.reshape(-1, features.shape[-1]), y=windows.flat_targets(),
+                 class_counts=windows.class_counts, num_classes=windows.num_classes)
 
 
 def next_token_windows(token_ids, seq_len: int, num_classes: int, *,
