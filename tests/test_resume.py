@@ -233,3 +233,16 @@ def test_kill_came_part_way(name, resumed):
   if name == "heavy_tailed_linear":  # mid-round: 2 of the 4 segments of the only round
     assert not any(path.startswith("checkpoints/segments/adam+m/round0/3")
                    for path in after_kill)
+
+
+def test_progress_keeps_finished_units_in_order_as_json(tmp_path):
+  from imbalance_jax import cli
+  progress = cli.Progress(str(tmp_path))
+  assert "a" not in progress and progress.values() == []
+  stored = progress.put("a", {"x": np.float32(0.5), "shape": (2, 3), "bad": float("nan")})
+  assert stored == {"x": 0.5, "shape": [2, 3], "bad": None}  # what a resumed run will see
+  progress.put("b", [1, 2])
+  progress.put("a", {"x": 1.0})  # replacing keeps the original order
+  again = cli.Progress(str(tmp_path))
+  assert "a" in again and again["a"] == {"x": 1.0} and again.values() == [{"x": 1.0}, [1, 2]]
+  assert sorted(os.listdir(tmp_path)) == ["progress.json"]  # no temporary files left
