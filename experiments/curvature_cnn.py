@@ -7,7 +7,8 @@ scanned step every ``log_every`` steps, the per-class gradient norms of the
 standard errors), the exact traces (the head's Hessian is that of a softmax
 linear model on the penultimate features) and the mean true-class probability
 per frequency group. Writes config.json, summary.json, metrics.npz,
-metrics.jsonl and PNGs.
+metrics.jsonl and PNGs. A rerun with the same --workdir and config loads the
+finished runs (and tuning rounds) from checkpoints/ instead of training again.
 
   python -m experiments.curvature_cnn --workdir /tmp/curv_cnn
   python -m experiments.curvature_cnn --workdir /tmp/curv_mlp --config.model=mlp

@@ -5,7 +5,8 @@ step (every ``log_every`` steps) the per-class gradient norms, exact Hessian
 block traces, mean true-class probability per frequency group, the same along
 the path -W_t (Adam), and block-trace / entrywise Hessian maps on 40 sampled
 classes. Writes config.json, summary.json, metrics.npz, metrics.jsonl and
-PNGs into --workdir.
+PNGs into --workdir. A rerun with the same --workdir and config loads the
+finished runs (and tuning rounds) from checkpoints/ instead of training again.
 
   python -m experiments.curvature_linear --workdir /tmp/curv --config.preset=small
 """

@@ -3,8 +3,9 @@ r"""Softmax linear model on Random Heavy-Tailed Labels (paper H Figs 4, 15, 16, 
 Tunes the step size of every run (GD, normalized GD, sign descent and Adam,
 each with and without momentum) by a seeds x step-sizes sweep compiled once per
 round, and writes config.json, summary.json, dataset.json, metrics.jsonl and
-PNG figures into --workdir. A rerun with the same --workdir resumes from the
-checkpoints of finished sweep rounds.
+PNG figures into --workdir. A rerun with the same --workdir and config resumes
+from the checkpoints of finished sweep rounds and, with --config.segment_steps,
+from the last saved segment of an interrupted round.
 
   python -m experiments.heavy_tailed_linear --workdir /tmp/htl
   python -m experiments.heavy_tailed_linear --workdir /tmp/htl8 --config.preset=small
