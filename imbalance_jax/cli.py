@@ -95,8 +95,12 @@ def prepare_workdir(workdir: str | None, config: ml_collections.ConfigDict) -> s
     raise ValueError(f"--workdir={workdir} cannot be written: no write permission on {existing}")
   config_path = os.path.join(path, "config.json")
   if os.path.exists(config_path):
-    with open(config_path) as f:
-      previous = json.load(f)
+    try:
+      with open(config_path) as f:
+        previous = json.load(f)
+    except (OSError, ValueError) as e:
+      raise ValueError(f"--workdir={workdir}: cannot read its config.json ({e}); pass a new "
+                       "--workdir") from None
     current = results.to_jsonable(config)
     if previous != current:
       changed = sorted(k for k in set(previous) | set(current)

@@ -156,6 +156,9 @@ def test_workdir_checks(tmp_path):
   other = resolve("heavy_tailed_linear", m=4)
   with pytest.raises(ValueError, match=r"holds results of a different config \(m: 3 -> 4\)"):
     cli.prepare_workdir(workdir, other)
+  (tmp_path / "run" / "config.json").write_text("{truncated")
+  with pytest.raises(ValueError, match="--workdir=.*cannot read its config.json"):
+    cli.prepare_workdir(workdir, config)
 
 
 def test_unknown_field_on_the_command_line_is_refused_before_any_work(tmp_path):
