@@ -99,8 +99,9 @@ def test_small_cnn_equals_a_float64_numpy_reference():
   with jax.enable_x64(True):
     model = SmallCNN(num_classes=3, features=(2, 4), kernel_size=3, param_dtype=jnp.float64)
     x = jax.random.normal(jax.random.key(0), (2, 8, 8), jnp.float64)  # [N, H, W]: channel added
-    variables = model.init(jax.random.key(1), x)
-    logits, features = model.apply(variables, x, return_features=True)
+    variables = jax.jit(model.init)(jax.random.key(1), x)
+    logits, features = jax.jit(model.apply, static_argnames="return_features")(
+        variables, x, return_features=True)
   p = jax.tree.map(np.asarray, variables["params"])
   h = np.asarray(x)[..., None]
   for i, fan_in in enumerate((3 * 3 * 1, 3 * 3 * 2)):
