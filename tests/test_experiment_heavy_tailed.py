@@ -13,7 +13,8 @@ import pytest
 from imbalance_jax import data, models, optim, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ARGS = ["--config.m=3", "--config.num_seeds=2", "--config.num_steps=20", "--config.log_every=5", "--config.num_groups=3",
+ARGS = ["--config.m=3", "--config.num_seeds=2", "--config.num_steps=20", "--config.log_every=5",
+        "--config.num_groups=3",
         "--config.runs=gd,sign_descent+m,adam+m@inverse_sqrt"]
 
 

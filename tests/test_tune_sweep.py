@@ -78,7 +78,8 @@ def test_every_evaluated_step_size_equals_a_direct_run(problem):
     np.testing.assert_array_equal(values, tuned.histories[tuned.selection.exponent][name])
   # The selection is that of the rule applied to the direct runs.
   direct_stats = {e: train.LossStats(
-      initial=np.array([r.initial_loss for r in runs]), final=np.array([r.final_loss for r in runs]),
+      initial=np.array([r.initial_loss for r in runs]),
+      final=np.array([r.final_loss for r in runs]),
       max=np.array([r.max_loss for r in runs]), finite=np.array([r.finite for r in runs]))
       for e, runs in direct.items()}
   expected = train.select(direct_stats)
