@@ -32,6 +32,7 @@ MODULES = [
     "imbalance_jax.losses",
     "imbalance_jax.metrics.blocks",
     "imbalance_jax.metrics.confusion",
+    "imbalance_jax.metrics.per_class",
     "imbalance_jax.models.linear",
     "imbalance_jax.models.mlp",
     "imbalance_jax.optim.aliases",
@@ -45,6 +46,12 @@ MODULES = [
     "imbalance_jax.theory.ufm_dynamics",
     "imbalance_jax.theory.ufm_spectrum",
     "imbalance_jax.theory.unigram",
+    "imbalance_jax.train.batching",
+    "imbalance_jax.train.loop",
+    "imbalance_jax.train.objective",
+    "imbalance_jax.train.selection",
+    "imbalance_jax.data.text",
+    "imbalance_jax.models.transformer",
 ]
 
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE

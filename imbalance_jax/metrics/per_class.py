@@ -49,7 +49,13 @@ def classification_metrics(class_to_group, *, per_class: bool = False
     probability of the true class).
 
   Example:
-    >>> metrics_fn = classification_metrics(frequency_groups(ds.class_counts))
+    >>> from imbalance_jax import data
+    >>> ds = data.heavy_tailed_labels(jax.random.key(0), m=3)
+    >>> metrics_fn = classification_metrics(data.frequency_groups(ds.class_counts), per_class=True)
+    >>> aux = {"loss_N": jnp.full(ds.num_examples, 2.0), "prediction_N": ds.y}
+    >>> out = metrics_fn(None, None, aux, ds)
+    >>> float(out["accuracy"]), out["group_loss"].shape, out["class_prob"].shape
+    (1.0, (6,), (7,))
   """
   class_to_group = np.asarray(class_to_group)
   if (class_to_group.ndim != 1 or class_to_group.size == 0

@@ -377,6 +377,8 @@ def make_train(objective_fn: ObjectiveFn,
     (held-out metrics are recorded as ``"test/<name>"``).
 
   Example:
+    >>> from imbalance_jax import data, models, optim
+    >>> from imbalance_jax.train import classification_objective, make_train
     >>> ds = data.heavy_tailed_labels(jax.random.key(0), m=3)
     >>> model = models.LinearSoftmax(ds.num_classes)
     >>> params = model.init(jax.random.key(1), ds.x[:1])

@@ -53,6 +53,7 @@ def classification_objective(apply_fn: Callable, weighting: str = "none", *,
     ``objective(params, data) -> (objective, aux)`` (or the stateful form).
 
   Example:
+    >>> from imbalance_jax import data, models
     >>> ds = data.heavy_tailed_labels(jax.random.key(0), m=3)
     >>> model = models.LinearSoftmax(ds.num_classes)
     >>> params = model.init(jax.random.key(1), ds.x[:1])

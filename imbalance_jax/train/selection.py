@@ -118,9 +118,14 @@ def tune(evaluate: Callable[[list[float]], Mapping[float, LossStats]], *,
   Returns:
     ``(selection, stats)`` with the stats of every evaluated step size.
 
-  Example:
-    >>> selection, stats = tune(lambda es: run_sweep_at(es), refine_rounds=1)
-    >>> selection.learning_rate
+  Example (a toy loss that is best at step size 10**-2 and diverges above 10**0):
+    >>> def evaluate(exponents):
+    ...   return {e: LossStats(initial=np.array([1.0]), final=np.array([abs(e + 2) / 8]),
+    ...                        max=np.array([1.0 if e <= 0 else 9.0]),
+    ...                        finite=np.array([True])) for e in exponents}
+    >>> selection, stats = tune(evaluate, refine_rounds=1)
+    >>> selection.exponent, sorted(stats)[:3], selection.diverged
+    (-2.0, [-6.0, -5.0, -4.0], (1.0,))
   """
   if refine_rounds < 0:
     raise ValueError(f"refine_rounds must be >= 0, got {refine_rounds}")
