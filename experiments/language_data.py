@@ -1,0 +1,86 @@
+"""Data preparation shared by the language binaries (transformer_last_layer, transformer_ptb).
+
+`load_windows` tokenizes a corpus with the word tokenizer (or BPE/Unigram) and
+cuts every split into next-token windows; `compact_vocabulary` renumbers the
+classes to the token types that occur in the training windows, so CPU-scale
+runs on a few windows do not pay for a softmax over the whole vocabulary.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax.numpy as jnp
+import numpy as np
+
+from imbalance_jax import data
+
+
+def corpus_dir_for(name: str, corpus_dir: str) -> str | None:
+  """PTB is read from ``corpus_dir`` only if it holds ptb.train.txt, else from the package."""
+  if not corpus_dir:
+    return None
+  if name in ("ptb", "tinyptb") and not os.path.isfile(os.path.join(corpus_dir, "ptb.train.txt")):
+    return None
+  return corpus_dir
+
+
+def compact_vocabulary(windows: dict[str, data.TokenWindows], unk_token_id: int | None = None
+                       ) -> dict[str, data.TokenWindows]:
+  """Keeps only the token types present in ``windows["train"]`` (inputs or targets).
+
+  New class ids are ordered by decreasing count as a *target* in the training
+  windows (ties by old id), so id 0 is still the most frequent class. Tokens of
+  other splits outside the kept types become ``unk_token_id`` (which must then
+  be kept), or raise if it is None.
+
+  Example:
+    >>> w = data.next_token_windows(np.array([7, 3, 7, 3, 7]), 2, num_classes=9)
+    >>> c = compact_vocabulary({"train": w})["train"]
+    >>> c.num_classes, c.x.tolist(), c.y.tolist()
+    (2, [[1, 0], [1, 0]], [[0, 1], [0, 1]])
+  """
+  train = windows["train"]
+  x, y = np.asarray(train.x), np.asarray(train.y)
+  kept = np.unique(np.concatenate([x.ravel(), y.ravel()]))
+  counts = np.asarray(train.class_counts)[kept]
+  kept = kept[np.lexsort((kept, -counts))]  # by count, then old id
+  old_to_new = np.full(train.num_classes, -1, np.int64)
+  old_to_new[kept] = np.arange(kept.size)
+  out = {}
+  for split, w in windows.items():
+    new_x, new_y = old_to_new[np.asarray(w.x)], old_to_new[np.asarray(w.y)]
+    if (new_x < 0).any() or (new_y < 0).any():
+      if unk_token_id is None or old_to_new[unk_token_id] < 0:
+        raise ValueError(f"split {split!r} has tokens outside the training windows and no kept "
+                         "unk_token_id to map them to")
+      new_x = np.where(new_x < 0, old_to_new[unk_token_id], new_x)
+      new_y = np.where(new_y < 0, old_to_new[unk_token_id], new_y)
+    out[split] = data.TokenWindows(
+        x=jnp.asarray(new_x, jnp.int32), y=jnp.asarray(new_y, jnp.int32),
+        class_counts=jnp.asarray(np.bincount(new_y.ravel(), minlength=kept.size), jnp.int32),
+        num_classes=int(kept.size))
+  return out
+
+
+def load_windows(corpus: str, corpus_dir: str, seq_len: int, *, num_windows: int = 0,
+                 compact: bool = False, splits=("train",), tokenizer: str = "word",
+                 vocab_size: int | None = None) -> tuple[dict[str, data.TokenWindows], dict]:
+  """Windows of ``splits`` (``num_windows`` > 0: the first that many of each split).
+
+  Returns:
+    ``(windows by split, info)`` with ``info`` = ``{"source", "tokenizer_vocab_size",
+    "num_classes", "train_tokens"}``.
+  """
+  text = data.load_corpus(corpus, corpus_dir_for(corpus, corpus_dir))
+  tok = data.train_tokenizer(tokenizer, text["train"],
+                             vocab_size=None if tokenizer == "word" else vocab_size)
+  windows = data.language_model_data(text, tok, seq_len, max_windows=num_windows or None,
+                                     splits=splits)
+  if compact:
+    unk = tok.tokens.index(data.text.UNK) if data.text.UNK in tok.tokens else None
+    windows = compact_vocabulary(windows, unk)
+  info = {"source": text.source, "tokenizer_vocab_size": tok.vocab_size,
+          "num_classes": windows["train"].num_classes,
+          "train_tokens": windows["train"].num_tokens}
+  return windows, info
