@@ -26,7 +26,8 @@ def heavy_tailed_class_counts(m: int) -> np.ndarray:
     >>> heavy_tailed_class_counts(3).tolist()
     [8, 4, 4, 2, 2, 2, 2]
   """
-  m = _checks.check_int("m", m, minimum=1)
+  # 2**31 examples would overflow the int32 counts; memory runs out long before.
+  m = _checks.check_int("m", m, minimum=1, maximum=26)
   return np.concatenate([np.full(2**i, 2**(m - i)) for i in range(m)]).astype(np.int32)
 
 
@@ -61,6 +62,8 @@ def heavy_tailed_labels(key: jax.Array, m: int, input_dist: str = "uniform",
   _checks.check_choice("input_dist", input_dist, INPUT_DISTRIBUTIONS)
   num_classes = counts.size
   n, d = m * 2**m, (m + 1) * 2**m
+  _checks.check_memory(jnp.dtype(dtype).itemsize * n * d, what=f"m={m} (n={n}, d={d})",
+                       lower="m")
   if input_dist == "uniform":
     x = jax.random.uniform(key, (n, d), dtype)
   else:
@@ -86,6 +89,9 @@ def heavy_tailed_images(key: jax.Array, m: int, image_size: int, *, signal: floa
   counts = heavy_tailed_class_counts(m)
   image_size = _checks.check_int("image_size", image_size, minimum=4)
   _checks.check_positive("signal", signal, allow_zero=True)
+  _checks.check_memory(jnp.dtype(dtype).itemsize * int(counts.sum()) * image_size**2,
+                       what=f"m={m}, image_size={image_size} (n={int(counts.sum())})",
+                       lower="m or image_size")
   y = np.repeat(np.arange(counts.size, dtype=np.int32), counts)
   noise_key, template_key = jax.random.split(key)
   shape = (image_size, image_size, 1)
