@@ -68,7 +68,8 @@ def main(argv):
   results.write_json(os.path.join(workdir, "summary.json"), summary)
   results.write_jsonl(os.path.join(workdir, "metrics.jsonl"),
                       (r for name, t in tuned.items()
-                       for r in reporting.history_records(name, t, steps, config.divergence_threshold)))
+                       for r in reporting.history_records(name, t, steps,
+                                                          config.divergence_threshold)))
   best = {name: t.best_history for name, t in tuned.items()}
   rates = {name: t.selection.learning_rate for name, t in tuned.items()}
   plotting.save_figure(plotting.plot_heavy_tailed_overview(counts, groups, steps, best, rates),
