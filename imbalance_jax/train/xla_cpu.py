@@ -160,6 +160,14 @@ def canonical_convolutions(fn: Callable[..., Any]) -> Callable[..., Any]:
   return wrapped
 
 
+def cpu_convolutions(fn: Callable[..., Any]) -> Callable[..., Any]:
+  """`canonical_convolutions` ``(fn)`` when JAX's default backend is the CPU, else ``fn``.
+
+  What the training loop wraps around every objective and gradient it evaluates.
+  """
+  return canonical_convolutions(fn) if jax.default_backend() == "cpu" else fn
+
+
 def _rewrite_closed(closed: jex_core.ClosedJaxpr):
   """``(jaxpr, extra)``: ``closed`` with canonical convolutions and no consts.
 
