@@ -98,3 +98,12 @@ def test_atomic_path_replaces_only_on_success(tmp_path):
     assert target.read_text() == "old"  # not visible before the block ends
   assert target.read_text() == "new"
   assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+  umask = os.umask(0o022)
+  try:
+    results.write_json(tmp_path / "summary.json", {"a": 1})
+  finally:
+    os.umask(umask)
+  assert (os.stat(tmp_path / "summary.json").st_mode & 0o777) == 0o644
