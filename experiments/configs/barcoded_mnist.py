@@ -136,9 +136,9 @@ def estimate_bytes(cfg: config_dict.ConfigDict) -> int:
   """Rough peak memory of the largest sweep round.
 
   The data (float32 images) plus, per sweep member (seeds x step sizes), the
-  activations of one pass (both conv layers before and after pooling, kept
-  for the backward pass, ``x 3``) over a chunk and the logits of every
-  example (``3 n c``: logits, probabilities, their gradient).
+  activations of one pass over a chunk (both conv layers before and after
+  pooling, kept for the backward pass, ``x 3``) and the chunk's logits
+  (``3 chunk c``: logits, probabilities, their gradient).
   """
   n = max(num_train_examples(cfg, v) for v in _variants(cfg.variants))
   c = 10 * 2**cfg.num_bits + 10
@@ -150,7 +150,7 @@ def estimate_bytes(cfg: config_dict.ConfigDict) -> int:
   chunk = min(n, cfg.chunk_size) if cfg.chunk_size else n
   members = cfg.num_seeds * (1 if cfg.learning_rate > 0 else len(_exponents(cfg.exponents)))
   itemsize = 8 if jax.config.jax_enable_x64 else 4
-  return itemsize * (n * 28 * 28 + members * (3 * chunk * activations + 3 * n * c))
+  return itemsize * (n * 28 * 28 + members * 3 * chunk * (activations + c))
 
 
 def validate(cfg: config_dict.ConfigDict) -> None:
