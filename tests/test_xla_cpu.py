@@ -29,7 +29,8 @@ def test_is_canonical():
   assert not xla_cpu.is_canonical(lax.conv_dimension_numbers(*shapes, ("NCHW", "OIHW", "NCHW")))
   assert not xla_cpu.is_canonical(lax.conv_dimension_numbers(*shapes, ("NHWC", "HWOI", "NHWC")))
   assert not xla_cpu.is_canonical(lax.conv_dimension_numbers(*shapes, ("NHWC", "HWIO", "CHWN")))
-  assert xla_cpu.is_canonical(lax.conv_dimension_numbers((1, 5, 2), (3, 2, 4), ("NWC", "WIO", "NWC")))
+  one_d = lax.conv_dimension_numbers((1, 5, 2), (3, 2, 4), ("NWC", "WIO", "NWC"))
+  assert xla_cpu.is_canonical(one_d)
 
 
 # (layouts, lhs shape, rhs shape, extra conv arguments)

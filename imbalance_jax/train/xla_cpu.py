@@ -51,9 +51,13 @@ def is_canonical(dimension_numbers: lax.ConvDimensionNumbers) -> bool:
   """True for ``[N, spatial..., C]`` x ``[spatial..., I, O]`` -> ``[N, spatial..., O]``.
 
   Example:
+    >>> from jax import lax
     >>> dn = lax.conv_dimension_numbers((1, 8, 8, 3), (3, 3, 3, 4), ("NHWC", "HWIO", "NHWC"))
     >>> is_canonical(dn)
     True
+    >>> is_canonical(lax.conv_dimension_numbers((1, 3, 8, 8), (4, 3, 3, 3),
+    ...                                         ("NCHW", "OIHW", "NCHW")))
+    False
   """
   lhs, rhs, out = dimension_numbers
   num_dims = len(lhs)
@@ -98,11 +102,9 @@ def _member_conv(params):
   alone into the output features, and both batched become a `lax.map` over
   members (a loop of ordinary convolutions).
   """
-  conv_p = _conv_primitive()
-
   @jax.custom_batching.custom_vmap
   def conv(lhs, rhs):
-    return conv_p.bind(lhs, rhs, **params)
+    return lax.conv_general_dilated_p.bind(lhs, rhs, **params)
 
   @conv.def_vmap
   def conv_vmap(axis_size, in_batched, lhs, rhs):
@@ -126,12 +128,6 @@ def _member_conv(params):
   return conv
 
 
-@functools.cache
-def _conv_primitive():
-  from jax._src.lax import convolution  # pylint: disable=g-import-not-at-top
-  return convolution.conv_general_dilated_p
-
-
 def canonical_convolutions(fn: Callable[..., Any]) -> Callable[..., Any]:
   """Wraps ``fn`` so that every convolution it runs has canonical dimension numbers.
 
@@ -145,8 +141,14 @@ def canonical_convolutions(fn: Callable[..., Any]) -> Callable[..., Any]:
     ``jit``, ``vmap`` and inside ``lax.scan``.
 
   Example:
-    >>> grad_fn = canonical_convolutions(jax.value_and_grad(loss, has_aux=True))
-    >>> (value, aux), grads = grad_fn(params, batch)
+    >>> from jax import lax
+    >>> def loss(w, x):  # NCHW input, OIHW kernel: not canonical
+    ...   return jnp.sum(lax.conv(x, w, (1, 1), "SAME") ** 2)
+    >>> x, w = jnp.ones((2, 3, 8, 8)), jnp.ones((4, 3, 3, 3))
+    >>> grad_fn = canonical_convolutions(jax.value_and_grad(loss))
+    >>> value, grads = grad_fn(w, x)
+    >>> bool(jnp.allclose(grads, jax.grad(loss)(w, x)))
+    True
   """
 
   @functools.wraps(fn)
