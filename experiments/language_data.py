@@ -27,7 +27,8 @@ def corpus_dir_for(name: str, corpus_dir: str) -> str | None:
 
 def compact_vocabulary(windows: dict[str, data.TokenWindows], unk_token_id: int | None = None
                        ) -> dict[str, data.TokenWindows]:
-  """Keeps only the token types present in ``windows["train"]`` (inputs or targets).
+  """Keeps only the token types present in ``windows["train"]`` (inputs or targets),
+  and ``unk_token_id`` if given.
 
   New class ids are ordered by decreasing count as a *target* in the training
   windows (ties by old id), so id 0 is still the most frequent class. Tokens of
@@ -42,7 +43,8 @@ def compact_vocabulary(windows: dict[str, data.TokenWindows], unk_token_id: int 
   """
   train = windows["train"]
   x, y = np.asarray(train.x), np.asarray(train.y)
-  kept = np.unique(np.concatenate([x.ravel(), y.ravel()]))
+  extra = [] if unk_token_id is None else [unk_token_id]
+  kept = np.unique(np.concatenate([x.ravel(), y.ravel(), extra]).astype(np.int64))
   counts = np.asarray(train.class_counts)[kept]
   kept = kept[np.lexsort((kept, -counts))]  # by count, then old id
   old_to_new = np.full(train.num_classes, -1, np.int64)
@@ -51,7 +53,7 @@ def compact_vocabulary(windows: dict[str, data.TokenWindows], unk_token_id: int 
   for split, w in windows.items():
     new_x, new_y = old_to_new[np.asarray(w.x)], old_to_new[np.asarray(w.y)]
     if (new_x < 0).any() or (new_y < 0).any():
-      if unk_token_id is None or old_to_new[unk_token_id] < 0:
+      if unk_token_id is None:
         raise ValueError(f"split {split!r} has tokens outside the training windows and no kept "
                          "unk_token_id to map them to")
       new_x = np.where(new_x < 0, old_to_new[unk_token_id], new_x)
