@@ -26,12 +26,10 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from imbalance_jax import data, models, optim, train

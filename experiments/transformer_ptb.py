@@ -123,7 +123,7 @@ def main(argv):
   keys_S = jax.random.split(run_key, config.num_seeds)
   counts = np.asarray(train_windows.class_counts)
   groups = data.frequency_groups(counts, config.num_groups)
-  cost = config_lib.step_cost(config, num_classes)
+  cost = config_lib.step_cost(config, num_classes, train_windows.num_examples)
   logging.info("%s (%s): %s windows x %d tokens, %d classes (tokenizer %d), model %s %s, "
                "%.3g FLOPs/token, %d groups, %d seeds; data in %.1fs", config.corpus,
                config.tokenizer, {s: w.num_examples for s, w in windows.items()},

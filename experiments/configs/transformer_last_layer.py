@@ -2,10 +2,10 @@
 simplified 1-layer transformer on TinyPTB, all eight runs of `optim.PAPER_RUNS`).
 
 Presets (``--config.preset=...``): ``quick`` 64 TinyPTB windows, width 32, one
-seed, 200 steps, step sizes 10^-4..10^1 (a few minutes on a 2-core CPU); ``paper`` 1,024 windows of 35
-tokens, width 1,200 (the ``simplified`` configuration), 3 seeds, 1,000 steps
-(GPU-scale: 35,840 tokens x 5,980 classes of logits per step and member, which
-``chunk_size`` splits). Any field set on the command line wins over the preset,
+seed, 100 steps, step sizes 10^-4..10^1 (minutes on a 2-core CPU); ``paper``
+1,024 windows of 35 tokens, width 1,200 (the ``simplified`` configuration), 3
+seeds, 1,000 steps (GPU-scale: 35,840 tokens x 5,980 classes of logits per step
+and member, which ``chunk_size`` splits). Any field set on the command line wins over the preset,
 e.g. ``--config.runs=gd,adam`` or ``--config.learning_rate=0.1`` (no tuning).
 
 ``compact_vocab=True`` keeps only the token types that occur in the chosen
@@ -17,6 +17,8 @@ tokenizer's whole vocabulary (paper).
 ``FIELDS`` and the sizes against the machine's memory (`estimate_bytes`).
 """
 
+import os
+
 import jax
 from ml_collections import config_dict
 
@@ -26,7 +28,7 @@ from imbalance_jax.train import SPARSE_EXPONENTS
 
 _ALL = ",".join(PAPER_RUNS)
 PRESETS = {
-    "quick": dict(num_windows=64, d_model=32, num_seeds=1, num_steps=200, log_every=10,
+    "quick": dict(num_windows=64, d_model=32, num_seeds=1, num_steps=100, log_every=10,
                   refine_rounds=0, runs=_ALL, learning_rate=0.0, compact_vocab=True,
                   chunk_size=0, exponents="-4,-3,-2,-1,0,1"),
     "paper": dict(num_windows=1024, d_model=1200, num_seeds=3, num_steps=1000, log_every=10,
@@ -76,7 +78,6 @@ def parse_exponents(value: str) -> tuple[float, ...]:
 
 
 def _directory(value: str) -> str:
-  import os
   if value and not os.path.isdir(value):
     raise ValueError("not a directory")
   return value

@@ -3,7 +3,8 @@
 Paper presets (``--config.preset=...``; GPU-scale):
 
 * ``fig17``: 2-layer transformer (d=1000, 4 heads) on PTB, mini-batches of 512
-  windows of 35 tokens, SGD and Adam (with momentum), validation recorded.
+  windows of 35 tokens (4 accumulated micro-batches), SGD and Adam (with
+  momentum), validation recorded.
 * ``fig18``: 1-layer transformer (d=1200) full batch on TinyPTB, GD and Adam.
 * ``fig20``: as ``fig18`` with all eight runs of `optim.PAPER_RUNS`.
 * ``fig22``: the PTB panel of Fig 22: SGD on the 1/pi_k and 1/sqrt(pi_k)
@@ -12,7 +13,7 @@ Paper presets (``--config.preset=...``; GPU-scale):
   SGD and Adam on the ``fig17`` problem (Hutchinson estimates).
 * ``gpt2_wikitext103``: Figs 1 and 10, GPT2-Small on WikiText-103 (BPE,
   50,608 pieces requested; 1,024-token windows; mini-batch 512 accumulated
-  over 16 micro-batches), training and validation per-group losses; needs
+  over 64 micro-batches of 8 windows), training and validation per-group losses; needs
   ``--config.corpus_dir`` with the unpacked WikiText-103 and a large GPU
   (see docs/language.md for memory and time per step).
 
@@ -37,7 +38,8 @@ from imbalance_jax.models import TRANSFORMER_CONFIGS, flops_per_token
 _ALL = ",".join(optim.PAPER_RUNS)
 _FIG22 = "gd+m,adam+m,gd+m@inverse_sqrt,gd+m@inverse"
 _PTB_MINIBATCH = dict(corpus="ptb", tokenizer="word", model="two_layer", seq_len=35,
-                      num_windows=0, compact_vocab=False, batch_size=512, chunk_size=2048,
+                      num_windows=0, compact_vocab=False, batch_size=512,
+                      accumulation_steps=4, chunk_size=256,
                       num_seeds=3, num_steps=5000, log_every=100, refine_rounds=1,
                       exponents="", valid=True, curvature=False)
 _TINYPTB_FULL = dict(corpus="tinyptb", tokenizer="word", model="one_layer", seq_len=35,
@@ -54,7 +56,7 @@ PRESETS = {
     "fig26": dict(_PTB_MINIBATCH, runs="gd+m,adam+m", curvature=True, valid=False),
     "gpt2_wikitext103": dict(corpus="wikitext103", tokenizer="bpe", model="gpt2_small",
                              seq_len=1024, num_windows=0, compact_vocab=False, batch_size=512,
-                             accumulation_steps=16, chunk_size=32, num_seeds=1,
+                             accumulation_steps=64, chunk_size=8, num_seeds=1,
                              num_steps=15_000, log_every=500, refine_rounds=0,
                              exponents="-4,-3", runs="gd+m,adam+m", valid=True,
                              curvature=False),
@@ -184,18 +186,23 @@ def _vocab_bound(cfg) -> int:
 
 
 def estimate_bytes(cfg: config_dict.ConfigDict) -> int:
-  """Rough peak memory of a sweep round: parameters with gradient and two moments per
-  member, and one pass's logits and activations (``3 V + 8 d + mlp`` floats per token of
-  a micro-batch or chunk, times layers), per member."""
+  """Rough peak memory of a sweep round, per member: parameters with gradient and two
+  moments, and one pass's saved activations per token of a micro-batch (or chunk): the
+  logits and their softmax and gradient (``3 V``) and per layer ``20 d + 2 mlp`` (q, k,
+  v, residuals, LayerNorms, dropout masks) plus ``3 heads T`` (attention scores, weights,
+  dropout mask). GPT2-Small at 8 windows of 1,024 tokens: about 28 GB of activations and
+  2.6 GB of parameters and Adam state."""
   arch = {**TRANSFORMER_CONFIGS[cfg.model], **model_fields(cfg)}
   v, d, layers, mlp = _vocab_bound(cfg), arch["d_model"], arch["num_layers"], arch["mlp_dim"]
+  heads = arch["num_heads"]
   params = 2 * v * d + v + layers * (4 * d * d + 2 * d * mlp)
   if cfg.batch_size:
     windows = cfg.batch_size // cfg.accumulation_steps
   else:
-    windows = cfg.chunk_size or max(cfg.num_windows, 2095)
+    total = cfg.num_windows or 2095
+    windows = min(cfg.chunk_size or total, total)
   tokens = windows * cfg.seq_len
-  activations = tokens * (3 * v + layers * (8 * d + mlp + cfg.seq_len))
+  activations = tokens * (3 * v + layers * (20 * d + 2 * mlp + 3 * heads * cfg.seq_len))
   members = cfg.num_seeds * (1 if cfg.learning_rate > 0 else len(parse_exponents(cfg.exponents)))
   itemsize = 8 if jax.config.jax_enable_x64 else 4
   return itemsize * members * (4 * params + activations)
@@ -225,9 +232,11 @@ def validate(cfg: config_dict.ConfigDict) -> None:
                              "widths or config.num_seeds")
 
 
-def step_cost(cfg: config_dict.ConfigDict, vocab_size: int) -> dict:
-  """FLOPs per training token and per step (`models.flops_per_token`) of this config."""
+def step_cost(cfg: config_dict.ConfigDict, vocab_size: int, num_train_windows: int) -> dict:
+  """FLOPs per training token and per step (`models.flops_per_token`) of this config
+  (a full-batch step sees all ``num_train_windows`` windows)."""
   arch = {**TRANSFORMER_CONFIGS[cfg.model], **model_fields(cfg)}
   per_token = flops_per_token(vocab_size, cfg.seq_len, **arch)
-  return {"flops_per_token": per_token, "tokens_per_step": (cfg.batch_size or 0) * cfg.seq_len,
-          "flops_per_step": per_token * (cfg.batch_size or 0) * cfg.seq_len}
+  tokens = (cfg.batch_size or num_train_windows) * cfg.seq_len
+  return {"flops_per_token": per_token, "tokens_per_step": tokens,
+          "flops_per_step": per_token * tokens}
