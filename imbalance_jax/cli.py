@@ -31,6 +31,7 @@ from ml_collections import config_flags
 
 from imbalance_jax import results
 from imbalance_jax.config import resolve_preset
+from imbalance_jax.train import distributed
 
 
 def define_flags(binary_file: str):
@@ -50,6 +51,7 @@ def define_flags(binary_file: str):
       "Experiment config (ml_collections); --config.preset selects a preset.",
       lock_config=False, accept_new_attributes=True)
   flags.mark_flag_as_required("workdir")
+  distributed.define_flags()
   return workdir, config
 
 
@@ -209,5 +211,6 @@ def start(workdir_flag, config_flag, config_module: Any,
   config = resolve(config_flag.value, config_module, defaults=default_config(config_flag),
                    validate=validate)
   workdir = prepare_workdir(workdir_flag.value, config)
+  distributed.initialize_from_flags()  # opt-in multi-host; a no-op unless asked
   logging.info("preset %r, writing to %s", config.preset, workdir)
   return config, workdir

@@ -202,7 +202,11 @@ API_CASES = [
     (lambda: losses.class_weights(jnp.array([3, 1]), "inverse_cube"), "weighting"),
     (lambda: data.frequency_groups([4, 2, 1], num_groups=0), "num_groups"),
     (lambda: data.frequency_groups([4, -2, 1]), "class_counts"),
-    (lambda: data.heavy_tailed_labels(jax.random.key(0), 0), "m must be >= 1"),
+    (lambda: data.heavy_tailed_labels(jax.random.key(0), 0), r"m must be an integer in \[1, 26\]"
+     ),
+    (lambda: data.heavy_tailed_labels(jax.random.key(0), 40), r"m must be an integer in \[1, 26\]"
+     ),
+    (lambda: data.heavy_tailed_labels(jax.random.key(0), 20), r"m=20 .* of memory .* lower m"),
     (lambda: data.heavy_tailed_labels(jax.random.key(0), 3, "cauchy"), "input_dist"),
     (lambda: data.heavy_tailed_images(jax.random.key(0), 3, image_size=2), "image_size"),
     (lambda: data.zipf_distribution(0), "num_classes"),

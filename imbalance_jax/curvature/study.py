@@ -88,7 +88,8 @@ def tune_learning_rate(model_apply: Callable, params: Any, data: Dataset, run_na
   spec = optim.parse_run(run_name)
   run = train.make_train(train.classification_objective(model_apply, spec.weighting),
                          optim.injectable(spec.optimizer, spec.momentum), num_steps=num_steps,
-                         log_every=num_steps)
+                         # Several segments, so members that diverge early are dropped.
+                         log_every=train.checkpoint.default_segment_steps(num_steps, 1))
   add_seed = lambda tree: jax.tree.map(lambda v: v[None], tree)  # noqa: E731
   tuned = train.tune_sweep(train.Sweep(run), add_seed(params), add_seed(data),
                            exponents=tuple(float(e) for e in exponents), log=log, store=store,
