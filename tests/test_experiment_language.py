@@ -57,21 +57,18 @@ def test_frozen_features_head_equals_full_model_head_only(x64):
   groups = data.frequency_groups(np.asarray(windows.class_counts), 3)
   metrics_fn = metrics.classification_metrics(groups)
 
-  def full_model(params):
-    run = train.make_train(train.classification_objective(model.apply),
-                           lambda lr: models.head_only(optim.adam(lr, momentum=0.9)),
-                           num_steps=6, log_every=3, metrics_fn=metrics_fn)
-    return run(params, windows, 0.05)
-
+  slow_run = jax.jit(train.make_train(
+      train.classification_objective(model.apply),
+      lambda lr: models.head_only(optim.adam(lr, momentum=0.9)), num_steps=6, log_every=3,
+      metrics_fn=metrics_fn))
   head = models.LinearSoftmax(11, param_dtype=jnp.float64)
-  fast = train.make_train(train.classification_objective(head.apply),
-                          optim.injectable("adam", 0.9), num_steps=6, log_every=3,
-                          metrics_fn=metrics_fn, batching=train.FullBatch(chunk_size=7))
+  fast_run = jax.jit(train.make_train(
+      train.classification_objective(head.apply), optim.injectable("adam", 0.9), num_steps=6,
+      log_every=3, metrics_fn=metrics_fn, batching=train.FullBatch(chunk_size=7)))
   for s in range(2):
     params = jax.tree.map(lambda a: a[s], params_S)  # noqa: B023
-    slow = full_model(params)
-    ds = data.per_token_dataset(windows, features[s])
-    quick = fast(head_params(params), ds, 0.05)
+    slow = slow_run(params, windows, 0.05)
+    quick = fast_run(head_params(params), data.per_token_dataset(windows, features[s]), 0.05)
     for name in ("kernel", "bias"):
       np.testing.assert_allclose(quick.params["params"]["head"][name],
                                  slow.params["params"]["head"][name], rtol=1e-10, atol=1e-12)
