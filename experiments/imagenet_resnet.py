@@ -28,6 +28,7 @@ import numpy as np
 from absl import app, logging
 
 from experiments.configs import imagenet_resnet as config_lib
+from experiments.cpu_conv import fast_apply
 from imbalance_jax import (cli, data, metrics, optim, plotting, reporting, results, train,
                            vision_figures)
 from imbalance_jax.models.resnet import ResNet18
@@ -113,11 +114,15 @@ def main(argv):
           jax.random.split(init_key, config.num_seeds))
       tuned[model_name][subset] = {}
       for spec in optim.parse_runs(config.runs):
+        # BatchNorm carries state; LayerNorm ResNets and ViTs are stateless (and get the
+        # canonical-convolution stopgap on CPU).
+        stateful = model_name == "resnet18_bn"
+        apply_fn = model.apply if stateful else fast_apply(model.apply)
         run = train.make_train(
-            train.classification_objective(model.apply, spec.weighting, stateful=True),
+            train.classification_objective(apply_fn, spec.weighting, stateful=stateful),
             optim.injectable(spec.optimizer, spec.momentum), num_steps=config.num_steps,
             log_every=config.log_every, metrics_fn=metrics.classification_metrics(groups[subset]),
-            stateful=True, batching=batching)
+            stateful=stateful, batching=batching)
         tuned[model_name][subset][spec.name] = train.tune_sweep(
             train.Sweep(run, data_per_seed=False), params_S, ds, keys_S=keys_S, **grid,
             threshold=config.divergence_threshold, store=store,

@@ -132,13 +132,13 @@ def test_imagenet_resnet_quick_protocol(tmp_path):
   heavy = dataset["heavy_tail"]["class_counts"]
   assert heavy == [-(-40 // k) for k in range(1, 11)]            # ceil(n_1 / k)
   for subset in ("heavy_tail",):
-    entry = summary["resnet18_bn"][subset]["gd+m"]
+    entry = summary["resnet18_ln"][subset]["gd+m"]
     assert entry["learning_rate"] == pytest.approx(0.1)
     num_groups = max(dataset[subset]["class_to_group"]) + 1
     assert len(entry["final_group_losses"]) == num_groups
     last = [r for r in records(tmp_path) if r["subset"] == subset and r["step"] == 2]
     assert entry["final_group_losses"] == pytest.approx(last[0]["group_loss"], rel=1e-6)
-  assert pngs(tmp_path) == ["overview_resnet18_bn.png"]
+  assert pngs(tmp_path) == ["overview_resnet18_ln.png"]
 
 
 @pytest.mark.parametrize("module, field, value, match", [

