@@ -1,19 +1,23 @@
-"""Data preparation shared by the language binaries (transformer_last_layer, transformer_ptb).
+"""Pieces shared by the language binaries (transformer_last_layer, transformer_ptb).
 
 `load_windows` tokenizes a corpus with the word tokenizer (or BPE/Unigram) and
 cuts every split into next-token windows; `compact_vocabulary` renumbers the
 classes to the token types that occur in the training windows, so CPU-scale
 runs on a few windows do not pay for a softmax over the whole vocabulary.
+`frozen_features` / `head_params` turn a frozen transformer body into a linear
+softmax problem (Fig 5); `curvature_diagnostics` records the classifier's
+block gradient norms and Hessian traces (Fig 26).
 """
 
 from __future__ import annotations
 
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from imbalance_jax import data
+from imbalance_jax import curvature, data, metrics, models, train
 
 
 def corpus_dir_for(name: str, corpus_dir: str) -> str | None:
@@ -86,3 +90,50 @@ def load_windows(corpus: str, corpus_dir: str, seq_len: int, *, num_windows: int
           "num_classes": windows["train"].num_classes,
           "train_tokens": windows["train"].num_tokens}
   return windows, info
+
+
+def frozen_features(model: models.Transformer, params_S, x_NT, chunk: int = 256):
+  """Head inputs ``[S, n, T, d]`` of the frozen body, per seed, ``chunk`` windows at a time."""
+  def one_seed(params):
+    return jax.lax.map(lambda x: model.apply(params, x, return_features=True)[1],
+                       x_NT.reshape((-1, chunk) + x_NT.shape[1:]))
+  n = x_NT.shape[0]
+  chunk = min(chunk, n)
+  pad = (-n) % chunk
+  if pad:
+    x_NT = np.concatenate([np.asarray(x_NT), np.asarray(x_NT[:pad])])
+  feats = jax.jit(jax.vmap(one_seed))(params_S)
+  return feats.reshape((feats.shape[0], -1) + feats.shape[3:])[:, :n]
+
+
+def head_params(params_S):
+  """The head of a (per-seed) transformer as `models.LinearSoftmax` parameters."""
+  return {"params": {models.transformer.HEAD: params_S["params"][models.transformer.HEAD]}}
+
+
+def curvature_diagnostics(model, windows: data.TokenWindows, groups, *, key, num_probes: int):
+  """``params -> {grad_norm_C, trace_C, trace_stderr_C, class_prob_C, group_prob_G, loss}``.
+
+  Evaluation-mode (no dropout) mean loss over ``windows``; blocks are the
+  classifier's output units ``(w_k, b_k)``. The same probes at every record.
+  """
+  groups = jnp.asarray(groups)
+  num_groups = int(groups.max()) + 1
+  objective = train.classification_objective(model.apply, stateful=True)
+  loss_fn = lambda p: objective(p, windows, {}, None, False)  # noqa: E731
+
+  @jax.jit
+  def diagnostics(params):
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    head_loss, head = curvature.restrict_to_layer(lambda p: loss_fn(p)[0], params,
+                                                  models.transformer.HEAD)
+    est = curvature.hutchinson_block_traces(head_loss, head, curvature.dense_block_ids(head),
+                                            num_blocks=windows.num_classes, key=key,
+                                            num_probes=num_probes)
+    prob_N = jnp.exp(-aux["loss_N"])
+    return {"loss": loss,
+            "grad_norm_C": metrics.block_grad_norms(grads, include_bias=True),
+            "trace_C": est.traces, "trace_stderr_C": est.stderr,
+            "class_prob_C": metrics.per_class_mean(prob_N, aux["label_N"], windows.num_classes),
+            "group_prob_G": metrics.per_class_mean(prob_N, groups[aux["label_N"]], num_groups)}
+  return diagnostics

@@ -36,25 +36,6 @@ from imbalance_jax import cli, data, metrics, models, optim, plotting, reporting
 _WORKDIR, _CONFIG = cli.define_flags(__file__)
 
 
-def frozen_features(model: models.Transformer, params_S, x_NT, chunk: int = 256):
-  """Head inputs ``[S, n, T, d]`` of the frozen body, per seed, ``chunk`` windows at a time."""
-  def one_seed(params):
-    return jax.lax.map(lambda x: model.apply(params, x, return_features=True)[1],
-                       x_NT.reshape((-1, chunk) + x_NT.shape[1:]))
-  n = x_NT.shape[0]
-  chunk = min(chunk, n)
-  pad = (-n) % chunk
-  if pad:
-    x_NT = np.concatenate([np.asarray(x_NT), np.asarray(x_NT[:pad])])
-  feats = jax.jit(jax.vmap(one_seed))(params_S)
-  return feats.reshape((feats.shape[0], -1) + feats.shape[3:])[:, :n]
-
-
-def head_params(params_S):
-  """The head of a (per-seed) transformer as `models.LinearSoftmax` parameters."""
-  return {"params": {models.transformer.HEAD: params_S["params"][models.transformer.HEAD]}}
-
-
 def main(argv):
   del argv
   config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib)
@@ -69,7 +50,7 @@ def main(argv):
                                   num_heads=config.num_heads, train_only_head=True)
   init_keys = jax.random.split(jax.random.key(config.seed), config.num_seeds)
   params_S = jax.vmap(lambda k: model.init(k, train_windows.x[:1]))(init_keys)
-  features_S = frozen_features(model, params_S, train_windows.x)
+  features_S = language_data.frozen_features(model, params_S, train_windows.x)
   datasets = jax.vmap(lambda f: data.per_token_dataset(train_windows, f))(features_S)
   head = models.LinearSoftmax(num_classes)
   counts = np.asarray(train_windows.class_counts)
@@ -97,7 +78,7 @@ def main(argv):
                            num_steps=config.num_steps, log_every=config.log_every,
                            metrics_fn=metrics.classification_metrics(groups), batching=batching)
     tuned[spec.name] = train.tune_sweep(
-        train.Sweep(run), head_params(params_S), datasets, **grid,
+        train.Sweep(run), language_data.head_params(params_S), datasets, **grid,
         threshold=config.divergence_threshold, store=store, store_key=spec.name,
         segment_steps=config.segment_steps or None, log=logging.info)
 

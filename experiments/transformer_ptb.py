@@ -29,14 +29,13 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, logging
 
 from experiments import language_data
 from experiments.configs import transformer_ptb as config_lib
-from imbalance_jax import (cli, curvature, data, language_figures, metrics, models, optim,
-                           plotting, reporting, results, train)
+from imbalance_jax import (cli, data, language_figures, metrics, models, optim, plotting,
+                           reporting, results, train)
 from imbalance_jax.curvature import study
 
 _WORKDIR, _CONFIG = cli.define_flags(__file__)
@@ -54,34 +53,6 @@ def make_run(model, spec, cfg, groups, num_steps=None, log_every=None) -> train.
       optim.injectable(spec.optimizer, spec.momentum),
       num_steps=num_steps or cfg.num_steps, log_every=log_every or cfg.log_every,
       metrics_fn=metrics.classification_metrics(groups), stateful=True, batching=batching)
-
-
-def curvature_diagnostics(model, windows: data.TokenWindows, groups, *, key, num_probes: int):
-  """``params -> {grad_norm_C, trace_C, trace_stderr_C, class_prob_C, group_prob_G, loss}``.
-
-  Evaluation-mode (no dropout) mean loss over ``windows``; blocks are the
-  classifier's output units ``(w_k, b_k)``. The same probes at every record.
-  """
-  groups = jnp.asarray(groups)
-  num_groups = int(groups.max()) + 1
-  objective = train.classification_objective(model.apply, stateful=True)
-  loss_fn = lambda p: objective(p, windows, {}, None, False)  # noqa: E731
-
-  @jax.jit
-  def diagnostics(params):
-    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    head_loss, head = curvature.restrict_to_layer(lambda p: loss_fn(p)[0], params,
-                                                  models.transformer.HEAD)
-    est = curvature.hutchinson_block_traces(head_loss, head, curvature.dense_block_ids(head),
-                                            num_blocks=windows.num_classes, key=key,
-                                            num_probes=num_probes)
-    prob_N = jnp.exp(-aux["loss_N"])
-    return {"loss": loss,
-            "grad_norm_C": metrics.block_grad_norms(grads, include_bias=True),
-            "trace_C": est.traces, "trace_stderr_C": est.stderr,
-            "class_prob_C": metrics.per_class_mean(prob_N, aux["label_N"], windows.num_classes),
-            "group_prob_G": metrics.per_class_mean(prob_N, groups[aux["label_N"]], num_groups)}
-  return diagnostics
 
 
 def curvature_run(model, variables, data_splits, spec, cfg, groups, learning_rate, key,
@@ -167,7 +138,7 @@ def main(argv):
     sub = data.TokenWindows(x=train_windows.x[:config.curvature_windows],
                             y=train_windows.y[:config.curvature_windows],
                             class_counts=train_windows.class_counts, num_classes=num_classes)
-    diagnostics = curvature_diagnostics(model, sub, groups, key=probe_key,
+    diagnostics = language_data.curvature_diagnostics(model, sub, groups, key=probe_key,
                                         num_probes=config.num_probes)
     first = jax.tree.map(lambda a: a[0], params_S)
     for spec in specs:

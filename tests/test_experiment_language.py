@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from experiments import language_data
-from experiments.transformer_last_layer import frozen_features, head_params
-from imbalance_jax import data, metrics, models, optim, train
+from experiments.language_data import curvature_diagnostics, frozen_features, head_params
+from imbalance_jax import curvature, data, metrics, models, optim, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,6 +76,33 @@ def test_frozen_features_head_equals_full_model_head_only(x64):
                                rtol=1e-10)
     assert np.all(slow.params["params"]["embed"]["embedding"]
                   == params["params"]["embed"]["embedding"])
+
+
+def test_curvature_diagnostics_against_exact_head_quantities(x64):
+  """Fig 26 records: gradient norms equal the head gradient's columns; Hutchinson traces
+  match the exact last-layer traces (a linear model on the features) within their error."""
+  stream = np.random.default_rng(1).integers(0, 7, 4 * 5 + 1)
+  windows = data.next_token_windows(stream, 5, 7)
+  model = models.make_transformer("two_layer", 7, d_model=4, num_heads=2, mlp_dim=4,
+                                  param_dtype=jnp.float64)
+  params = model.init(jax.random.key(0), windows.x[:1])["params"]
+  groups = data.frequency_groups(np.asarray(windows.class_counts), 2)
+  out = curvature_diagnostics(model, windows, groups, key=jax.random.key(3),
+                              num_probes=1000)(params)
+  logits, feats = model.apply({"params": params}, windows.x, return_features=True)
+  logits, feats = logits.reshape(-1, 7), feats.reshape(-1, 4)
+  y = windows.flat_targets()
+  p = jax.nn.softmax(logits)
+  residual = (p - jax.nn.one_hot(y, 7)) / y.size  # d loss / d logits
+  grad_w, grad_b = feats.T @ residual, residual.sum(0)
+  np.testing.assert_allclose(out["grad_norm_C"], np.sqrt((grad_w**2).sum(0) + grad_b**2),
+                             rtol=1e-10)
+  exact = curvature.linear_block_traces(logits, feats, bias=True)
+  assert np.all(np.abs(out["trace_C"] - exact) < 5 * out["trace_stderr_C"] + 1e-12)
+  np.testing.assert_allclose(out["loss"], -jnp.mean(jnp.log(p[jnp.arange(y.size), y])),
+                             rtol=1e-10)
+  np.testing.assert_allclose(out["class_prob_C"][y[0]],
+                             p[jnp.arange(y.size), y][y == y[0]].mean(), rtol=1e-10)
 
 
 def test_compact_vocabulary():
