@@ -51,6 +51,7 @@ MODULES = [
     "imbalance_jax.train.distributed",
     "imbalance_jax.train.sweep",
     "imbalance_jax.train.tuning",
+    "imbalance_jax.train.xla_cpu",
     "imbalance_jax.train.loop",
     "imbalance_jax.train.objective",
     "imbalance_jax.train.selection",

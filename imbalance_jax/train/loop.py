@@ -36,6 +36,7 @@ import optax
 
 from imbalance_jax import _checks
 from imbalance_jax.train.batching import FullBatch, MiniBatch, accumulate, num_examples, take
+from imbalance_jax.train.xla_cpu import cpu_convolutions
 
 ObjectiveFn = Callable[..., tuple[jax.Array, dict]]
 MetricsFn = Callable[[Any, Any, dict, Any], Any]
@@ -177,7 +178,10 @@ class Train:
         value, loss, state, aux = self._objective(p, model_state, batch, chunk_key, True)
         return value, (loss, state, aux)
 
-      (value, (loss, state, aux)), grads = jax.value_and_grad(objective, has_aux=True)(params)
+      # On CPU every conv (and conv gradient) canonical and ungrouped, so XLA
+      # calls its conv kernels inside the scan: see `imbalance_jax.train.xla_cpu`.
+      value_and_grad = cpu_convolutions(jax.value_and_grad(objective, has_aux=True))
+      (value, (loss, state, aux)), grads = value_and_grad(params)
       return (value, loss, state, grads), aux
 
     (value, loss, state, grads), aux = accumulate(chunk, data, chunk_size)
@@ -189,7 +193,8 @@ class Train:
 
     def chunk(batch, index):
       del index
-      _, loss, _, aux = self._objective(params, model_state, batch, None, False)
+      evaluate = cpu_convolutions(lambda p, s, b: self._objective(p, s, b, None, False))
+      _, loss, _, aux = evaluate(params, model_state, batch)
       return loss, aux
 
     loss, aux = accumulate(chunk, data, chunk_size)

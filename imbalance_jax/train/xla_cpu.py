@@ -155,6 +155,8 @@ def canonical_convolutions(fn: Callable[..., Any]) -> Callable[..., Any]:
   def wrapped(*args, **kwargs):
     closed, out_shape = jax.make_jaxpr(
         functools.partial(fn, **kwargs), return_shape=True)(*args)
+    if not _has_conv(closed.jaxpr):
+      return fn(*args, **kwargs)  # nothing to rewrite: the program is exactly fn's
     flat_args = jax.tree.leaves(args)
     flat_out = _eval_jaxpr(closed.jaxpr, closed.consts, *flat_args)
     return jax.tree.unflatten(jax.tree.structure(out_shape), flat_out)
