@@ -30,3 +30,15 @@ def make_linear_train(model, class_counts, name="gd", momentum=0.0, num_steps=12
 def x64():
   with jax.enable_x64(True):
     yield
+
+
+# Whole binaries in subprocesses (end to end, kill/resume, several devices): CI runs them
+# once, in the default 32-bit mode; the float64 pass (JAX_ENABLE_X64=1) runs the rest.
+_BINARY_TEST_FILES = ("test_experiment_", "test_resume", "test_multidevice", "test_docs")
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  for item in items:
+    if item.fspath.basename.startswith(_BINARY_TEST_FILES):
+      item.add_marker(pytest.mark.binary)
