@@ -60,7 +60,7 @@ PRESETS = {
                              num_steps=15_000, log_every=500, refine_rounds=0,
                              exponents="-4,-3", runs="gd+m,adam+m", valid=True,
                              curvature=False),
-    "quick": dict(_TINYPTB_FULL, **_CPU, num_windows=48, num_steps=200, runs="gd,adam"),
+    "quick": dict(_TINYPTB_FULL, **_CPU, num_windows=48, num_steps=100, runs="gd,adam"),
     "quick_fig17": dict(_PTB_MINIBATCH, **_CPU, num_windows=128, batch_size=32,
                         num_steps=300, log_every=20, runs="gd+m,adam+m", valid=False),
     "quick_fig22": dict(_PTB_MINIBATCH, **_CPU, num_windows=128, batch_size=32,
