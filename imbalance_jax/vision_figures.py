@@ -100,7 +100,8 @@ def plot_data_sets(steps, histories: Mapping[str, Mapping[str, dict]],
   Example:
     >>> h = {"loss": np.ones((1, 3)), "group_loss": np.ones((1, 3, 2))}
     >>> fig = plot_data_sets([0, 1, 2], {"a": {"gd": h}, "b": {"gd": h}},
-    ...                      {"a": {"gd": 0.1}, "b": {"gd": 0.1}}, {"a": ["x", "y"], "b": ["x", "y"]})
+    ...                      {"a": {"gd": 0.1}, "b": {"gd": 0.1}},
+    ...                      {"a": ["x", "y"], "b": ["x", "y"]})
     >>> len(fig.axes)
     4
   """
