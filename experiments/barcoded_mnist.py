@@ -27,7 +27,6 @@ import numpy as np
 from absl import app, logging
 
 from experiments.configs import barcoded_mnist as config_lib
-from experiments.cpu_conv import fast_apply
 from imbalance_jax import (cli, data, metrics, optim, plotting, reporting, results, train,
                            vision_figures)
 from imbalance_jax.models.cnn import SmallCNN
@@ -89,7 +88,7 @@ def main(argv):
         if variant == HEAVY_TAILED and config.heavy_tailed_runs.strip() else [])
     tuned[variant], wall[variant] = {}, {}
     for spec in runs:
-      objective = train.classification_objective(fast_apply(model.apply), spec.weighting)
+      objective = train.classification_objective(model.apply, spec.weighting)
       run = train.make_train(objective,
                              optim.injectable(spec.optimizer, spec.momentum),
                              num_steps=config.num_steps, log_every=config.log_every,

@@ -28,7 +28,6 @@ import numpy as np
 from absl import app, logging
 
 from experiments.configs import imagenet_resnet as config_lib
-from experiments.cpu_conv import fast_apply
 from imbalance_jax import (cli, data, metrics, optim, plotting, reporting, results, train,
                            vision_figures)
 from imbalance_jax.models.resnet import ResNet18
@@ -114,10 +113,9 @@ def main(argv):
           jax.random.split(init_key, config.num_seeds))
       tuned[model_name][subset] = {}
       for spec in optim.parse_runs(config.runs):
-        # BatchNorm carries state; LayerNorm ResNets and ViTs are stateless (and get the
-        # canonical-convolution stopgap on CPU).
+        # BatchNorm carries state; LayerNorm ResNets and ViTs are stateless.
         stateful = model_name == "resnet18_bn"
-        apply_fn = model.apply if stateful else fast_apply(model.apply)
+        apply_fn = model.apply
         run = train.make_train(
             train.classification_objective(apply_fn, spec.weighting, stateful=stateful),
             optim.injectable(spec.optimizer, spec.momentum), num_steps=config.num_steps,

@@ -29,7 +29,6 @@ import numpy as np
 from absl import app, logging
 
 from experiments.configs import reweighting_mnist as config_lib
-from experiments.cpu_conv import fast_apply
 from imbalance_jax import cli, data, metrics, optim, plotting, reporting, results, train
 from imbalance_jax import vision_figures
 from imbalance_jax.models.cnn import ThreeLayerCNN
@@ -125,7 +124,7 @@ def main(argv):
   store = train.ResultStore(os.path.join(workdir, "checkpoints"))
   tuned = {}
   for name, weighting in RUNS.items():
-    run = train.make_train(train.classification_objective(fast_apply(model.apply), weighting),
+    run = train.make_train(train.classification_objective(model.apply, weighting),
                            optim.injectable(spec.optimizer, spec.momentum),
                            num_steps=config.num_steps, log_every=config.log_every,
                            metrics_fn=recorded_metrics(class_to_group),

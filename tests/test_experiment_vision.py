@@ -171,28 +171,3 @@ def test_presets_validate(module, monkeypatch):
     cli.resolve(config, module)
 
 
-def test_fast_apply_matches_plain_apply_in_float64(x64):
-  """The stopgap's values and parameter gradients equal the plain model's, also vmapped over
-  sweep members and inside a scan (where the canonical rewrite matters)."""
-  import jax
-  import jax.numpy as jnp
-
-  from experiments.cpu_conv import fast_apply
-  from imbalance_jax.models.cnn import SmallCNN
-  model = SmallCNN(5, features=(2, 3), kernel_size=3, param_dtype=jnp.float64)
-  x = jax.random.normal(jax.random.key(0), (4, 8, 8, 1), jnp.float64)
-  w = jax.random.normal(jax.random.key(1), (4, 5), jnp.float64)
-  params_M = jax.vmap(lambda k: model.init(k, x[:1]))(jax.random.split(jax.random.key(2), 2))
-
-  def scanned_loss(apply):
-    def loss(params):
-      def body(total, scale):
-        return total + jnp.sum(jnp.tanh(apply(params, scale * x)) * w), None
-      return jax.lax.scan(body, 0.0, jnp.array([1.0, 0.5]))[0]
-    return jax.jit(jax.vmap(jax.value_and_grad(loss)))
-
-  value, grads = scanned_loss(fast_apply(model.apply))(params_M)
-  ref_value, ref_grads = scanned_loss(model.apply)(params_M)
-  np.testing.assert_allclose(value, ref_value, rtol=1e-12)
-  for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
-    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
