@@ -32,13 +32,21 @@ def x64():
     yield
 
 
-# Whole binaries in subprocesses (end to end, kill/resume, several devices): CI runs them
-# once, in the default 32-bit mode; the float64 pass (JAX_ENABLE_X64=1) runs the rest.
+# Whole binaries in subprocesses (end to end, kill/resume, several devices).
 _BINARY_TEST_FILES = ("test_experiment_", "test_resume", "test_multidevice", "test_docs")
+# The core, rerun by CI under JAX_ENABLE_X64=1 (`-m float64`): training loop, batching,
+# sweeps, selection, metrics, losses, optimizers, data, results and input checks.
+_FLOAT64_TEST_FILES = ("test_batching", "test_train", "test_selection", "test_sweep",
+                       "test_metrics", "test_models_losses", "test_optim", "test_results",
+                       "test_data", "test_bad_inputs", "test_config", "test_confusion",
+                       "test_curvature_exact", "test_theory_quadratic", "test_text")
 
 
 def pytest_collection_modifyitems(config, items):
   del config
   for item in items:
-    if item.fspath.basename.startswith(_BINARY_TEST_FILES):
+    name = item.fspath.basename
+    if name.startswith(_BINARY_TEST_FILES):
       item.add_marker(pytest.mark.binary)
+    if name.startswith(_FLOAT64_TEST_FILES):
+      item.add_marker(pytest.mark.float64)
