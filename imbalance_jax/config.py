@@ -156,3 +156,16 @@ def check_fields(config: ml_collections.ConfigDict, fields: Mapping[str, Any]) -
   if missing:
     raise ValueError(f"config lacks the declared fields {missing}")
   return {key: spec.check(f"config.{key}", config[key]) for key, spec in fields.items()}
+
+
+def check_step_schedule(cfg: ml_collections.ConfigDict) -> None:
+  """``log_every`` divides ``num_steps``; ``segment_steps`` (if the config has it, 0 = none)
+  divides ``num_steps`` and is a multiple of ``log_every``. Raises ValueError naming them."""
+  if cfg.num_steps % cfg.log_every:
+    raise ValueError(f"config.log_every={cfg.log_every} must divide "
+                     f"config.num_steps={cfg.num_steps}")
+  segment_steps = cfg.get("segment_steps", 0)
+  if segment_steps and (cfg.num_steps % segment_steps or segment_steps % cfg.log_every):
+    raise ValueError(f"config.segment_steps={segment_steps} must be 0 (no segments) or "
+                     f"divide config.num_steps={cfg.num_steps} and be a multiple of "
+                     f"config.log_every={cfg.log_every}")

@@ -112,9 +112,7 @@ def estimate_bytes(cfg: config_dict.ConfigDict) -> int:
 def validate(cfg: config_dict.ConfigDict) -> None:
   """Raises ValueError naming the first bad field (its range), before any work."""
   config.check_fields(cfg, FIELDS)
-  if cfg.num_steps % cfg.log_every:
-    raise ValueError(f"config.log_every={cfg.log_every} must divide "
-                     f"config.num_steps={cfg.num_steps}")
+  config.check_step_schedule(cfg)
   snapshots = config.IntList(minimum=0).check("config.snapshot_steps", cfg.snapshot_steps)
   if max(snapshots) > cfg.num_steps:
     raise ValueError(f"config.snapshot_steps must lie in [0, config.num_steps={cfg.num_steps}], "

@@ -98,14 +98,7 @@ def estimate_bytes(cfg: config_dict.ConfigDict) -> int:
 def validate(cfg: config_dict.ConfigDict) -> None:
   """Raises ValueError naming the first bad field (its range), before any work."""
   config.check_fields(cfg, FIELDS)
-  if cfg.num_steps % cfg.log_every:
-    raise ValueError(f"config.log_every={cfg.log_every} must divide "
-                     f"config.num_steps={cfg.num_steps}")
-  if cfg.segment_steps and (cfg.num_steps % cfg.segment_steps
-                            or cfg.segment_steps % cfg.log_every):
-    raise ValueError(f"config.segment_steps={cfg.segment_steps} must be 0 (no segments) or "
-                     f"divide config.num_steps={cfg.num_steps} and be a multiple of "
-                     f"config.log_every={cfg.log_every}")
+  config.check_step_schedule(cfg)
   m = cfg.m
   _checks.check_memory(
       estimate_bytes(cfg),

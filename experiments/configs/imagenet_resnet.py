@@ -136,9 +136,7 @@ FIELDS = {
 def validate(cfg: config_dict.ConfigDict) -> None:
   """Raises ValueError naming the first bad field (its range), before any work."""
   config.check_fields(cfg, FIELDS)
-  if cfg.num_steps % cfg.log_every:
-    raise ValueError(f"config.log_every={cfg.log_every} must divide "
-                     f"config.num_steps={cfg.num_steps}")
+  config.check_step_schedule(cfg)
   if cfg.source != "mnist" and not cfg.data_dir:
     raise ValueError(f"config.source={cfg.source!r} needs config.data_dir (only 'mnist' has "
                      "embedded digits)")

@@ -83,9 +83,7 @@ def _optimizer(name):
 def validate(cfg: config_dict.ConfigDict) -> None:
   """Raises ValueError naming the first bad field (its range), before any work."""
   config.check_fields(cfg, FIELDS)
-  if cfg.num_steps % cfg.log_every:
-    raise ValueError(f"config.log_every={cfg.log_every} must divide "
-                     f"config.num_steps={cfg.num_steps}")
+  config.check_step_schedule(cfg)
   classes = [int(c) for c in cfg.classes.split(",")]
   if len(set(classes)) != len(classes) or max(classes) > 9:
     raise ValueError(f"config.classes must be distinct digits 0-9, got {cfg.classes!r}")

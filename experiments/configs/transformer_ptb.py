@@ -211,9 +211,7 @@ def estimate_bytes(cfg: config_dict.ConfigDict) -> int:
 def validate(cfg: config_dict.ConfigDict) -> None:
   """Raises ValueError naming the first bad field, before any work."""
   config.check_fields(cfg, FIELDS)
-  if cfg.num_steps % cfg.log_every:
-    raise ValueError(f"config.log_every={cfg.log_every} must divide "
-                     f"config.num_steps={cfg.num_steps}")
+  config.check_step_schedule(cfg)
   if cfg.corpus.startswith("wikitext") and not cfg.corpus_dir:
     raise ValueError(f"config.corpus_dir is required for config.corpus={cfg.corpus!r}: the "
                      "directory holding the unpacked WikiText files (nothing is downloaded)")
