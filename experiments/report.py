@@ -1,0 +1,212 @@
+"""The reproduction report: what each paper figure and claim gave in our runs.
+
+`write` renders ``report.md`` and a self-contained ``report.html`` (figures
+embedded as data URIs) from a `experiments.reproduce` work directory: every
+figure, number and verdict comes from the runs' files and the claims in
+`experiments.claims`; the corrections to the papers are quoted from
+``docs/theory.md`` and ``docs/curvature.md``, where they are derived.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+
+import jax
+import markdown
+
+from experiments import claims as claims_lib
+from imbalance_jax import results
+
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
+_MARK = {"held": "✅ held", "did not hold": "❌ did not hold", "not run": "⏸ not run",
+         "could not measure": "⚠ could not measure"}
+
+
+def load_run(workdir: str, binary: str, preset: str) -> claims_lib.RunResult | None:
+  path = os.path.join(workdir, binary, preset)
+  summary_path = os.path.join(path, "summary.json")
+  if not os.path.exists(summary_path):
+    return None
+  with open(summary_path) as f:
+    return claims_lib.RunResult(preset, json.load(f), path)
+
+
+def _figure_order(figure: str) -> tuple:
+  numbers = [int(n) for n in re.findall(r"\d+", figure)]
+  return (not figure.startswith("Fig"), numbers or [10**6], figure)
+
+
+def corrections(docs_dir: str = DOCS) -> list[tuple[str, str]]:
+  """(source, markdown) of every correction to a paper documented in the docs.
+
+  ``docs/theory.md``: each paragraph that opens with ``**Correction`` or
+  ``*Typo:*``, up to the next evidence table, figure note or heading.
+  ``docs/curvature.md``: its section "Where we differ from the paper".
+  """
+  found = []
+  with open(os.path.join(docs_dir, "theory.md")) as f:
+    lines = f.read().splitlines()
+  i = 0
+  while i < len(lines):
+    line = lines[i]
+    start = line.find("*Typo:*")
+    if line.startswith("**Correction") or start >= 0:
+      block = [line[max(start, 0):]]
+      i += 1
+      stop = ("#", "Evidence", "Tests", "Figure", "**", "*Typo")
+      while i < len(lines) and not lines[i].startswith(stop):
+        block.append(lines[i])
+        i += 1
+      found.append(("docs/theory.md", "\n".join(block).strip()))
+    else:
+      i += 1
+  with open(os.path.join(docs_dir, "curvature.md")) as f:
+    text = f.read()
+  section = re.search(r"^## Where we differ from the paper.*?\n(.*?)(?=^## )", text, re.S | re.M)
+  if section:
+    found.append(("docs/curvature.md", section.group(1).strip()))
+  return found
+
+
+def _format_number(value) -> str:
+  if value is None:
+    return "n/a"
+  if value == 0 or 1e-3 <= abs(value) < 1e4:
+    return f"{value:.4g}"
+  return f"{value:.3e}"
+
+
+def render_markdown(workdir: str, experiments: Sequence[claims_lib.Experiment],
+                    state: Mapping[str, Mapping]) -> str:
+  """The report as markdown; image paths are relative to ``workdir``."""
+  runs = {(e.binary, p): load_run(workdir, e.binary, p)
+          for e in experiments for p in {*e.cpu_runs, *e.paper_runs}}
+  verdicts = [(e, c, c.evaluate(runs[(e.binary, c.run)])) for e in experiments for c in e.claims]
+  counts = {s: sum(v.status == s for _, _, v in verdicts) for s in _MARK}
+  finished = {k: v for k, v in state.items() if v.get("status") == "done"}
+  total = sum(v["seconds"] for v in finished.values())
+  scales = sorted({v.get("scale", "cpu") for v in finished.values()}) or ["none"]
+
+  out = ["# Reproduction report", ""]
+  out += [f"Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} by "
+          "`python -m experiments.reproduce`; scale: " + ", ".join(scales) + ". "
+          f"{len(finished)} runs finished in {total / 60:.1f} min of wall time "
+          f"({os.cpu_count()} CPU cores, {platform.machine()}, JAX {jax.__version__} on "
+          f"{jax.devices()[0].platform}). Every number below is read from the runs' "
+          "`summary.json` files; each criterion is declared in `experiments/claims/<binary>.py`.",
+          ""]
+  out += ["**Verdicts:** " + ", ".join(f"{n} {_MARK[s]}" for s, n in counts.items() if n), ""]
+  out += ["| paper | figure | claim | run | verdict |", "|---|---|---|---|---|"]
+  for e, c, v in verdicts:
+    out.append(f"| {c.paper} | {c.figure} | {c.statement} | `{e.binary}/{c.run}` | "
+               f"{_MARK[v.status]} |")
+  out.append("")
+
+  for paper, title in claims_lib.PAPERS.items():
+    figures = {}
+    for e in experiments:
+      for fig in e.figures:
+        if fig.paper == paper:
+          figures.setdefault(fig.figure, {"figures": [], "claims": [], "gpu": []})["figures"].append((e, fig))
+      for ident in e.gpu_only:
+        p, _, figure = ident.partition(" ")
+        if p == paper:
+          figures.setdefault(figure, {"figures": [], "claims": [], "gpu": []})["gpu"].append(e)
+    for e, c, v in verdicts:
+      if c.paper == paper:
+        figures.setdefault(c.figure, {"figures": [], "claims": [], "gpu": []})["claims"].append((e, c, v))
+    if not figures:
+      continue
+    out += [f"## Paper {paper}: {title}", ""]
+    for figure in sorted(figures, key=_figure_order):
+      entry = figures[figure]
+      out += [f"### {paper} {figure}", ""]
+      for e, fig in entry["figures"]:
+        rel = os.path.join(e.binary, fig.run, fig.file)
+        if os.path.exists(os.path.join(workdir, rel)):
+          out += [f"![{fig.caption}]({rel})", "", f"*{fig.caption}* (`{rel}`)", ""]
+        else:
+          out += [f"*{fig.caption}*: not produced (`{rel}` is missing; run "
+                  f"`{e.binary}` preset `{fig.run}`).", ""]
+      for e, c, v in entry["claims"]:
+        seconds = state.get(f"{e.binary}/{c.run}", {}).get("seconds")
+        took = f", {seconds / 60:.1f} min" if seconds is not None else ""
+        out += [f"**Claim.** {c.statement}", "",
+                f"- Run: `{e.binary}` preset `{c.run}`{took}",
+                "- Criterion: " + "; ".join(f"`{k}`" for k in map(str, c.criteria)),
+                "- Numbers: " + (", ".join(f"`{k}` = {_format_number(x)}"
+                                          for k, x in v.numbers.items()) or "none"),
+                f"- Verdict: **{_MARK[v.status]}**"
+                + (f" (failed: {', '.join(v.failed)})" if v.failed else "")
+                + (f" ({v.error})" if v.error else ""), ""]
+      for e in entry["gpu"]:
+        out += [f"GPU scale only: `{e.binary}` at `--scale=paper` "
+                f"(presets {', '.join(e.paper_runs)}); not run here.", ""]
+
+  out += ["## Runs", "", "| run | status | wall time |", "|---|---|---|"]
+  for e in experiments:
+    for preset in {**{p: None for p in e.cpu_runs}, **{p: None for p in e.paper_runs}}:
+      entry = state.get(f"{e.binary}/{preset}")
+      if entry:
+        out.append(f"| `{e.binary}/{preset}` | {entry['status']} | {entry['seconds'] / 60:.1f} min |")
+  out += ["", "## Corrections to the papers", "",
+          "Quoted from the docs, where each is derived and tested against a simulation.", ""]
+  for source, text in corrections():
+    out += [f"From `{source}`:", "", text, ""]
+  return "\n".join(out)
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;
+line-height:1.45;color:#222}img{max-width:100%;border:1px solid #ddd}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:.25rem .5rem;vertical-align:top}code{background:#f4f4f4}
+pre{background:#f4f4f4;padding:.5rem;overflow-x:auto}"""
+
+
+def render_html(markdown_text: str, workdir: str) -> str:
+  """Self-contained HTML: every ``<img>`` of a local PNG becomes a data URI."""
+  body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code"])
+
+  def embed(match):
+    path = os.path.join(workdir, match.group(1))
+    if not os.path.exists(path):
+      return match.group(0)
+    with open(path, "rb") as f:
+      data = base64.b64encode(f.read()).decode("ascii")
+    return f'src="data:image/png;base64,{data}"'
+
+  body = re.sub(r'src="([^"]+\.png)"', embed, body)
+  return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Reproduction report"
+          f"</title><style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")
+
+
+def write(workdir: str, experiments: Sequence[claims_lib.Experiment], state: Mapping,
+          publish: str | None = None) -> list[str]:
+  """Writes ``report.md`` and ``report.html`` into ``workdir`` (atomically).
+
+  With ``publish``, also copies ``report.md`` and the figures it shows there,
+  under the same relative paths (for a committed copy).
+  """
+  text = render_markdown(workdir, experiments, state)
+  written = []
+  for name, content in (("report.md", text), ("report.html", render_html(text, workdir))):
+    path = os.path.join(workdir, name)
+    with results.atomic_path(path) as tmp, open(tmp, "w") as f:
+      f.write(content)
+    written.append(path)
+  if publish:
+    for rel in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+      target = os.path.join(publish, rel)
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      shutil.copyfile(os.path.join(workdir, rel), target)
+    path = os.path.join(publish, "report.md")
+    with results.atomic_path(path) as tmp, open(tmp, "w") as f:
+      f.write(text)
+    written.append(path)
+  return written

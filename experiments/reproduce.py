@@ -1,0 +1,127 @@
+r"""Runs every experiment binary's CPU (or paper) presets and writes a report of what held.
+
+Each preset run goes to ``--workdir/<binary>/<preset>`` as a separate process
+(``python -m experiments.<binary> --config.preset=<preset>``, its output in
+``log.txt`` there). A run that finished (``reproduce.json`` says so and its
+``summary.json`` exists) is not rerun; an interrupted one is restarted with the
+same arguments and resumes from its own checkpoints. One progress line per run
+gives its time, the elapsed time and an estimate of what remains. At the end,
+and whatever failed, ``report.md`` and ``report.html`` (figures embedded) are
+written from the runs' own files and `experiments.claims`.
+
+  python -m experiments.reproduce --workdir runs/all
+  python -m experiments.reproduce --workdir runs/all --only=theory_figures,heavy_tailed_linear
+  python -m experiments.reproduce --workdir runs/all --skip=imagenet_resnet
+  python -m experiments.reproduce --workdir runs/gpu --scale=paper      # GPU-scale
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from absl import app, flags, logging
+
+from experiments import claims, report
+from imbalance_jax import results
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for every run and the report.")
+_SCALE = flags.DEFINE_enum("scale", "cpu", ["cpu", "paper"],
+                           "cpu: the quick presets (about 30 min on 2 cores); paper: the "
+                           "papers' scale (GPU).")
+_ONLY = flags.DEFINE_list("only", [], "Run only these binaries (default: all).")
+_SKIP = flags.DEFINE_list("skip", [], "Binaries not to run.")
+_PUBLISH = flags.DEFINE_string("publish", None,
+                               "Also copy report.md and its figures to this directory.")
+flags.mark_flag_as_required("workdir")
+
+STATE_FILE = "reproduce.json"
+
+
+def select(experiments: list[claims.Experiment], only: list[str], skip: list[str]):
+  """The experiments to run; raises ValueError naming an unknown binary."""
+  known = [e.binary for e in experiments]
+  for flag, names in (("--only", only), ("--skip", skip)):
+    unknown = [n for n in names if n not in known]
+    if unknown:
+      raise ValueError(f"{flag}: unknown binaries {unknown}; known: {', '.join(known)}")
+  return [e for e in experiments if (not only or e.binary in only) and e.binary not in skip]
+
+
+def run_dir(workdir: str, binary: str, preset: str) -> str:
+  return os.path.join(workdir, binary, preset)
+
+
+def is_done(state: dict, workdir: str, binary: str, preset: str) -> bool:
+  entry = state.get(f"{binary}/{preset}", {})
+  return (entry.get("status") == "done"
+          and os.path.exists(os.path.join(run_dir(workdir, binary, preset), "summary.json")))
+
+
+def run_one(workdir: str, binary: str, preset: str) -> tuple[int, float]:
+  """Runs one preset in its own process; returns (exit code, wall seconds)."""
+  path = run_dir(workdir, binary, preset)
+  os.makedirs(path, exist_ok=True)
+  command = [sys.executable, "-m", f"experiments.{binary}", f"--workdir={path}",
+             f"--config.preset={preset}"]
+  start = time.perf_counter()
+  with open(os.path.join(path, "log.txt"), "a") as log:
+    log.write(f"$ {' '.join(command)}\n")
+    log.flush()
+    code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT,
+                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  return code, time.perf_counter() - start
+
+
+def minutes(seconds: float) -> str:
+  return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def main(argv):
+  del argv
+  workdir = os.path.abspath(_WORKDIR.value)
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ValueError(f"--workdir={_WORKDIR.value} names a file; it must name a directory")
+  experiments = select(claims.load_all(), _ONLY.value, _SKIP.value)
+  os.makedirs(workdir, exist_ok=True)
+  state_path = os.path.join(workdir, STATE_FILE)
+  state = {}
+  if os.path.exists(state_path):
+    with open(state_path) as f:
+      state = json.load(f)
+
+  todo = [(e.binary, preset, expected) for e in experiments
+          for preset, expected in e.runs(_SCALE.value).items()]
+  start = time.perf_counter()
+  failures = []
+  for i, (binary, preset, expected) in enumerate(todo):
+    key = f"{binary}/{preset}"
+    if is_done(state, workdir, binary, preset):
+      line = f"already done ({minutes(state[key]['seconds'])})"
+    else:
+      code, seconds = run_one(workdir, binary, preset)
+      status = "done" if code == 0 else "failed"
+      state[key] = {"status": status, "seconds": seconds, "exit_code": code, "scale": _SCALE.value}
+      results.write_json(state_path, state)
+      line = f"{status} in {minutes(seconds)}"
+      if code:
+        failures.append(key)
+        line += f" (exit code {code}; see {os.path.join(run_dir(workdir, binary, preset), 'log.txt')})"
+    remaining = [e for b, p, e in todo[i + 1:] if not is_done(state, workdir, b, p)]
+    eta = (f"about {minutes(sum(remaining))} left" if all(r is not None for r in remaining)
+           else f"{len(remaining)} runs left")
+    print(f"[{i + 1}/{len(todo)}] {key}: {line} | elapsed {minutes(time.perf_counter() - start)}"
+          f" | {eta}", flush=True)
+
+  paths = report.write(workdir, claims.load_all(), state, publish=_PUBLISH.value)
+  print(f"Wrote {', '.join(paths)}", flush=True)
+  if failures:
+    logging.error("failed runs: %s", ", ".join(failures))
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)
