@@ -126,10 +126,16 @@ class Progress:
   `imbalance_jax.train.ResultStore`.
 
   Example:
-    >>> progress = cli.Progress(workdir)
+    >>> import tempfile
+    >>> import numpy as np
+    >>> workdir = tempfile.mkdtemp()
+    >>> progress = Progress(workdir)
     >>> if "quadratic" not in progress:
-    ...   progress.put("quadratic", compute())
-    >>> progress["quadratic"]
+    ...   stored = progress.put("quadratic", {"loss": np.float32(0.5), "steps": (1, 2)})
+    >>> progress["quadratic"]  # the JSON form: plain floats, tuples become lists
+    {'loss': 0.5, 'steps': [1, 2]}
+    >>> Progress(workdir).values()  # a resumed run reads the same values back
+    [{'loss': 0.5, 'steps': [1, 2]}]
   """
 
   def __init__(self, workdir: str, filename: str = "progress.json"):
@@ -173,10 +179,25 @@ def resolve(config: ml_collections.ConfigDict, config_module: Any, *,
     The resolved config.
 
   Example:
-    >>> config = heavy_tailed_linear.get_config()
-    >>> config.num_seeds = 0
-    >>> cli.resolve(config, heavy_tailed_linear)
+    A config module in miniature (a binary's ``experiments/configs/<name>.py``):
+
+    >>> import types
+    >>> from imbalance_jax import config as config_lib
+    >>> def get_config():
+    ...   return ml_collections.ConfigDict(
+    ...       {"preset": "quick", "num_seeds": ml_collections.config_dict.placeholder(int)})
+    >>> def validate(cfg):
+    ...   config_lib.check_fields(cfg, {"preset": config_lib.Choice(["quick"]),
+    ...                                 "num_seeds": config_lib.Int(minimum=1)})
+    >>> module = types.SimpleNamespace(PRESETS={"quick": {"num_seeds": 3}},
+    ...                                get_config=get_config, validate=validate)
+    >>> resolve(get_config(), module).num_seeds  # filled from the preset
+    3
+    >>> config = get_config()
+    >>> config.num_seeds = 0  # a command-line override wins over the preset...
+    >>> resolve(config, module)  # ...and is checked
     Traceback (most recent call last):
+    ...
     ValueError: config.num_seeds must be >= 1, got 0
   """
   if isinstance(config_module, Mapping):

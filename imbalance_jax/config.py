@@ -38,6 +38,14 @@ def resolve_preset(config: ml_collections.ConfigDict,
   Raises:
     ValueError: for an unknown preset or a preset naming a missing field, or if
       a field is still None after resolution.
+
+  Example:
+    >>> import ml_collections
+    >>> cfg = ml_collections.ConfigDict(
+    ...     {"preset": "quick", "m": ml_collections.config_dict.placeholder(int), "steps": 5})
+    >>> resolved = resolve_preset(cfg, {"quick": {"m": 3, "steps": 100}})
+    >>> resolved.m, resolved.steps  # the preset fills m; steps was set, so it stays
+    (3, 5)
   """
   if config.preset not in presets:
     raise ValueError(f"config.preset must be one of {tuple(presets)}, got {config.preset!r}")
@@ -146,7 +154,16 @@ def check_fields(config: ml_collections.ConfigDict, fields: Mapping[str, Any]) -
     ValueError: naming ``config.<field>`` and its allowed range or choices.
 
   Example:
-    >>> check_fields(cfg, {"m": Int(minimum=1), "preset": Choice(["quick"])})
+    >>> import ml_collections
+    >>> cfg = ml_collections.ConfigDict({"preset": "quick", "m": 3, "sizes": "16,32"})
+    >>> fields = {"preset": Choice(["quick"]), "m": Int(minimum=1), "sizes": IntList(minimum=1)}
+    >>> check_fields(cfg, fields)
+    {'preset': 'quick', 'm': 3, 'sizes': (16, 32)}
+    >>> cfg.m = 0
+    >>> check_fields(cfg, fields)
+    Traceback (most recent call last):
+    ...
+    ValueError: config.m must be >= 1, got 0
   """
   unknown = [k for k in config.keys() if k not in fields]
   if unknown:

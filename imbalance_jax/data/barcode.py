@@ -138,10 +138,14 @@ def barcoded(key: jax.Array, images, labels, *, num_bits: int = 10, copies: int 
       per digit than there are.
 
   Example:
-    >>> train = load_images("mnist", "train")
-    >>> ds = barcoded(jax.random.key(0), train.x, train.y, num_bits=4, copies=5)
-    >>> ds.num_classes, ds.num_examples
-    (170, 4800)
+    Twenty blank 3 x 4 "digits", two of each; 2 bits give 4 barcodes x 10 digits:
+
+    >>> images, labels = np.zeros((20, 3, 4, 1), np.uint8), np.arange(20) % 10
+    >>> ds = barcoded(jax.random.key(0), images, labels, num_bits=2, copies=1)
+    >>> ds.num_classes, ds.num_examples  # 10 plain + 40 barcoded; 20 + 40 x 1 copy
+    (50, 60)
+    >>> int(ds.y[20 + 30]), ds.x[20 + 30, 0, :, 0].tolist()  # barcode 3 = 0b11 on digit 0
+    (40, [255, 255, 0, 0])
   """
   num_bits = _check_bits(num_bits)
   copies = _checks.check_int("copies", copies, minimum=1)
@@ -191,9 +195,11 @@ def train_validation_split(key: jax.Array, dataset: Dataset,
     ``(train, validation)`` with the same ``num_classes``.
 
   Example:
-    >>> train, val = train_validation_split(jax.random.key(0), load_images("mnist", "train"), 800)
-    >>> train.num_examples, val.num_examples
-    (3200, 800)
+    >>> from imbalance_jax.data.images import make_image_dataset
+    >>> ds = make_image_dataset(np.zeros((20, 3, 4, 1), np.uint8), np.arange(20) % 10, 10)
+    >>> train, val = train_validation_split(jax.random.key(0), ds, 5)
+    >>> train.num_examples, val.num_examples, val.num_classes
+    (15, 5, 10)
   """
   num_validation = _checks.check_int("num_validation", num_validation, minimum=1)
   n = dataset.num_examples
@@ -226,10 +232,15 @@ def barcoded_mnist(key: jax.Array, dataset: Dataset, *, variant: str = "mnist+ba
     ``normalized``, raw uint8 otherwise).
 
   Example:
-    >>> mnist = load_images("mnist", "train")
-    >>> sets = barcoded_mnist(jax.random.key(0), mnist, num_bits=4, num_validation=800)
-    >>> sets["train"].num_examples, sets["validation"].num_examples
-    (4000, 960)
+    A stand-in for MNIST-train: 200 blank images, 20 of each digit.
+
+    >>> from imbalance_jax.data.images import make_image_dataset
+    >>> mnist = make_image_dataset(np.zeros((200, 3, 4, 1), np.uint8), np.arange(200) % 10, 10)
+    >>> sets = barcoded_mnist(jax.random.key(0), mnist, num_bits=2, num_validation=100)
+    >>> sets["train"].num_examples, sets["validation"].num_examples  # 100 + 40 x 5, 100 + 40 x 1
+    (300, 140)
+    >>> sets["train"].num_classes, sets["train"].x.dtype
+    (50, dtype('float32'))
   """
   _checks.check_choice("variant", variant, BARCODED_VARIANTS)
   validation_copies = _checks.check_int("validation_copies", validation_copies, minimum=1)

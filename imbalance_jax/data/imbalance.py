@@ -77,6 +77,7 @@ def take(dataset: Dataset, indices) -> Dataset:
   """Examples ``indices`` of ``dataset`` (class counts recomputed, classes kept).
 
   Example:
+    >>> from imbalance_jax.types import make_dataset
     >>> ds = take(make_dataset(np.zeros((3, 1)), np.array([0, 1, 1]), 2), [1, 2])
     >>> ds.class_counts.tolist()
     [0, 2]
@@ -173,6 +174,7 @@ def heavy_tail_subsample(key: jax.Array, dataset: Dataset, *,
       ImageNet).
 
   Example:
+    >>> from imbalance_jax.types import make_dataset
     >>> ds = make_dataset(np.zeros((40, 1)), np.repeat(np.arange(4), 10), 4)
     >>> heavy_tail_subsample(jax.random.key(0), ds).class_counts.tolist()
     [10, 5, 4, 3]
@@ -188,6 +190,7 @@ def uniform_subsample(key: jax.Array, dataset: Dataset, per_class: int) -> Datas
     ValueError: if a class has fewer than ``per_class`` examples.
 
   Example:
+    >>> from imbalance_jax.types import make_dataset
     >>> ds = make_dataset(np.zeros((40, 1)), np.repeat(np.arange(4), 10), 4)
     >>> uniform_subsample(jax.random.key(0), ds, 3).class_counts.tolist()
     [3, 3, 3, 3]
@@ -218,6 +221,7 @@ def step_imbalance(key: jax.Array, dataset: Dataset, *, classes=(0, 1, 2, 3),
     ratio: ``R >= 1``; minority classes keep ``round(n_maj / R) >= 1``.
 
   Example:
+    >>> from imbalance_jax.types import make_dataset
     >>> ds = make_dataset(np.zeros((400, 1)), np.repeat(np.arange(4), 100), 4)
     >>> step_imbalance(jax.random.key(0), ds, majority_count=50).class_counts.tolist()
     [50, 50, 5, 5]

@@ -82,9 +82,12 @@ def iterations_to_reach(pi_D, make_optimizer: Callable, learning_rates: Sequence
     A `Reach`.
 
   Example:
-    >>> reach = iterations_to_reach(zipf_distribution(100), optim.injectable("sign_descent", 0.0),
-    ...                             [0.01, 0.1], eps=0.05, max_steps=1000)
-    >>> reach.iterations[reach.best_index]
+    >>> reach = iterations_to_reach(zipf_distribution(10), optim.injectable("sign_descent", 0.0),
+    ...                             [0.01, 0.1], eps=0.05, max_steps=100, segment_steps=20)
+    >>> reach.iterations.tolist(), reach.steps_run  # 0.01 is still short of eps after 20 steps
+    ([-1, 7], 20)
+    >>> reach.best_index, bool(reach.final_gap[1] <= 0.05)
+    (1, True)
   """
   _checks.check_positive("eps", eps)
   segment_steps = _checks.check_int("segment_steps", segment_steps, minimum=1)
@@ -174,6 +177,11 @@ def loglog_slope(sizes, iterations) -> dict:
 
   ``iterations`` entries that are None or < 1 count as censored and are left
   out. Returns ``{"slope", "intercept", "num_points"}`` (slope None with < 2 points).
+
+  Example:
+    >>> fit = loglog_slope([10, 100, 1000], [20, 200, None])  # d = 1000 is censored
+    >>> round(fit["slope"], 6), fit["num_points"]
+    (1.0, 2)
   """
   sizes = np.asarray(sizes, np.float64)
   values = np.array([np.nan if v is None or v < 1 else v for v in iterations], np.float64)
@@ -185,7 +193,12 @@ def loglog_slope(sizes, iterations) -> dict:
 
 
 def step_cap(d: int, max_steps: int, max_work: float, segment_steps: int) -> int:
-  """``min(max_steps, max_work / d)`` rounded down to whole segments (at least one)."""
+  """``min(max_steps, max_work / d)`` rounded down to whole segments (at least one).
+
+  Example:
+    >>> step_cap(100, 1000, 20_000, 50), step_cap(1000, 1000, 20_000, 50)
+    (200, 50)
+  """
   by_work = int(max_work // d) // segment_steps * segment_steps
   return max(segment_steps, min(max_steps, by_work))
 
