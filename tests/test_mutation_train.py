@@ -1,0 +1,239 @@
+"""Tests that kill the mutants of `imbalance_jax.train` other tests let survive.
+
+Each test pins a detail a mutation testing run (mutmut, see docs/testing.md)
+showed unchecked. They call the helpers directly on tiny arrays (no model, no
+optimizer), so each takes well under a second after JAX has started.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from imbalance_jax import losses
+from imbalance_jax.train import batching, objective
+from imbalance_jax.types import make_dataset
+
+
+def _data(n=7, num_classes=3):
+  x = np.arange(2 * n, dtype=np.float32).reshape(n, 2)
+  return make_dataset(x, np.arange(n) % num_classes, num_classes)
+
+
+# --- batching -----------------------------------------------------------------------------
+
+
+def test_batching_config_messages_and_defaults():
+  assert batching.FullBatch().chunk_size is None
+  assert batching.FullBatch(chunk_size=1).chunk_size == 1
+  with pytest.raises(ValueError, match=r"^batching.chunk_size must be >= 1, got 0$"):
+    batching.FullBatch(chunk_size=0)
+  mb = batching.MiniBatch(batch_size=6)
+  assert (mb.accumulation_steps, mb.eval_chunk_size, mb.micro_batch_size) == (1, None, 6)
+  assert batching.MiniBatch(batch_size=6, accumulation_steps=3).micro_batch_size == 2
+  assert batching.MiniBatch(batch_size=1, eval_chunk_size=1).eval_chunk_size == 1
+  with pytest.raises(ValueError, match=r"^batching.batch_size must be >= 1, got 0$"):
+    batching.MiniBatch(batch_size=0)
+  with pytest.raises(ValueError, match=r"^batching.accumulation_steps must be >= 1, got 0$"):
+    batching.MiniBatch(batch_size=4, accumulation_steps=0)
+  with pytest.raises(ValueError, match=r"^batching.accumulation_steps=4 must divide "
+                                       r"batching.batch_size=6$"):
+    batching.MiniBatch(batch_size=6, accumulation_steps=4)
+  with pytest.raises(ValueError, match=r"^batching.eval_chunk_size must be >= 1, got 0$"):
+    batching.MiniBatch(batch_size=4, eval_chunk_size=0)
+
+
+def test_take_slice_and_num_examples_touch_only_x_and_y():
+  ds = _data()
+  assert batching.num_examples(ds) == 7
+  part = batching.take(ds, jnp.array([[4, 0]]))
+  np.testing.assert_array_equal(part.y, [[1, 0]])
+  np.testing.assert_array_equal(part.x, [[[8, 9], [0, 1]]])
+  np.testing.assert_array_equal(part.class_counts, ds.class_counts)  # global leaf kept
+  part = batching.slice_examples(ds, 2, 3)
+  np.testing.assert_array_equal(part.y, [2, 0, 1])
+  np.testing.assert_array_equal(part.x[:, 0], [4, 6, 8])
+  np.testing.assert_array_equal(part.class_counts, ds.class_counts)
+
+
+def test_chunked_shapes_and_none_parts():
+  ds = _data(7)
+  main, rest = batching.chunked(ds, 3)
+  assert main.x.shape == (2, 3, 2) and main.y.shape == (2, 3)
+  np.testing.assert_array_equal(main.y, [[0, 1, 2], [0, 1, 2]])
+  np.testing.assert_array_equal(main.x[1, :, 0], [6, 8, 10])
+  np.testing.assert_array_equal(rest.y, [0])
+  np.testing.assert_array_equal(rest.x, [[12, 13]])
+  np.testing.assert_array_equal(main.class_counts, ds.class_counts)
+  main, rest = batching.chunked(ds, 7)
+  assert rest is None and main.y.shape == (1, 7)
+  main, rest = batching.chunked(ds, 10)  # fewer examples than one chunk
+  assert main is None
+  np.testing.assert_array_equal(rest.y, ds.y)
+
+
+def _mean_fn(data, index):
+  """Sums that are means over the chunk's examples, and aux with per-example entries."""
+  sums = {"mean_x": jnp.mean(data.x[:, 0]), "mean_y": jnp.mean(data.y.astype(jnp.float32))}
+  aux = {"x_N": data.x[:, 0], "index_N": jnp.full(data.y.shape, index), "dropped": index}
+  return sums, aux
+
+
+@pytest.mark.parametrize("chunk_size", [2, 3, 7, 4])
+def test_accumulate_equals_one_pass_and_keeps_per_example_entries(chunk_size):
+  ds = _data(7)
+  means, aux = batching.accumulate(_mean_fn, ds, chunk_size)
+  np.testing.assert_allclose(means["mean_x"], np.mean(np.asarray(ds.x[:, 0])), rtol=1e-6)
+  np.testing.assert_allclose(means["mean_y"], np.mean(np.asarray(ds.y)), rtol=1e-6)
+  np.testing.assert_array_equal(aux["x_N"], ds.x[:, 0])  # example order kept
+  # Each example carries the index of its chunk (the remainder's is the next one).
+  np.testing.assert_array_equal(aux["index_N"], np.arange(7) // chunk_size)
+  if chunk_size < 7:
+    assert sorted(aux) == ["index_N", "x_N"]  # entries without the _N suffix are dropped
+  else:
+    assert sorted(aux) == ["dropped", "index_N", "x_N"]  # one call, aux unchanged
+
+
+def test_accumulate_without_chunks_is_one_call_with_index_zero():
+  ds = _data(5)
+  calls = []
+
+  def fn(data, index):
+    calls.append((data.y.shape, index.dtype, int(index)))
+    return _mean_fn(data, index)
+
+  for chunk_size in (None, 5, 9):
+    calls.clear()
+    means, aux = batching.accumulate(fn, ds, chunk_size)
+    assert calls == [((5,), jnp.int32, 0)]
+    assert aux["dropped"] == 0
+  # Only a remainder-free split: the scan runs, fn sees int32 chunk indices.
+  means, aux = batching.accumulate(_mean_fn, ds, 1)
+  assert aux["index_N"].dtype == jnp.int32
+  np.testing.assert_array_equal(aux["index_N"], np.arange(5))
+
+
+def test_chunked_and_accumulate_keep_the_token_axis_of_sequence_labels():
+  ds = _data(5)
+  ds = ds.replace(y=jnp.stack([ds.y, ds.y + 10], axis=1))  # labels [N, T=2]
+  main, rest = batching.chunked(ds, 2)
+  assert main.y.shape == (2, 2, 2) and rest.y.shape == (1, 2)
+  np.testing.assert_array_equal(main.y[1], [[2, 12], [0, 10]])
+  _, aux = batching.accumulate(lambda d, i: (jnp.mean(d.x), {"y_N": d.y.reshape(-1)}), ds, 2)
+  np.testing.assert_array_equal(aux["y_N"], np.asarray(ds.y).reshape(-1))
+
+
+def test_accumulate_of_sequence_outputs_flattens_tokens_in_order():
+  ds = _data(5)
+
+  def fn(data, index):
+    tokens = jnp.stack([data.x[:, 0], data.x[:, 1]], axis=1)  # [n, T=2]
+    return jnp.mean(tokens), {"token_N": tokens.reshape(-1)}
+
+  mean, aux = batching.accumulate(fn, ds, 2)
+  np.testing.assert_allclose(mean, np.mean(np.asarray(ds.x)), rtol=1e-6)
+  np.testing.assert_array_equal(aux["token_N"], np.asarray(ds.x).reshape(-1))
+
+
+# --- objective ----------------------------------------------------------------------------
+
+
+def _linear_apply(params, x):
+  return x @ params
+
+
+def _objective_data():
+  x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0]], np.float32)
+  return make_dataset(x, np.array([0, 0, 0, 1]), 2)
+
+
+def test_objective_outputs_by_hand():
+  ds = _objective_data()
+  params = jnp.array([[1.0, -1.0], [0.5, 2.0]])
+  value, aux = objective.classification_objective(_linear_apply)(params, ds)
+  logits = np.asarray(ds.x) @ np.asarray(params)
+  log_probs = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+  loss_N = -log_probs[np.arange(4), np.asarray(ds.y)]
+  assert sorted(aux) == ["label_N", "logits", "loss", "loss_N", "prediction_N"]
+  np.testing.assert_allclose(value, loss_N.mean(), rtol=1e-6)
+  np.testing.assert_allclose(aux["loss"], loss_N.mean(), rtol=1e-6)
+  np.testing.assert_allclose(aux["loss_N"], loss_N, rtol=1e-6)
+  np.testing.assert_allclose(aux["logits"], logits, rtol=1e-6)
+  np.testing.assert_array_equal(aux["label_N"], ds.y)
+  np.testing.assert_array_equal(aux["prediction_N"], logits.argmax(1))
+
+
+@pytest.mark.parametrize("weighting", ["inverse", "inverse_sqrt"])
+def test_weighted_objective_reports_the_unweighted_loss(weighting):
+  ds = _objective_data()
+  params = jnp.array([[1.0, -1.0], [0.5, 2.0]])
+  value, aux = objective.classification_objective(_linear_apply, weighting)(params, ds)
+  _, plain = objective.classification_objective(_linear_apply)(params, ds)
+  weights = losses.class_weights(ds.class_counts, weighting)
+  expected = losses.weighted_mean_loss(plain["loss_N"], ds.y, weights)
+  np.testing.assert_allclose(value, expected, rtol=1e-6)
+  assert abs(float(value) - float(plain["loss"])) > 1e-3  # the weighting matters here
+  np.testing.assert_allclose(aux["loss"], plain["loss"], rtol=1e-6)  # unweighted
+  assert value.dtype == jnp.float32
+
+
+def test_objective_rejects_an_unknown_weighting_eagerly():
+  with pytest.raises(ValueError, match="weighting"):
+    objective.classification_objective(_linear_apply, "squared")
+  with pytest.raises(ValueError, match="weighting"):
+    objective.classification_objective(_linear_apply, "squared", stateful=True)
+
+
+def test_objective_flattens_sequence_labels():
+  ds = _objective_data()
+  seq = ds.replace(x=jnp.stack([ds.x, 2 * ds.x], axis=1), y=jnp.stack([ds.y, 1 - ds.y], axis=1))
+  params = jnp.array([[1.0, -1.0], [0.5, 2.0]])
+  value, aux = objective.classification_objective(_linear_apply)(params, seq)  # logits [4, 2, 2]
+  assert aux["loss_N"].shape == aux["label_N"].shape == aux["prediction_N"].shape == (8,)
+  np.testing.assert_array_equal(aux["label_N"], np.asarray(seq.y).reshape(-1))
+  np.testing.assert_array_equal(aux["prediction_N"],
+                                np.asarray(aux["logits"]).argmax(-1).reshape(-1))
+  np.testing.assert_allclose(value, np.mean(np.asarray(aux["loss_N"])), rtol=1e-6)
+
+
+class _RecordingApply:
+  """A stand-in for Flax's ``Module.apply`` that records how it was called."""
+
+  def __init__(self):
+    self.calls = []
+
+  def __call__(self, variables, x, *, train, rngs, mutable=None):
+    self.calls.append({"keys": sorted(variables), "train": train, "rngs": sorted(rngs),
+                       "mutable": mutable})
+    logits = x @ variables["params"]
+    if mutable is not None:
+      return logits, {"batch_stats": {"mean": variables["batch_stats"]["mean"] + 1.0}}
+    return logits
+
+
+def test_stateful_objective_passes_train_mutable_and_rngs():
+  ds = _objective_data()
+  params = jnp.array([[1.0, -1.0], [0.5, 2.0]])
+  state = {"batch_stats": {"mean": jnp.zeros(2)}}
+  key = jax.random.key(0)
+  apply = _RecordingApply()
+  fn = objective.classification_objective(apply, stateful=True)
+  value, aux = fn(params, ds, state, key, True)  # training with state: mutable, dropout rng
+  assert apply.calls[-1] == {"keys": ["batch_stats", "params"], "train": True,
+                             "rngs": ["dropout"], "mutable": ["batch_stats"]}
+  assert isinstance(aux["model_state"], dict)
+  np.testing.assert_array_equal(aux["model_state"]["batch_stats"]["mean"], [1.0, 1.0])
+  _, plain = objective.classification_objective(_linear_apply)(params, ds)
+  np.testing.assert_allclose(value, plain["loss"], rtol=1e-6)
+  np.testing.assert_allclose(aux["loss_N"], plain["loss_N"], rtol=1e-6)
+
+  _, aux = fn(params, ds, state, key, False)  # evaluation: no rng, state unchanged
+  assert apply.calls[-1] == {"keys": ["batch_stats", "params"], "train": False, "rngs": [],
+                             "mutable": None}
+  assert aux["model_state"] is state
+  _, aux = fn(params, ds, state, None, True)  # training without a key: no dropout rng
+  assert apply.calls[-1]["rngs"] == [] and apply.calls[-1]["mutable"] == ["batch_stats"]
+  _, aux = fn(params, ds, {}, key, True)  # training without state (dropout only)
+  assert apply.calls[-1] == {"keys": ["params"], "train": True, "rngs": ["dropout"],
+                             "mutable": None}
+  assert aux["model_state"] == {}
