@@ -43,7 +43,9 @@ from imbalance_jax.train import xla_cpu
 TORCH_SCRIPT = r"""
 import statistics, sys, time
 import torch
-n, steps, repeats = (int(a) for a in sys.argv[1:4])
+n, steps, repeats, threads = (int(a) for a in sys.argv[1:5])
+if threads > 0:
+  torch.set_num_threads(threads)
 torch.manual_seed(0)
 model = torch.nn.Sequential(
     torch.nn.Conv2d(1, 32, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
@@ -79,10 +81,12 @@ def median_rates(fns, images, repeats):
   return [images / statistics.median(t) for t in times]
 
 
-def torch_rate(python, n, steps, repeats):
+def torch_rate(python, n, steps, repeats, threads=0):
+  """``(images/s, note)`` of the PyTorch step (``threads`` 0: torch's default count)."""
   if not os.path.exists(python):
     return None, f"no PyTorch: {python} not found"
-  out = subprocess.run([python, "-c", TORCH_SCRIPT, str(n), str(steps), str(repeats)],
+  out = subprocess.run([python, "-c", TORCH_SCRIPT, str(n), str(steps), str(repeats),
+                        str(threads)],
                        capture_output=True, text=True, check=True).stdout.split()
   return float(out[2]), f"torch {out[0]} ({out[1]} threads)"
 
@@ -95,6 +99,8 @@ def main():
   parser.add_argument("--plain", action="store_true", help="also time the unfixed scan (slow)")
   parser.add_argument("--members", type=int, default=0, help="also time a Sweep of M members")
   parser.add_argument("--torch_python", default="/tmp/torchvenv/bin/python")
+  parser.add_argument("--threads", type=int, default=2,
+                      help="PyTorch intra-op threads (0: torch's default)")
   args = parser.parse_args()
   n, steps = args.n, args.steps
 
@@ -143,9 +149,12 @@ def main():
     names.append("scan (plain)")
     fns.append(lambda: scan_plain(carry))
   rates = median_rates(fns, n * steps, args.repeats)
-  torch_ips, torch_note = torch_rate(args.torch_python, n, steps, args.repeats)
+  torch_ips, torch_note = torch_rate(args.torch_python, n, steps, args.repeats, args.threads)
+  load = os.getloadavg()
   print(f"SmallCNN, N={n}, {steps} steps, median of {args.repeats}, "
-        f"jax {jax.__version__} on {jax.devices()[0].device_kind}, {os.cpu_count()} cores")
+        f"jax {jax.__version__} on {jax.devices()[0].device_kind}, {os.cpu_count()} cores; "
+        f"load average {load[0]:.1f} {load[1]:.1f}; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}")
   for name, rate in zip(names, rates):
     print(f"  {name:<18} {rate:9.1f} images/s   / jit alone = {rate / rates[0]:.3f}")
   if torch_ips is None:

@@ -73,12 +73,13 @@ CONFIG_CASES = [
     ("curvature_linear", dict(num_steps=301), "config.log_every=10 must divide"),
     ("curvature_cnn", dict(model="vit"), "config.model must be one of"),
     ("curvature_cnn", dict(cnn_features="16,0"), "config.cnn_features"),
-    ("curvature_cnn", dict(cnn_features="4,4,4,4,4"), "config.image_size must be >= 32"),
-    ("curvature_cnn", dict(image_size=2), "config.image_size"),
+    ("curvature_cnn", dict(cnn_features="4,4,4,4,4"), "at most 4"),
+    ("curvature_cnn", dict(num_bits=11), "config.num_bits"),
     ("curvature_cnn", dict(num_probes=0), "config.num_probes"),
-    ("curvature_cnn", dict(signal=-1.0), "config.signal"),
+    ("curvature_cnn", dict(groups="three"), "config.groups must be one of"),
     ("curvature_cnn", dict(mlp_hidden=""), "config.mlp_hidden"),
-    ("curvature_cnn", dict(m=30), "config.m=30.*lower config.m"),  # memory
+    ("curvature_cnn", dict(plain_per_digit=400), "config.plain_per_digit=400 exceeds"),
+    ("curvature_cnn", dict(num_probes=10**6), "config.num_probes=1000000.*lower config.num_bits"),
     ("curvature_cnn", dict(map_classes=1), "config.map_classes"),
     ("theory_figures", dict(simple_classes=1), "config.simple_classes"),
     ("theory_figures", dict(simple_classes=30), "config.simple_classes=30.*lower"),  # memory
@@ -121,7 +122,7 @@ def test_every_field_is_declared_and_every_preset_is_valid(name, monkeypatch):
 
 @pytest.mark.parametrize("name,field", [("heavy_tailed_linear", "config.m or config.num_seeds"),
                                         ("curvature_linear", "config.m"),
-                                        ("curvature_cnn", "config.m, config.image_size"),
+                                        ("curvature_cnn", "config.num_bits, config.plain_per_digit"),
                                         ("theory_figures", "preset=quick"),
                                         ("unigram_scaling", "config.sizes")])
 def test_memory_check_names_what_to_lower(name, field, monkeypatch):

