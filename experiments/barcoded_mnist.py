@@ -27,8 +27,7 @@ import numpy as np
 from absl import app, logging
 
 from experiments.configs import barcoded_mnist as config_lib
-from imbalance_jax import (cli, data, metrics, optim, plotting, reporting, results, train,
-                           vision_figures)
+from imbalance_jax import cli, data, metrics, optim, plotting, reporting, results, train
 from imbalance_jax.models.cnn import SmallCNN
 
 _WORKDIR, _CONFIG = cli.define_flags(__file__)
@@ -120,13 +119,13 @@ def main(argv):
   rates = {v: {name: t.selection.learning_rate for name, t in runs.items()}
            for v, runs in tuned.items()}
   names = {v: info["group_names"] for v, info in dataset_info.items()}
-  plotting.save_figure(vision_figures.plot_data_sets(steps, best, rates, names),
+  plotting.save_figure(plotting.vision.plot_data_sets(steps, best, rates, names),
                        os.path.join(workdir, "fig14_data_sets.png"))
   if HEAVY_TAILED in best:
     plotting.save_figure(
-        vision_figures.plot_two_group_overview(steps, best, rates, names, HEAVY_TAILED),
+        plotting.vision.plot_two_group_overview(steps, best, rates, names, HEAVY_TAILED),
         os.path.join(workdir, "fig2_overview.png"))
-    plotting.save_figure(plotting.plot_group_grid(steps, best[HEAVY_TAILED],
+    plotting.save_figure(plotting.linear.plot_group_grid(steps, best[HEAVY_TAILED],
                                                   rates[HEAVY_TAILED], 2),
                          os.path.join(workdir, "fig21_all_runs.png"))
   logging.info("Wrote summary.json, dataset.json, metrics.jsonl and figures to %s", workdir)

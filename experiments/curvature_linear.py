@@ -20,7 +20,7 @@ from absl import app, logging
 
 from experiments.configs import curvature_linear as config_lib
 from imbalance_jax import cli, curvature, data, models, plotting, results, train
-from imbalance_jax.curvature import figures, study
+from imbalance_jax.curvature import study
 
 _WORKDIR, _CONFIG = cli.define_flags(__file__)
 
@@ -127,25 +127,25 @@ def main(argv):
     title = {"adam": f"Adam path ({runs['adam']}, lr={rates['adam']:.2g})",
              "gd": f"GD path ({runs['gd']}, lr={rates['gd']:.2g})",
              "negated_path": "Path -W_t of Adam's iterates"}[key]
-    plotting.save_figure(figures.plot_block_scatter(
+    plotting.save_figure(plotting.curvature.plot_block_scatter(
         steps, h[prefix + "grad_norm_C"], h[prefix + "trace_C"], snaps, groups, title=title,
         correlations=corr[key]["spearman"][snaps]), os.path.join(workdir, fig_name))
-  plotting.save_figure(figures.plot_group_probabilities(
+  plotting.save_figure(plotting.curvature.plot_group_probabilities(
       steps, {f"GD ({runs['gd']})": gd["group_prob_G"],
               f"Adam ({runs['adam']})": adam["group_prob_G"]}, int(groups.max()) + 1),
       os.path.join(workdir, "fig23c_group_probability.png"))
   titles = [f"step {int(steps[t])}" for t in snaps]
   for scheme in maps:
-    plotting.save_figure(figures.plot_block_maps(
+    plotting.save_figure(plotting.curvature.plot_block_maps(
         [adam[f"trace_matrix_{scheme}"][t] for t in snaps], titles,
         suptitle=f"Block traces, {config.map_classes} classes ({scheme}), Adam"),
         os.path.join(workdir, f"fig08_block_traces_{scheme}.png"))
-    plotting.save_figure(figures.plot_block_maps(
+    plotting.save_figure(plotting.curvature.plot_block_maps(
         [adam[f"entries_{scheme}"][t] for t in snaps], titles, block_size=config.map_dims,
         suptitle=(f"Hessian entries, {config.map_classes} classes ({scheme}) x "
                   f"{config.map_dims} input dims, Adam")),
         os.path.join(workdir, f"fig28_hessian_entries_{scheme}.png"))
-  plotting.save_figure(figures.plot_prediction_vs_measurement(
+  plotting.save_figure(plotting.curvature.plot_prediction_vs_measurement(
       {f"{what}, step {int(steps[t])}": (arrays[f"{key}_predicted"], arrays[f"{key}_measured"])
        for what, key in (("Hessian trace", "trace"), ("grad norm / trace", "ratio"))
        for t, (_, arrays) in prop2.items()}, groups, ncols=len(prop2),

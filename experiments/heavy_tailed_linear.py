@@ -72,12 +72,13 @@ def main(argv):
                                                           config.divergence_threshold)))
   best = {name: t.best_history for name, t in tuned.items()}
   rates = {name: t.selection.learning_rate for name, t in tuned.items()}
-  plotting.save_figure(plotting.plot_heavy_tailed_overview(counts, groups, steps, best, rates),
-                       os.path.join(workdir, "overview.png"))
-  plotting.save_figure(plotting.plot_group_grid(steps, best, rates, int(groups.max()) + 1),
+  plotting.save_figure(
+      plotting.linear.plot_heavy_tailed_overview(counts, groups, steps, best, rates),
+      os.path.join(workdir, "overview.png"))
+  plotting.save_figure(plotting.linear.plot_group_grid(steps, best, rates, int(groups.max()) + 1),
                        os.path.join(workdir, "all_runs.png"))
   if config.num_steps >= 1000:  # paper H Fig. 16: the same runs seen at growing horizons
-    plotting.save_figure(plotting.plot_horizons(steps, best, rates),
+    plotting.save_figure(plotting.linear.plot_horizons(steps, best, rates),
                          os.path.join(workdir, "horizons.png"))
   for name, entry in summary.items():
     logging.info("%-28s lr=%-9.3g final loss=%.4f  most frequent group=%.4f  rarest group=%.4f",

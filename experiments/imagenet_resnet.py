@@ -28,8 +28,7 @@ import numpy as np
 from absl import app, logging
 
 from experiments.configs import imagenet_resnet as config_lib
-from imbalance_jax import (cli, data, metrics, optim, plotting, reporting, results, train,
-                           vision_figures)
+from imbalance_jax import cli, data, metrics, optim, plotting, reporting, results, train
 from imbalance_jax.models.resnet import ResNet18
 from imbalance_jax.models.vit import VIT_CONFIGS, SimpleViT
 
@@ -149,7 +148,7 @@ def main(argv):
     names = {s: [f"group {g + 1}" + (" (most frequent)" if g == 0 else "")
                  for g in range(int(groups[s].max()) + 1)] for s in sets}
     heavy = "heavy_tail" if "heavy_tail" in best else next(iter(best))
-    fig = vision_figures.plot_two_group_overview(steps, best, rates, names, heavy,
+    fig = plotting.vision.plot_two_group_overview(steps, best, rates, names, heavy,
                                                  balanced="uniform")
     fig.suptitle(f"{model_name} on {description}", fontsize=9)
     plotting.save_figure(fig, os.path.join(workdir, f"overview_{model_name}.png"))

@@ -30,7 +30,6 @@ from absl import app, logging
 
 from experiments.configs import reweighting_mnist as config_lib
 from imbalance_jax import cli, data, metrics, optim, plotting, reporting, results, train
-from imbalance_jax import vision_figures
 from imbalance_jax.models.cnn import ThreeLayerCNN
 
 _WORKDIR, _CONFIG = cli.define_flags(__file__)
@@ -141,10 +140,10 @@ def main(argv):
                        for r in reporting.history_records(name, t, steps)))
   snapshots = [s for s in (int(v) for v in config.snapshot_steps.split(","))
                if s <= config.num_steps]
-  plotting.save_figure(vision_figures.plot_confusion_grid(
+  plotting.save_figure(plotting.vision.plot_confusion_grid(
       steps, {name: entry["confusion"] for name, entry in summary.items()}, snapshots),
       os.path.join(workdir, "fig1_confusion.png"))
-  plotting.save_figure(vision_figures.plot_majority_minority(steps, summary),
+  plotting.save_figure(plotting.vision.plot_majority_minority(steps, summary),
                        os.path.join(workdir, "fig3_groups.png"))
   for name, entry in summary.items():
     logging.info("%-10s final loss %.4f, group losses %s; step from which accuracy stays >= "

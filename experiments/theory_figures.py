@@ -15,7 +15,7 @@ from absl import app, logging
 
 from experiments.configs import theory_figures as config_lib
 from imbalance_jax import cli, plotting, results
-from imbalance_jax.theory import figures
+from imbalance_jax.theory import studies
 
 _WORKDIR, _CONFIG = cli.define_flags(__file__)
 
@@ -23,39 +23,47 @@ _WORKDIR, _CONFIG = cli.define_flags(__file__)
 def main(argv):
   del argv
   config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib)
+  # figure name -> (study returning data and numbers, figure function drawing the data)
+  draw = plotting.theory
   jobs = {
-      "quadratic": lambda: figures.quadratic_figure(config.quadratic_classes,
+      "quadratic": (lambda: studies.quadratic_study(config.quadratic_classes,
                                                     config.quadratic_steps),
-      "simple_setting": lambda: figures.simple_setting_figure(
+                    draw.quadratic_figure),
+      "simple_setting": (lambda: studies.simple_setting_study(
           num_classes=config.simple_classes, gd_lr=config.simple_gd_lr,
-          gd_steps=config.simple_gd_steps),
-      "unigram_smoothness": lambda: figures.unigram_smoothness_figure(
+          gd_steps=config.simple_gd_steps), draw.simple_setting_figure),
+      "unigram_smoothness": (lambda: studies.unigram_smoothness_study(
           np.logspace(1, config.unigram_max_log10_d, config.unigram_max_log10_d).astype(int),
-          config.unigram_eps),
-      "ufm_spectrum": lambda: figures.ufm_spectrum_figure(4, config.ufm_R),
-      "ufm_dynamics": lambda: figures.ufm_dynamics_figure(config.ufm_R, config.ufm_delta,
+          config.unigram_eps), draw.unigram_smoothness_figure),
+      "ufm_spectrum": (lambda: studies.ufm_spectrum_study(4, config.ufm_R),
+                       draw.ufm_spectrum_figure),
+      "ufm_dynamics": (lambda: studies.ufm_dynamics_study(config.ufm_R, config.ufm_delta,
                                                           config.ufm_hidden_dim, config.ufm_lr,
                                                           config.seed),
-      "ufm_confusion": lambda: figures.ufm_confusion_figure(config.ufm_R, config.ufm_delta,
+                       draw.ufm_dynamics_figure),
+      "ufm_confusion": (lambda: studies.ufm_confusion_study(config.ufm_R, config.ufm_delta,
                                                             config.ufm_hidden_dim, config.ufm_lr,
                                                             seed=config.seed),
-      "ufm_learning_times": lambda: figures.ufm_times_figure(R_convergence=config.ufm_R,
+                        draw.ufm_confusion_figure),
+      "ufm_learning_times": (lambda: studies.ufm_times_study(R_convergence=config.ufm_R,
                                                              delta_finite=config.ufm_delta),
+                             draw.ufm_times_figure),
   }
   assert tuple(jobs) == config_lib.FIGURES
   jobs = {name.strip(): jobs[name.strip()] for name in config.figures.split(",")}
   # A figure is done once its PNG and its numbers are saved; a rerun skips it.
   progress = cli.Progress(workdir)
   summary, start = {}, time.perf_counter()
-  for name, job in jobs.items():
+  for name, (study, figure) in jobs.items():
     png = os.path.join(workdir, f"{name}.png")
     if name in progress and os.path.exists(png):
       summary[name] = progress[name]
       logging.info("%s.png: done in an earlier run", name)
       continue
     tick = time.perf_counter()
-    fig, numbers = job()
-    plotting.save_figure(fig, png)
+    result = study()
+    plotting.save_figure(figure(**result.data), png)
+    numbers = result.summary
     numbers["seconds"] = time.perf_counter() - tick
     summary[name] = progress.put(name, numbers)
     logging.info("%s.png in %.1fs", name, numbers["seconds"])

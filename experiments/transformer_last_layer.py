@@ -94,9 +94,10 @@ def main(argv):
                        for r in reporting.history_records(name, t, steps)))
   best = {name: t.best_history for name, t in tuned.items()}
   rates = {name: t.selection.learning_rate for name, t in tuned.items()}
-  plotting.save_figure(plotting.plot_heavy_tailed_overview(counts, groups, steps, best, rates),
-                       os.path.join(workdir, "overview.png"))
-  plotting.save_figure(plotting.plot_group_grid(steps, best, rates, int(groups.max()) + 1),
+  plotting.save_figure(
+      plotting.linear.plot_heavy_tailed_overview(counts, groups, steps, best, rates),
+      os.path.join(workdir, "overview.png"))
+  plotting.save_figure(plotting.linear.plot_group_grid(steps, best, rates, int(groups.max()) + 1),
                        os.path.join(workdir, "all_runs.png"))
   for name, entry in summary.items():
     logging.info("%-18s lr=%-9.3g final loss=%.4f  most frequent group %.3f -> %.3f  "

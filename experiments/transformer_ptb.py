@@ -34,8 +34,8 @@ from absl import app, logging
 
 from experiments import language_data
 from experiments.configs import transformer_ptb as config_lib
-from imbalance_jax import (cli, data, language_figures, metrics, models, optim, plotting,
-                           reporting, results, train)
+from imbalance_jax import (cli, data, metrics, models, optim, plotting, reporting, results,
+                           train)
 from imbalance_jax.curvature import study
 
 _WORKDIR, _CONFIG = cli.define_flags(__file__)
@@ -133,7 +133,7 @@ def main(argv):
                                                   axis=0).tolist()
     summary[name] = entry
 
-  curv = {}
+  curv, curv_corr = {}, {}
   if config.curvature:
     sub = data.TokenWindows(x=train_windows.x[:config.curvature_windows],
                             y=train_windows.y[:config.curvature_windows],
@@ -146,8 +146,8 @@ def main(argv):
       curv[spec.name] = curvature_run(model, first, data_splits, spec, config, groups,
                                       tuned[spec.name].selection.learning_rate, keys_S[0],
                                       diagnostics, store, spec.name)
-      corr = study.correlations_over_time(curv[spec.name]["grad_norm_C"],
-                                          curv[spec.name]["trace_C"])
+      corr = curv_corr[spec.name] = study.correlations_over_time(curv[spec.name]["grad_norm_C"],
+                                                                 curv[spec.name]["trace_C"])
       summary[spec.name]["curvature"] = {
           "steps": curv[spec.name]["steps"].tolist(), "spearman": corr["spearman"].tolist(),
           "loglog_pearson": corr["loglog_pearson"].tolist(),
@@ -164,19 +164,21 @@ def main(argv):
   best = {name: t.best_history for name, t in tuned.items()}
   rates = {name: t.selection.learning_rate for name, t in tuned.items()}
   panels = [s.name for s in specs if s.weighting == "none"][-2:]
-  plotting.save_figure(plotting.plot_heavy_tailed_overview(counts, groups, steps, best, rates,
-                                                           panels=panels),
+  plotting.save_figure(plotting.linear.plot_heavy_tailed_overview(counts, groups, steps, best,
+                                                                  rates, panels=panels),
                        os.path.join(workdir, "overview.png"))
-  plotting.save_figure(plotting.plot_group_grid(steps, best, rates, int(groups.max()) + 1),
+  plotting.save_figure(plotting.linear.plot_group_grid(steps, best, rates, int(groups.max()) + 1),
                        os.path.join(workdir, "all_runs.png"))
   if config.valid:
-    plotting.save_figure(language_figures.validation_overview(counts, groups, steps, best, rates,
-                                                              panels=panels),
+    plotting.save_figure(plotting.language.validation_overview(counts, groups, steps, best,
+                                                               rates, panels=panels),
                          os.path.join(workdir, "validation.png"))
-  if curv:
-    for name, c in curv.items():
-      plotting.save_figure(language_figures.curvature_snapshots(c, groups, title=name),
-                           os.path.join(workdir, f"curvature_{name}.png"))
+  for name, c in curv.items():  # Fig 26: 4 records evenly spaced in step
+    snaps = study.closest_steps(c["steps"], np.linspace(0, c["steps"][-1], min(4, c["steps"].size)))
+    plotting.save_figure(plotting.curvature.plot_block_scatter(
+        c["steps"], c["grad_norm_C"], c["trace_C"], snaps, groups, title=name,
+        correlations=curv_corr[name]["spearman"][snaps]),
+        os.path.join(workdir, f"curvature_{name}.png"))
   for name, entry in summary.items():
     logging.info("%-22s lr=%-9.3g final loss=%.4f  most frequent group %.3f -> %.3f  "
                  "rarest group %.3f -> %.3f", name, entry["learning_rate"], entry["final_loss"],

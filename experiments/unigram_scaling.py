@@ -18,7 +18,7 @@ from absl import app, logging
 
 from experiments.configs import unigram_scaling as config_lib
 from imbalance_jax import cli, plotting, results
-from imbalance_jax.theory import figures, unigram_scaling
+from imbalance_jax.theory import unigram_scaling
 
 _WORKDIR, _CONFIG = cli.define_flags(__file__)
 
@@ -43,7 +43,7 @@ def main(argv):
                      {"eps": config.eps, "slopes": slopes,
                       "censored": [r for r in records if r["censored"]],
                       "seconds": time.perf_counter() - start})  # this process only
-  plotting.save_figure(figures.unigram_scaling_figure(records, slopes),
+  plotting.save_figure(plotting.theory.unigram_scaling_figure(records, slopes),
                        os.path.join(workdir, "unigram_scaling.png"))
   for name, fit in slopes.items():
     logging.info("%s: slope %s over %d sizes; censored at %s", name, fit["slope"],

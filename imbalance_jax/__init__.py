@@ -8,7 +8,8 @@ Submodules are the public namespaces::
   run = ij.train.make_train(ij.train.classification_objective(model.apply),
                             ij.optim.injectable("adam", momentum=0.9), num_steps=300)
 
-``ij.plotting`` (matplotlib) is imported on demand.
+``ij.plotting`` (matplotlib; one module per figure family) is imported on demand:
+figure functions there take results computed by the library and return a Figure.
 """
 
 from imbalance_jax import curvature, data, losses, metrics, models, optim, results, theory, train

@@ -2,7 +2,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from imbalance_jax import metrics
-from imbalance_jax.theory import figures
+from imbalance_jax.theory import studies
 
 
 def test_confusion_matrix_equals_python_loop():
@@ -21,7 +21,7 @@ def test_confusion_matrix_equals_python_loop():
 
 
 def test_small_scale_model_learns_minorities_late_under_erm_only():
-  fig, summary = figures.ufm_confusion_figure(R=10, delta=8.0)
+  summary = studies.ufm_confusion_study(R=10, delta=8.0).summary
   erm, rw = summary["erm"], summary["reweighted"]
   # ERM: majorities near 1/sqrt(R) ~ 0.32 delta, minorities near 1 delta (paper R, Cor. C.3).
   assert erm["minority_learned_at"] > 2 * erm["majority_learned_at"]

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 # Modules whose examples are real (not pseudo-code); every listed module has examples.
-# Not listed: the figure modules (no examples) and modules whose examples are still
-# pseudo-code (see docs/testing.md).
+# Not listed: the figure modules without examples (plotting.curvature, plotting.theory)
+# and modules whose examples are still pseudo-code (see docs/testing.md).
 MODULES = [
     "imbalance_jax.curvature.block_maps",
     "imbalance_jax.curvature.diagnostics",
@@ -27,9 +27,9 @@ MODULES = [
     "imbalance_jax.curvature.hvp",
     "imbalance_jax.curvature.linear_exact",
     "imbalance_jax.curvature.prop2",
+    "imbalance_jax.curvature.study",
     "imbalance_jax.data.synthetic",
     "imbalance_jax.data.theory_problems",
-    "imbalance_jax.language_figures",
     "imbalance_jax.losses",
     "imbalance_jax.metrics.blocks",
     "imbalance_jax.metrics.confusion",
@@ -39,11 +39,16 @@ MODULES = [
     "imbalance_jax.optim.aliases",
     "imbalance_jax.optim.runs",
     "imbalance_jax.optim.transforms",
+    "imbalance_jax.plotting.common",
+    "imbalance_jax.plotting.language",
+    "imbalance_jax.plotting.linear",
+    "imbalance_jax.plotting.vision",
     "imbalance_jax.reporting",
     "imbalance_jax.results",
     "imbalance_jax.theory.quadratic",
     "imbalance_jax.theory.simple_setting",
     "imbalance_jax.theory.simulate",
+    "imbalance_jax.theory.studies",
     "imbalance_jax.theory.ufm_dynamics",
     "imbalance_jax.theory.ufm_spectrum",
     "imbalance_jax.theory.unigram",
@@ -53,7 +58,6 @@ MODULES = [
     "imbalance_jax.train.sweep",
     "imbalance_jax.train.tuning",
     "imbalance_jax.train.xla_cpu",
-    "imbalance_jax.vision_figures",
     "imbalance_jax.train.loop",
     "imbalance_jax.train.objective",
     "imbalance_jax.train.selection",

@@ -19,7 +19,7 @@ def test_presets_fill_every_placeholder(name, preset):
 
 
 def test_scaling_figure_with_censored_and_skipped_runs(tmp_path):
-  from imbalance_jax.theory import figures, unigram_scaling
+  from imbalance_jax.theory import unigram_scaling
   records = [
       {"method": "sign_descent", "d": 100, "eps": 0.1, "iterations": 5, "censored": False,
        "steps_run": 50, "theory_bound": None},
@@ -32,6 +32,6 @@ def test_scaling_figure_with_censored_and_skipped_runs(tmp_path):
   ]
   slopes = unigram_scaling.scaling_slopes(records)
   assert slopes["normalized_gd@theory"]["slope"] is None
-  path = plotting.save_figure(figures.unigram_scaling_figure(records, slopes),
+  path = plotting.save_figure(plotting.theory.unigram_scaling_figure(records, slopes),
                               tmp_path / "scaling.png")
   assert (tmp_path / "scaling.png").stat().st_size > 10_000 and str(path).endswith(".png")

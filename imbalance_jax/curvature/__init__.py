@@ -2,6 +2,8 @@
 
 Blocks are the per-class columns ``w_k`` (and optionally bias ``b_k``) of a
 Dense layer, by default the last layer ``head`` of every library classifier.
+`study` (imported on demand) records them along training runs and summarises
+them; `imbalance_jax.plotting.curvature` draws them.
 """
 
 from imbalance_jax.curvature.block_maps import (SCHEMES, block_diagonal_mask,

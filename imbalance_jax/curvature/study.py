@@ -1,9 +1,11 @@
 """Recording block diagnostics along training runs, and summarising them.
 
-Glue used by ``experiments/curvature_linear.py`` and
-``experiments/curvature_cnn.py``: a run is `imbalance_jax.train.make_train`
-with a curvature ``metrics_fn`` (recorded inside the scan), and a summary
-is a rank correlation between per-block gradient norms and Hessian traces.
+The studies of ``experiments/curvature_linear.py``,
+``experiments/curvature_cnn.py`` and ``experiments/transformer_ptb.py``: a
+run is `imbalance_jax.train.make_train` with a curvature ``metrics_fn``
+(recorded inside the scan), and a summary is a rank correlation between
+per-block gradient norms and Hessian traces. Everything here returns data;
+`imbalance_jax.plotting.curvature` draws it.
 """
 
 from __future__ import annotations

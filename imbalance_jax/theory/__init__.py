@@ -6,6 +6,8 @@
 * `ufm_spectrum`, `ufm_dynamics`: paper R's STEP labels and UFM dynamics.
 * `simulate`: optimizer paths (optax in ``lax.scan``) and gradient flows
   (``solve_ivp``) used as references.
+* `studies` (imported on demand): the data of each theory figure, closed form
+  next to simulation; `imbalance_jax.plotting.theory` draws it.
 
 docs/theory.md states every formula as implemented and the corrections to the
 papers.

@@ -2,8 +2,9 @@
 
 Every function takes results (logged steps and histories with a leading seed
 axis, means over seeds are plotted) and returns a matplotlib Figure; save it
-with `imbalance_jax.plotting.save_figure`. Colours follow `plotting`: Adam
-red, GD black; groups in viridis, most frequent darkest.
+with `imbalance_jax.plotting.save_figure`. Colours follow
+`imbalance_jax.plotting.common`: Adam red, GD black; groups in viridis, most
+frequent darkest.
 """
 
 from __future__ import annotations
@@ -13,13 +14,9 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from imbalance_jax import plotting
+from imbalance_jax.plotting.common import group_colors, mean_over_seeds, run_label, run_style
 
 _GROUP_STYLES = ("-", "--", ":", "-.")
-
-
-def _mean(values) -> np.ndarray:
-  return np.mean(np.asarray(values), axis=0)
 
 
 def _pick(runs: Sequence[str], prefixes=("gd", "adam")) -> list[str]:
@@ -35,8 +32,8 @@ def _pick(runs: Sequence[str], prefixes=("gd", "adam")) -> list[str]:
 
 def plot_group_lines(ax, steps, group_loss_SG, names: Sequence[str], *, ylabel="training loss"):
   """One line per group (``group_loss_SG``: ``[seeds, T, G]``), labelled by ``names``."""
-  values = _mean(group_loss_SG)
-  colors = plotting.group_colors(values.shape[-1])
+  values = mean_over_seeds(group_loss_SG)
+  colors = group_colors(values.shape[-1])
   for g in range(values.shape[-1]):
     ax.plot(steps, values[:, g], color=colors[g], linewidth=1.6,
             label=names[g] if g < len(names) else f"group {g}")
@@ -75,15 +72,15 @@ def plot_two_group_overview(steps, histories: Mapping[str, Mapping[str, dict]],
   letters = iter("abcdefgh")
   for ax, name in zip(axes, sets):
     for run in _pick(list(histories[name])):
-      ax.plot(steps, _mean(histories[name][run]["loss"]), label=plotting.run_label(run),
-              **plotting.run_style(run))
+      ax.plot(steps, mean_over_seeds(histories[name][run]["loss"]), label=run_label(run),
+              **run_style(run))
     ax.set(xlabel="step", ylabel="training loss", title=f"({next(letters)}) {name}")
     ax.legend(fontsize=7)
   group_axes = axes[len(sets):]
   for ax, run in zip(group_axes, pair):
     plot_group_lines(ax, steps, histories[heavy_tailed][run]["group_loss"],
                      group_names[heavy_tailed])
-    ax.set_title(f"({next(letters)}) {plotting.run_label(run)} on {heavy_tailed}, "
+    ax.set_title(f"({next(letters)}) {run_label(run)} on {heavy_tailed}, "
                  f"lr={learning_rates[heavy_tailed][run]:.2g}", fontsize=9)
   top = max(ax.get_ylim()[1] for ax in group_axes)
   for ax in group_axes:
@@ -110,18 +107,18 @@ def plot_data_sets(steps, histories: Mapping[str, Mapping[str, dict]],
                            constrained_layout=True)
   for c, name in enumerate(names):
     for run, history in histories[name].items():
-      axes[0, c].plot(steps, _mean(history["loss"]),
-                      label=f"{plotting.run_label(run)} ({learning_rates[name][run]:.2g})",
-                      **plotting.run_style(run))
+      axes[0, c].plot(steps, mean_over_seeds(history["loss"]),
+                      label=f"{run_label(run)} ({learning_rates[name][run]:.2g})",
+                      **run_style(run))
     axes[0, c].set(title=name, xlabel="step", ylabel="training loss")
     axes[0, c].legend(fontsize=7)
     for run in _pick(list(histories[name])):
-      values = _mean(histories[name][run]["group_loss"])
+      values = mean_over_seeds(histories[name][run]["group_loss"])
       for g in range(values.shape[-1]):
         label = group_names[name][g] if g < len(group_names[name]) else f"group {g}"
-        axes[1, c].plot(steps, values[:, g], color=plotting.run_style(run)["color"],
+        axes[1, c].plot(steps, values[:, g], color=run_style(run)["color"],
                         linestyle=_GROUP_STYLES[g % len(_GROUP_STYLES)],
-                        label=f"{plotting.run_label(run)}: {label}")
+                        label=f"{run_label(run)}: {label}")
     axes[1, c].set(xlabel="step", ylabel="training loss per group")
     axes[1, c].legend(fontsize=6)
   top = max(ax.get_ylim()[1] for ax in axes.ravel())
@@ -198,7 +195,7 @@ def plot_majority_minority(steps, summary: Mapping[str, Mapping]):
   runs = list(summary)
   fig, axes = plt.subplots(2, len(runs), squeeze=False, figsize=(4.2 * len(runs), 6.2),
                            constrained_layout=True)
-  colors = {"majority": plotting.group_colors(2)[0], "minority": plotting.group_colors(2)[1]}
+  colors = {"majority": group_colors(2)[0], "minority": group_colors(2)[1]}
   letters = iter("abcdefgh")
   for r, metric in enumerate(("loss", "accuracy")):
     for c, run in enumerate(runs):

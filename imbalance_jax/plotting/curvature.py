@@ -1,4 +1,9 @@
-"""Figures of paper H Figs 7, 8, 23, 24, 27, 28 (matplotlib, via `imbalance_jax.plotting`)."""
+"""Figures of the curvature diagnostics (paper H Figs 7, 8, 23, 24, 26, 27, 28).
+
+Every function takes recorded diagnostics (per-block gradient norms and
+Hessian traces, block maps, Prop. 2 predictions; see `imbalance_jax.curvature`
+and `imbalance_jax.curvature.study`) and returns a matplotlib Figure.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,8 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from imbalance_jax import plotting
 from imbalance_jax.curvature.block_maps import log10_magnitude
+from imbalance_jax.plotting.common import add_group_colorbar, group_colors, plot_group_curves
 
 
 def _log_axes(ax, x, y):
@@ -35,7 +40,7 @@ def plot_block_scatter(steps, grad_norm_TC, trace_TC, snapshot_indices: Sequence
   """
   groups = np.asarray(class_to_group)
   num_groups = int(groups.max()) + 1
-  colors = plotting.group_colors(num_groups)[groups]
+  colors = group_colors(num_groups)[groups]
   order = np.argsort(-groups, kind="stable")
   num = len(snapshot_indices)
   fig, axes = plt.subplots(1, num, figsize=(3.3 * num + 0.6, 3.3), squeeze=False,
@@ -52,7 +57,7 @@ def plot_block_scatter(steps, grad_norm_TC, trace_TC, snapshot_indices: Sequence
     ax.set_title(label, fontsize=9)
     ax.set_xlabel(xlabel, fontsize=8)
   axes[0, 0].set_ylabel(r"gradient norm $\|\nabla_{w_k} L\|$")
-  plotting.add_group_colorbar(fig, axes, num_groups)
+  add_group_colorbar(fig, axes, num_groups)
   fig.suptitle(title, fontsize=10)
   return fig
 
@@ -62,9 +67,9 @@ def plot_group_probabilities(steps, group_prob: Mapping[str, np.ndarray], num_gr
   fig, axes = plt.subplots(1, len(group_prob), figsize=(3.6 * len(group_prob) + 0.6, 3.0),
                            squeeze=False, sharey=True, constrained_layout=True)
   for ax, (name, values) in zip(axes[0], group_prob.items()):
-    plotting.plot_group_curves(ax, steps, values, ylabel="mean p(true class)")
+    plot_group_curves(ax, steps, values, ylabel="mean p(true class)")
     ax.set_title(name, fontsize=9)
-  plotting.add_group_colorbar(fig, axes, num_groups)
+  add_group_colorbar(fig, axes, num_groups)
   return fig
 
 
@@ -107,7 +112,7 @@ def plot_prediction_vs_measurement(panels: Mapping[str, tuple[np.ndarray, np.nda
   """
   groups = np.asarray(class_to_group)
   num_groups = int(groups.max()) + 1
-  colors = plotting.group_colors(num_groups)[groups]
+  colors = group_colors(num_groups)[groups]
   ncols = ncols or len(panels)
   nrows = -(-len(panels) // ncols)
   fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols + 0.6, 3.1 * nrows),
@@ -123,6 +128,6 @@ def plot_prediction_vs_measurement(panels: Mapping[str, tuple[np.ndarray, np.nda
     _log_axes(ax, p[ok], m[ok])
     ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.set_title(name, fontsize=9)
-  plotting.add_group_colorbar(fig, axes, num_groups)
+  add_group_colorbar(fig, axes, num_groups)
   fig.suptitle(suptitle, fontsize=10)
   return fig
