@@ -41,14 +41,13 @@ flags.mark_flag_as_required("workdir")
 STATE_FILE = "reproduce.json"
 
 
-def select(experiments: list[claims.Experiment], only: list[str], skip: list[str]):
-  """The experiments to run; raises ValueError naming an unknown binary."""
-  known = [e.binary for e in experiments]
+def select(binaries: list[str], only: list[str], skip: list[str]) -> list[str]:
+  """The binaries to run, in registry order; raises ValueError naming an unknown one."""
   for flag, names in (("--only", only), ("--skip", skip)):
-    unknown = [n for n in names if n not in known]
+    unknown = [n for n in names if n not in binaries]
     if unknown:
-      raise ValueError(f"{flag}: unknown binaries {unknown}; known: {', '.join(known)}")
-  return [e for e in experiments if (not only or e.binary in only) and e.binary not in skip]
+      raise ValueError(f"{flag}: unknown binaries {unknown}; known: {', '.join(binaries)}")
+  return [b for b in binaries if (not only or b in only) and b not in skip]
 
 
 def run_dir(workdir: str, binary: str, preset: str) -> str:
@@ -85,7 +84,8 @@ def main(argv):
   workdir = os.path.abspath(_WORKDIR.value)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ValueError(f"--workdir={_WORKDIR.value} names a file; it must name a directory")
-  experiments = select(claims.load_all(), _ONLY.value, _SKIP.value)
+  selected = select(list(claims.BINARIES), _ONLY.value, _SKIP.value)
+  experiments = claims.load_all()
   os.makedirs(workdir, exist_ok=True)
   state_path = os.path.join(workdir, STATE_FILE)
   state = {}
@@ -93,7 +93,7 @@ def main(argv):
     with open(state_path) as f:
       state = json.load(f)
 
-  todo = [(e.binary, preset, expected) for e in experiments
+  todo = [(e.binary, preset, expected) for e in experiments if e.binary in selected
           for preset, expected in e.runs(_SCALE.value).items()]
   start = time.perf_counter()
   failures = []
@@ -102,6 +102,9 @@ def main(argv):
     if is_done(state, workdir, binary, preset):
       line = f"already done ({minutes(state[key]['seconds'])})"
     else:
+      typical = f", typically {minutes(expected)} on 2 cores" if expected else ""
+      print(f"[{i + 1}/{len(todo)}] {key}: running (log: "
+            f"{os.path.join(run_dir(workdir, binary, preset), 'log.txt')}{typical})", flush=True)
       code, seconds = run_one(workdir, binary, preset)
       status = "done" if code == 0 else "failed"
       state[key] = {"status": status, "seconds": seconds, "exit_code": code, "scale": _SCALE.value}
@@ -116,7 +119,7 @@ def main(argv):
     print(f"[{i + 1}/{len(todo)}] {key}: {line} | elapsed {minutes(time.perf_counter() - start)}"
           f" | {eta}", flush=True)
 
-  paths = report.write(workdir, claims.load_all(), state, publish=_PUBLISH.value)
+  paths = report.write(workdir, experiments, state, publish=_PUBLISH.value)
   print(f"Wrote {', '.join(paths)}", flush=True)
   if failures:
     logging.error("failed runs: %s", ", ".join(failures))

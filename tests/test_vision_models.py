@@ -245,3 +245,14 @@ def test_batchnorm_resnet_on_barcoded_digits_sweeps_over_seeds_and_step_sizes():
   means = result.params["batch_stats"]["stage2_block0"]["BatchNorm_0"]["mean"]
   assert means.shape == (2, 2, 4) and not np.allclose(means, 0.0)
   assert not np.allclose(means[:, 0], means[:, 1])
+
+
+@pytest.mark.parametrize("shape", [(2, 28, 28, 3), (3, 7, 7, 2), (1, 5, 6, 1)])
+def test_max_pool_2x2_equals_flax_max_pool_and_its_gradient(shape, x64):
+  from imbalance_jax.models.cnn import max_pool_2x2
+  x = jax.random.normal(jax.random.key(0), shape, dtype=jnp.float64)
+  reference = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+  np.testing.assert_array_equal(max_pool_2x2(x), reference(x))
+  weights = jax.random.normal(jax.random.key(1), reference(x).shape, dtype=jnp.float64)
+  grad = lambda pool: jax.grad(lambda x: (weights * pool(x)).sum())(x)
+  np.testing.assert_array_equal(grad(max_pool_2x2), grad(reference))

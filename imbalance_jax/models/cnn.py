@@ -10,6 +10,24 @@ import jax.numpy as jnp
 from imbalance_jax.models.linear import pytorch_uniform
 
 
+def max_pool_2x2(h):
+  """2x2 max pool, stride 2, VALID (an odd last row/column is dropped): ``[N, H, W, C]``.
+
+  Equals ``nn.max_pool(h, (2, 2), strides=(2, 2))``, written as a reshape and a
+  max because its gradient is then an elementwise select, where XLA:CPU runs
+  ``max_pool``'s ``select_and_scatter_add`` slowly (1.3x on SmallCNN's
+  gradient; docs/performance_conv.md).
+
+  Example:
+    >>> max_pool_2x2(jnp.arange(16.).reshape(1, 4, 4, 1))[0, ..., 0]
+    Array([[ 5.,  7.],
+           [13., 15.]], dtype=float32)
+  """
+  n, height, width, c = h.shape
+  h = h[:, :height - height % 2, :width - width % 2]
+  return h.reshape(n, height // 2, 2, width // 2, 2, c).max(axis=(2, 4))
+
+
 class SmallCNN(nn.Module):
   """``Conv(32, 5x5, pad 2)-ReLU-MaxPool2 -> Conv(100, 5x5, pad 2)-ReLU-MaxPool2 -> head``.
 
@@ -50,7 +68,7 @@ class SmallCNN(nn.Module):
       init = pytorch_uniform(k * k * h.shape[-1])
       h = nn.Conv(width, (k, k), padding=k // 2, kernel_init=init, bias_init=init,
                   param_dtype=self.param_dtype, name=f"conv_{i}")(h)
-      h = nn.max_pool(nn.relu(h), (2, 2), strides=(2, 2))
+      h = max_pool_2x2(nn.relu(h))
     h = h.reshape(h.shape[0], -1)
     init = pytorch_uniform(h.shape[-1])
     logits = nn.Dense(self.num_classes, kernel_init=init, bias_init=init,
@@ -101,7 +119,7 @@ class ThreeLayerCNN(nn.Module):
                   param_dtype=self.param_dtype, name=f"conv_{i}")(h)
       h = nn.relu(h)
       if min(h.shape[1:3]) >= 2:
-        h = nn.max_pool(h, (2, 2), strides=(2, 2))
+        h = max_pool_2x2(h)
     h = h.mean(axis=(1, 2))
     init = pytorch_uniform(self.width)
     logits = nn.Dense(self.num_classes, kernel_init=init, bias_init=init,

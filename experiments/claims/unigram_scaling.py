@@ -1,0 +1,28 @@
+"""Claims of `experiments.unigram_scaling`: paper S's rates as the vocabulary grows."""
+
+from experiments.claims import Claim, Experiment, Figure, at_least, at_most
+
+
+def _slopes(run):
+  slopes = run.summary["slopes"]
+  return {"normalized_gd_slope": slopes["normalized_gd"]["slope"],
+          "sign_descent_slope": slopes["sign_descent"]["slope"]}
+
+
+EXPERIMENT = Experiment(
+    binary="unigram_scaling",
+    cpu_runs={"quick": 240.0},
+    paper_runs=("paper",),
+    figures=(
+        Figure("S", "rates", "quick", "unigram_scaling.png",
+               "Iterations to reach eps vs vocabulary size d (Zipf frequencies), each method at "
+               "its best step size and at the theory step size"),
+    ),
+    claims=(
+        Claim("S", "rates", "Sign descent needs O(log(d)^2) iterations to reach eps while "
+              "normalized GD needs O(d): on a log-log plot against d the iteration counts of "
+              "normalized GD grow with a slope near 1 and those of sign descent stay nearly flat.",
+              "quick", _slopes,
+              (at_least("normalized_gd_slope", 0.7), at_most("sign_descent_slope", 0.3))),
+    ),
+)
