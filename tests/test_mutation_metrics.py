@@ -6,6 +6,7 @@ dict, default arguments, the exact error messages, and the block norms.
 All inputs are tiny hand-computed arrays (no training, no compile of a model).
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -144,3 +145,13 @@ def test_block_grad_norms_by_hand():
                              rtol=1e-6)
   with pytest.raises(ValueError, match=r"^include_bias=True but layer 'out' has no bias$"):
     blocks.block_grad_norms(grads, layer="out", include_bias=True)
+
+
+def test_metrics_keep_the_loss_dtype_under_x64():
+  # Accuracies are cast to the loss dtype, not to the default float (float64 under x64).
+  with jax.enable_x64(True):
+    data = _Data(jnp.array([0, 1]), num_classes=2)
+    aux = {"loss_N": jnp.array([1.0, 2.0], jnp.float32), "prediction_N": jnp.array([0, 0])}
+    out = metrics.classification_metrics(np.array([0, 1]), per_class=True)(None, None, aux, data)
+    assert {k: v.dtype for k, v in out.items()} == {k: jnp.float32 for k in out}
+    np.testing.assert_allclose(out["class_accuracy"], [1.0, 0.0])

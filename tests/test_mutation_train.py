@@ -429,3 +429,13 @@ def test_stateful_run_carries_state_with_its_dtypes_and_records_in_eval_mode():
   run = train.make_train(_counting_objective, optax.sgd, num_steps=2, stateful=True)
   result = jax.jit(run)(variables, ds, 0.01)  # no key: full batch needs none
   assert int(result.params["stats"]["keyed"]) == 0 and int(result.params["stats"]["count"]) == 2
+
+
+def test_weighted_objective_keeps_float32_under_x64():
+  # Class weights come out in the default float dtype (float64 under x64); the objective
+  # keeps the dtype of the per-example losses, so float32 runs stay float32.
+  with jax.enable_x64(True):
+    ds = _objective_data()
+    params = jnp.array([[1.0, -1.0], [0.5, 2.0]], jnp.float32)
+    value, aux = objective.classification_objective(_linear_apply, "inverse")(params, ds)
+    assert aux["loss_N"].dtype == jnp.float32 and value.dtype == jnp.float32
