@@ -25,8 +25,10 @@ from experiments import claims as claims_lib
 from imbalance_jax import results
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
-_MARK = {"held": "✅ held", "did not hold": "❌ did not hold", "not run": "⏸ not run",
+_MARK = {"held": "✔ held", "did not hold": "✘ did not hold", "not run": "○ not run",
          "could not measure": "⚠ could not measure"}
+_COLOR = {"held": "#1a7f37", "did not hold": "#cf222e", "not run": "#6e7781",
+          "could not measure": "#9a6700"}
 
 
 def load_run(workdir: str, binary: str, preset: str) -> claims_lib.RunResult | None:
@@ -182,6 +184,8 @@ def render_html(markdown_text: str, workdir: str) -> str:
     return f'src="data:image/png;base64,{data}"'
 
   body = re.sub(r'src="([^"]+\.png)"', embed, body)
+  for status, mark in _MARK.items():
+    body = body.replace(mark, f'<span style="color:{_COLOR[status]};font-weight:600">{mark}</span>')
   return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Reproduction report"
           f"</title><style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")
 

@@ -133,8 +133,8 @@ def test_reproduce_runs_reports_and_resumes(tmp_path):
     verdict = claim.evaluate(run)
     assert verdict.status == "held", (claim.figure, verdict)
     assert claim.statement in text
-  assert text.count("✅ held") >= len(experiment.claims)
-  assert "⏸ not run" in text  # the binaries not run here
+  assert text.count("✔ held") >= len(experiment.claims)
+  assert "○ not run" in text  # the binaries not run here
   assert "![" in text and "theory_figures/quick/quadratic.png" in text
   html = (tmp_path / "report.html").read_text()
   assert html.count("data:image/png;base64,") >= len(experiment.figures)
