@@ -439,3 +439,41 @@ def test_weighted_objective_keeps_float32_under_x64():
     params = jnp.array([[1.0, -1.0], [0.5, 2.0]], jnp.float32)
     value, aux = objective.classification_objective(_linear_apply, "inverse")(params, ds)
     assert aux["loss_N"].dtype == jnp.float32 and value.dtype == jnp.float32
+
+
+def test_accumulate_passes_an_integer_chunk_index_and_the_chunk_shapes():
+  # fn looks up a per-chunk value (needs an integer index) and returns sums whose shapes
+  # follow x's feature axis and y's one-hot classes: the scan's initial carry must match.
+  ds = _data(5)
+  per_chunk = jnp.array([10.0, 20.0, 30.0])
+
+  def fn(data, index):
+    sums = {"x_mean": jnp.mean(data.x, axis=0),
+            "y_freq": jnp.mean(jax.nn.one_hot(data.y, 3), axis=0),
+            "weight": per_chunk[index] * jnp.ones(())}
+    return sums, {}
+
+  means, _ = batching.accumulate(fn, ds, 2)  # chunks of 2, 2 and a remainder of 1
+  np.testing.assert_allclose(means["x_mean"], np.asarray(ds.x).mean(0), rtol=1e-6)
+  np.testing.assert_allclose(means["y_freq"], [0.4, 0.4, 0.2], rtol=1e-6)
+  np.testing.assert_allclose(means["weight"], (2 * 10 + 2 * 20 + 30) / 5, rtol=1e-6)
+
+
+def test_accumulate_keeps_the_dtype_of_the_sums_under_x64():
+  with jax.enable_x64(True):
+    ds = _data(5)
+    means, _ = batching.accumulate(lambda d, i: (jnp.mean(d.x, dtype=jnp.float32), {}), ds, 2)
+    assert means.dtype == jnp.float32
+
+
+def test_check_learning_rates():
+  from imbalance_jax.train import sweep
+  got = sweep.check_learning_rates(np.array([0.5, 2.0], np.float32))
+  assert got.dtype == np.float64
+  np.testing.assert_array_equal(got, [0.5, 2.0])
+  for bad in ([0.0, 1.0], [-1.0], [np.inf], [np.nan]):
+    with pytest.raises(ValueError, match=r"^learning_rates must be finite and positive, got "):
+      sweep.check_learning_rates(bad)
+  for bad in ([], [[0.1]]):
+    with pytest.raises(ValueError, match=r"^learning_rates must be a non-empty 1-d array"):
+      sweep.check_learning_rates(bad)
