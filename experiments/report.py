@@ -86,7 +86,7 @@ def _format_number(value) -> str:
 
 
 def render_markdown(workdir: str, experiments: Sequence[claims_lib.Experiment],
-                    state: Mapping[str, Mapping]) -> str:
+                    state: Mapping[str, Mapping], sessions: Sequence[Mapping] = ()) -> str:
   """The report as markdown; image paths are relative to ``workdir``."""
   runs = {(e.binary, p): load_run(workdir, e.binary, p)
           for e in experiments for p in {*e.cpu_runs, *e.paper_runs}}
@@ -99,8 +99,10 @@ def render_markdown(workdir: str, experiments: Sequence[claims_lib.Experiment],
   out = ["# Reproduction report", ""]
   out += [f"Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} by "
           "`python -m experiments.reproduce`; scale: " + ", ".join(scales) + ". "
-          f"{len(finished)} runs finished in {total / 60:.1f} min of wall time "
-          f"({os.cpu_count()} CPU cores, {platform.machine()}, JAX {jax.__version__} on "
+          f"{len(finished)} runs finished; their wall times add up to {total / 60:.1f} min"
+          + "".join(f"; invocation {i + 1} made {len(s['runs'])} runs, {s['jobs']} at a time, in "
+                    f"**{s['seconds'] / 60:.1f} min**" for i, s in enumerate(sessions))
+          + f" ({os.cpu_count()} CPU cores, {platform.machine()}, JAX {jax.__version__} on "
           f"{jax.devices()[0].platform}). Every number below is read from the runs' "
           "`summary.json` files; each criterion is declared in `experiments/claims/<binary>.py`.",
           ""]
@@ -191,13 +193,13 @@ def render_html(markdown_text: str, workdir: str) -> str:
 
 
 def write(workdir: str, experiments: Sequence[claims_lib.Experiment], state: Mapping,
-          publish: str | None = None) -> list[str]:
+          sessions: Sequence[Mapping] = (), publish: str | None = None) -> list[str]:
   """Writes ``report.md`` and ``report.html`` into ``workdir`` (atomically).
 
   With ``publish``, also copies ``report.md`` and the figures it shows there,
   under the same relative paths (for a committed copy).
   """
-  text = render_markdown(workdir, experiments, state)
+  text = render_markdown(workdir, experiments, state, sessions)
   written = []
   for name, content in (("report.md", text), ("report.html", render_html(text, workdir))):
     path = os.path.join(workdir, name)

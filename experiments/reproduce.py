@@ -4,8 +4,9 @@ Each preset run goes to ``--workdir/<binary>/<preset>`` as a separate process
 (``python -m experiments.<binary> --config.preset=<preset>``, its output in
 ``log.txt`` there). A run that finished (``reproduce.json`` says so and its
 ``summary.json`` exists) is not rerun; an interrupted one is restarted with the
-same arguments and resumes from its own checkpoints. One progress line per run
-gives its time, the elapsed time and an estimate of what remains. At the end,
+same arguments and resumes from its own checkpoints. ``--jobs`` runs go at a
+time (default 2: most runs keep about one core busy). One progress line per
+run gives its time, the elapsed time and an estimate of what remains. At the end,
 and whatever failed, ``report.md`` and ``report.html`` (figures embedded) are
 written from the runs' own files and `experiments.claims`.
 
@@ -21,7 +22,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent import futures
 
 from absl import app, flags, logging
 
@@ -34,11 +37,15 @@ _SCALE = flags.DEFINE_enum("scale", "cpu", ["cpu", "paper"],
                            "papers' scale (GPU).")
 _ONLY = flags.DEFINE_list("only", [], "Run only these binaries (default: all).")
 _SKIP = flags.DEFINE_list("skip", [], "Binaries not to run.")
+_JOBS = flags.DEFINE_integer("jobs", 2, "Runs at a time. Most runs keep about one core busy, "
+                             "so 2 fills a 2-core machine; 1 gives each run's own time.",
+                             lower_bound=1)
 _PUBLISH = flags.DEFINE_string("publish", None,
                                "Also copy report.md and its figures to this directory.")
 flags.mark_flag_as_required("workdir")
 
-STATE_FILE = "reproduce.json"
+STATE_FILE = "reproduce.json"  # per run: status, wall seconds, exit code
+SESSIONS_FILE = "sessions.json"  # per invocation: the runs it made and its wall seconds
 
 
 def select(binaries: list[str], only: list[str], skip: list[str]) -> list[str]:
@@ -95,31 +102,52 @@ def main(argv):
 
   todo = [(e.binary, preset, expected) for e in experiments if e.binary in selected
           for preset, expected in e.runs(_SCALE.value).items()]
+  pending = [t for t in todo if not is_done(state, workdir, t[0], t[1])]
+  for binary, preset, _ in todo:
+    if (binary, preset) not in {(b, p) for b, p, _ in pending}:
+      print(f"{binary}/{preset}: already done "
+            f"({minutes(state[f'{binary}/{preset}']['seconds'])})", flush=True)
+  # Longest first, so that with --jobs=2 the last runs to finish are short ones.
+  pending.sort(key=lambda t: -(t[2] or 0))
   start = time.perf_counter()
-  failures = []
-  for i, (binary, preset, expected) in enumerate(todo):
+  failures, finished, lock = [], [], threading.Lock()
+
+  def run_and_record(binary, preset, expected):
     key = f"{binary}/{preset}"
-    if is_done(state, workdir, binary, preset):
-      line = f"already done ({minutes(state[key]['seconds'])})"
-    else:
-      typical = f", typically {minutes(expected)} on 2 cores" if expected else ""
-      print(f"[{i + 1}/{len(todo)}] {key}: running (log: "
-            f"{os.path.join(run_dir(workdir, binary, preset), 'log.txt')}{typical})", flush=True)
-      code, seconds = run_one(workdir, binary, preset)
+    log = os.path.join(run_dir(workdir, binary, preset), "log.txt")
+    typical = f", typically {minutes(expected)} on 2 idle cores" if expected else ""
+    print(f"{key}: running (log: {log}{typical})", flush=True)
+    code, seconds = run_one(workdir, binary, preset)
+    with lock:
       status = "done" if code == 0 else "failed"
-      state[key] = {"status": status, "seconds": seconds, "exit_code": code, "scale": _SCALE.value}
+      state[key] = {"status": status, "seconds": seconds, "exit_code": code,
+                    "scale": _SCALE.value, "jobs": _JOBS.value}
       results.write_json(state_path, state)
+      finished.append(key)
       line = f"{status} in {minutes(seconds)}"
       if code:
         failures.append(key)
-        line += f" (exit code {code}; see {os.path.join(run_dir(workdir, binary, preset), 'log.txt')})"
-    remaining = [e for b, p, e in todo[i + 1:] if not is_done(state, workdir, b, p)]
-    eta = (f"about {minutes(sum(remaining))} left" if all(r is not None for r in remaining)
-           else f"{len(remaining)} runs left")
-    print(f"[{i + 1}/{len(todo)}] {key}: {line} | elapsed {minutes(time.perf_counter() - start)}"
-          f" | {eta}", flush=True)
+        line += f" (exit code {code}; see {log})"
+      left = [e for b, p, e in pending if f"{b}/{p}" not in finished]
+      eta = (f"about {minutes(sum(left) / _JOBS.value)} left"
+             if all(e is not None for e in left) else f"{len(left)} runs left")
+      print(f"[{len(finished)}/{len(pending)}] {key}: {line} | elapsed "
+            f"{minutes(time.perf_counter() - start)} | {eta}", flush=True)
 
-  paths = report.write(workdir, experiments, state, publish=_PUBLISH.value)
+  with futures.ThreadPoolExecutor(_JOBS.value) as pool:
+    for job in [pool.submit(run_and_record, *t) for t in pending]:
+      job.result()
+  sessions_path = os.path.join(workdir, SESSIONS_FILE)
+  sessions = []
+  if os.path.exists(sessions_path):
+    with open(sessions_path) as f:
+      sessions = json.load(f)
+  if pending:
+    sessions.append({"runs": finished, "jobs": _JOBS.value, "scale": _SCALE.value,
+                     "seconds": time.perf_counter() - start})
+    results.write_json(sessions_path, sessions)
+
+  paths = report.write(workdir, experiments, state, sessions, publish=_PUBLISH.value)
   print(f"Wrote {', '.join(paths)}", flush=True)
   if failures:
     logging.error("failed runs: %s", ", ".join(failures))

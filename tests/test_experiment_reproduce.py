@@ -125,6 +125,9 @@ def test_reproduce_runs_reports_and_resumes(tmp_path):
   with open(tmp_path / "reproduce.json") as f:
     state = json.load(f)
   assert state["theory_figures/quick"]["status"] == "done"
+  with open(tmp_path / "sessions.json") as f:
+    (session,) = json.load(f)
+  assert session["runs"] == ["theory_figures/quick"] and session["seconds"] > 0
 
   text = (tmp_path / "report.md").read_text()
   experiment = claims.load("theory_figures")
@@ -135,6 +138,7 @@ def test_reproduce_runs_reports_and_resumes(tmp_path):
     assert claim.statement in text
   assert text.count("✔ held") >= len(experiment.claims)
   assert "○ not run" in text  # the binaries not run here
+  assert "invocation 1 made 1 runs" in text
   assert "![" in text and "theory_figures/quick/quadratic.png" in text
   html = (tmp_path / "report.html").read_text()
   assert html.count("data:image/png;base64,") >= len(experiment.figures)
