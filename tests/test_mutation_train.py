@@ -477,3 +477,16 @@ def test_check_learning_rates():
   for bad in ([], [[0.1]]):
     with pytest.raises(ValueError, match=r"^learning_rates must be a non-empty 1-d array"):
       sweep.check_learning_rates(bad)
+
+
+def test_accumulate_chunk_indices_are_int32_under_x64_and_trailing_axes_are_kept():
+  with jax.enable_x64(True):
+    ds = _data(5)
+
+    def fn(data, index):
+      return jnp.mean(data.x), {"index_N": jnp.full(data.y.shape, index), "x_N": data.x}
+
+    _, aux = batching.accumulate(fn, ds, 2)  # two scanned chunks and a remainder
+    assert aux["index_N"].dtype == jnp.int32
+    np.testing.assert_array_equal(aux["index_N"], [0, 0, 1, 1, 2])
+    np.testing.assert_array_equal(aux["x_N"], ds.x)  # [n, 2]: the feature axis is kept
