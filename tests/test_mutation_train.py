@@ -490,3 +490,88 @@ def test_accumulate_chunk_indices_are_int32_under_x64_and_trailing_axes_are_kept
     assert aux["index_N"].dtype == jnp.int32
     np.testing.assert_array_equal(aux["index_N"], [0, 0, 1, 1, 2])
     np.testing.assert_array_equal(aux["x_N"], ds.x)  # [n, 2]: the feature axis is kept
+
+
+def _max_objective(params, data):
+  """A loss that is not a mean over examples, so chunking it is visible: the max."""
+  loss_N = (data.x @ params - data.y.astype(params.dtype)) ** 2
+  return jnp.max(loss_N), {"loss_N": loss_N}
+
+
+def _chunked_max(params, x, y, chunk_size):
+  """What chunked evaluation of `_max_objective` gives: the size-weighted mean of chunk maxes."""
+  loss = (np.asarray(x, np.float64) @ np.asarray(params, np.float64) - np.asarray(y)) ** 2
+  chunks = [loss[i:i + chunk_size] for i in range(0, len(loss), chunk_size)]
+  return sum(c.max() * len(c) for c in chunks) / len(loss)
+
+
+def _param_metrics(params, grads, aux, data):
+  return {"loss": aux["loss"], "w0": params[0], "n": jnp.asarray(data.y.shape[0])}
+
+
+def test_chunk_sizes_reach_every_pass_and_held_out_splits_are_recorded():
+  x = np.array([[1.0, 0.5], [0.2, 1.0], [1.0, 1.0], [0.3, 0.1], [0.7, 0.2]], np.float32)
+  ds = make_dataset(x, np.array([0, 1, 2, 1, 0]), 3)
+  test = make_dataset(x[:3] * 2, np.array([2, 0, 1]), 3)
+  params = jnp.array([0.1, -0.2])
+  # Full batch in chunks of 2: the step (objective, tracked loss) and the held-out
+  # evaluation both see the chunks.
+  run = train.make_train(_max_objective, optax.sgd, num_steps=2, log_every=2,
+                         batching=batching.FullBatch(2), metrics_fn=_param_metrics)
+  result = jax.jit(run)(params, {"train": ds, "test": test}, 0.0)  # lr 0: params stay
+  np.testing.assert_allclose(result.initial_loss, _chunked_max(params, x, ds.y, 2), rtol=1e-6)
+  np.testing.assert_allclose(result.history["loss"], _chunked_max(params, x, ds.y, 2), rtol=1e-6)
+  np.testing.assert_allclose(result.history["test/loss"],
+                             _chunked_max(params, test.x, test.y, 2), rtol=1e-6)
+  np.testing.assert_array_equal(result.history["test/n"], [3, 3])  # the split's own data
+  np.testing.assert_allclose(result.history["test/w0"], [0.1, 0.1], rtol=1e-6)
+  assert sorted(result.history) == ["loss", "n", "test/loss", "test/n", "test/w0", "w0"]
+  # Mini-batches: recorded values are evaluations in chunks of eval_chunk_size.
+  run = train.make_train(_max_objective, optax.sgd, num_steps=2, log_every=2,
+                         batching=batching.MiniBatch(2, eval_chunk_size=3),
+                         metrics_fn=_param_metrics)
+  result = jax.jit(run)(params, {"train": ds, "test": test}, 0.0, jax.random.key(0))
+  np.testing.assert_allclose(result.history["loss"], _chunked_max(params, x, ds.y, 3), rtol=1e-6)
+  np.testing.assert_allclose(result.history["test/loss"],
+                             _chunked_max(params, test.x, test.y, 3), rtol=1e-6)
+  np.testing.assert_allclose(result.final_loss, _chunked_max(params, x, ds.y, 3), rtol=1e-6)
+  np.testing.assert_array_equal(result.history["n"], [5, 5])
+  np.testing.assert_allclose(result.history["w0"], [0.1, 0.1], rtol=1e-6)
+
+
+def test_tracked_loss_is_aux_loss_and_aux_may_be_anything():
+  ds = _data(4)
+  params = jnp.array([0.1, -0.2])
+
+  def doubled(params, data):  # objective 2 x mse, reported loss mse (like a weighted loss)
+    value, aux = _squares(params, data)
+    return 2 * value, {"loss": value}
+
+  result = jax.jit(train.make_train(doubled, optax.sgd, num_steps=2, log_every=2))(params, ds, 0.0)
+  mse = float(_squares(params, ds)[0])
+  np.testing.assert_allclose([result.initial_loss, result.final_loss, result.max_loss],
+                             [mse] * 3, rtol=1e-6)
+  np.testing.assert_allclose(result.history["loss"], [mse, mse], rtol=1e-6)
+  # An objective without an aux dict: the objective is the tracked loss.
+  plain = train.make_train(lambda p, d: (_squares(p, d)[0], None), optax.sgd, num_steps=2,
+                           metrics_fn=lambda p, g, aux, d: aux["loss"])
+  result = jax.jit(plain)(params, ds, 0.0)
+  np.testing.assert_allclose(result.history, [mse] * 3, rtol=1e-6)
+
+
+def test_stateful_evaluation_runs_in_eval_mode_and_keeps_state_without_updates():
+  ds = _data(4)
+  params = jnp.array([0.1, -0.2])
+
+  def noisy(params, data, model_state, key, training):
+    # Training passes see "dropout" (+1); evaluation passes must not. No state update.
+    value, aux = _squares(params, data)
+    return value + (1.0 if training else 0.0), {"loss": value + (1.0 if training else 0.0)}
+
+  variables = {"params": params, "stats": {"mean": jnp.float32(3.0)}}
+  run = train.make_train(noisy, optax.sgd, num_steps=2, log_every=2, stateful=True)
+  result = jax.jit(run)(variables, ds, 0.0, jax.random.key(0))
+  mse = float(_squares(params, ds)[0])
+  np.testing.assert_allclose(result.history["loss"], [mse, mse], rtol=1e-6)
+  np.testing.assert_allclose(result.final_loss, mse, rtol=1e-6)
+  assert float(result.params["stats"]["mean"]) == 3.0
