@@ -575,3 +575,23 @@ def test_stateful_evaluation_runs_in_eval_mode_and_keeps_state_without_updates()
   np.testing.assert_allclose(result.history["loss"], [mse, mse], rtol=1e-6)
   np.testing.assert_allclose(result.final_loss, mse, rtol=1e-6)
   assert float(result.params["stats"]["mean"]) == 3.0
+
+
+def test_full_batch_metrics_see_the_step_gradient_and_parameters():
+  x = np.array([[1.0, 0.5], [0.2, 1.0], [1.0, 1.0], [0.3, 0.1]], np.float32)
+  ds = make_dataset(x, np.array([0, 1, 2, 1]), 3)
+  params = jnp.array([0.1, -0.2])
+
+  def metrics_fn(params, grads, aux, data):
+    return {"grad": grads, "w": params, "loss": aux["loss"]}
+
+  run = train.make_train(_squares, optax.sgd, num_steps=2, log_every=2, metrics_fn=metrics_fn)
+  result = jax.jit(run)(params, {"train": ds}, 0.1)
+  w, _ = _gd_reference(params, x, ds.y, 0.1, 2)
+  w0 = np.asarray(params, np.float64)
+  grad0 = 2 * x.T @ (x @ w0 - np.asarray(ds.y)) / 4
+  np.testing.assert_allclose(result.history["grad"][0], grad0, rtol=1e-5)
+  np.testing.assert_allclose(result.history["w"][0], w0, rtol=1e-6)
+  np.testing.assert_allclose(result.history["w"][1], w, rtol=1e-5)
+  grad2 = 2 * x.T @ (x @ w - np.asarray(ds.y)) / 4  # the final iterate's gradient
+  np.testing.assert_allclose(result.history["grad"][1], grad2, rtol=1e-4)
