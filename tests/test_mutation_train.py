@@ -595,3 +595,12 @@ def test_full_batch_metrics_see_the_step_gradient_and_parameters():
   np.testing.assert_allclose(result.history["w"][1], w, rtol=1e-5)
   grad2 = 2 * x.T @ (x @ w - np.asarray(ds.y)) / 4  # the final iterate's gradient
   np.testing.assert_allclose(result.history["grad"][1], grad2, rtol=1e-4)
+
+
+def test_float32_run_stays_float32_under_x64():
+  with jax.enable_x64(True):
+    ds = _data(4)
+    ds = ds.replace(x=ds.x.astype(jnp.float32))
+    result = jax.jit(_squares_train())(jnp.array([0.1, -0.2], jnp.float32), ds, 0.01)
+    for name in ("initial_loss", "final_loss", "max_loss"):
+      assert getattr(result, name).dtype == jnp.float32, name
