@@ -622,3 +622,15 @@ def test_minibatch_tracks_the_loss_only_at_logged_steps():
   assert run.init(params, ds, 0.5, key).learning_rate.dtype == jnp.float32
   with jax.enable_x64(True):
     assert run.init(params, ds, 0.5, key).learning_rate.dtype == jnp.float32
+
+
+def test_accumulate_gives_fn_int32_indices_under_x64():
+  seen = []
+
+  def fn(data, index):
+    seen.append(index.dtype)
+    return jnp.mean(data.x), {}
+
+  with jax.enable_x64(True):
+    batching.accumulate(fn, _data(5), 2)  # scanned chunks, then the remainder
+  assert seen and all(dtype == jnp.int32 for dtype in seen), seen
