@@ -109,7 +109,7 @@ def test_confusion_matrix_counts_rows_and_dtype():
   labels, predictions = jnp.array([0, 0, 0, 2]), jnp.array([1, 1, 0, 2])
   counts = metrics.confusion_matrix(labels, predictions, 3, normalize=False)
   np.testing.assert_array_equal(counts, [[1, 2, 0], [0, 0, 0], [0, 0, 1]])
-  assert counts.dtype == jnp.float32
+  assert counts.dtype == jnp.result_type(float)  # a float (not int) count, as rows are
   rows = metrics.confusion_matrix(labels, predictions, 3)  # normalize is on by default
   np.testing.assert_allclose(rows, [[1 / 3, 2 / 3, 0], [0, 0, 0], [0, 0, 1]], rtol=1e-6)
 

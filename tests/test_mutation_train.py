@@ -175,7 +175,7 @@ def test_weighted_objective_reports_the_unweighted_loss(weighting):
   np.testing.assert_allclose(value, expected, rtol=1e-6)
   assert abs(float(value) - float(plain["loss"])) > 1e-3  # the weighting matters here
   np.testing.assert_allclose(aux["loss"], plain["loss"], rtol=1e-6)  # unweighted
-  assert value.dtype == jnp.float32
+  assert value.dtype == aux["loss_N"].dtype
 
 
 def test_objective_rejects_an_unknown_weighting_eagerly():
@@ -611,7 +611,7 @@ def test_minibatch_tracks_the_loss_only_at_logged_steps():
   # 1.36, 1.18 and 2.04 at the logged steps 0, 2, 4): max_loss covers the logged ones.
   x = np.array([[1.0, 0.5], [0.2, 1.0], [1.0, 1.0], [0.3, 0.1], [0.7, 0.2]], np.float32)
   ds = make_dataset(x, np.array([0, 1, 2, 1, 0]), 3)
-  params, key = jnp.array([0.1, -0.2]), jax.random.key(0)
+  params, key = jnp.array([0.1, -0.2], jnp.float32), jax.random.key(0)
   run = _squares_train(num_steps=4, batching=batching.MiniBatch(1))
   result = jax.jit(run)(params, ds, 0.5, key)
   batches = [_minibatch_order(key, t, 5, 1) for t in range(4)]
