@@ -634,3 +634,39 @@ def test_accumulate_gives_fn_int32_indices_under_x64():
   with jax.enable_x64(True):
     batching.accumulate(fn, _data(5), 2)  # scanned chunks, then the remainder
   assert seen and all(dtype == jnp.int32 for dtype in seen), seen
+
+
+def test_init_state_dtypes_follow_float32_params_under_x64():
+  with jax.enable_x64(True):
+    state = _squares_train().init(jnp.zeros(2, jnp.float32), _data(4), 0.1)
+    assert state.initial_loss.dtype == state.max_loss.dtype == jnp.float32
+
+
+def test_optimizer_update_sees_the_parameters():
+  # Weight decay reads the parameters in `update`: w <- w - lr (grad + 0.5 w).
+  ds = _data(4)
+  params = jnp.array([0.1, -0.2])
+  run = train.make_train(_squares, lambda lr: optax.chain(optax.add_decayed_weights(0.5),
+                                                          optax.sgd(lr)), num_steps=1)
+  result = jax.jit(run)(params, ds, 0.1)
+  x, y, w = np.asarray(ds.x, np.float64), np.asarray(ds.y, np.float64), np.asarray(params)
+  grad = 2 * x.T @ (x @ w - y) / 4
+  np.testing.assert_allclose(result.params, w - 0.1 * (grad + 0.5 * w), rtol=1e-5)
+
+
+def test_stateful_held_out_evaluation_uses_the_model_state():
+  ds, test = _data(4), _data(3)
+  params = jnp.array([0.1, -0.2])
+
+  def shifted(params, data, model_state, key, training):
+    # In evaluation mode the loss is shifted by a stored statistic (as BatchNorm uses its
+    # running averages); nothing is updated.
+    value, aux = _squares(params, data)
+    value = value + (0.0 if training else model_state["stats"]["shift"])
+    return value, {"loss": value}
+
+  variables = {"params": params, "stats": {"shift": jnp.float32(3.0)}}
+  run = train.make_train(shifted, optax.sgd, num_steps=2, log_every=2, stateful=True)
+  result = jax.jit(run)(variables, {"train": ds, "test": test}, 0.0)
+  np.testing.assert_allclose(result.history["test/loss"],
+                             [float(_squares(params, test)[0]) + 3.0] * 2, rtol=1e-6)
