@@ -63,6 +63,12 @@ MODULES = [
     "imbalance_jax.train.selection",
     "imbalance_jax.data.text",
     "imbalance_jax.models.transformer",
+    "imbalance_jax.models.cnn",
+    "imbalance_jax.data.imbalance",
+    "imbalance_jax.data.barcode",
+    "imbalance_jax.config",
+    "imbalance_jax.cli",
+    "imbalance_jax.theory.unigram_scaling",
 ]
 
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
