@@ -115,7 +115,7 @@ def main(argv):
   def run_and_record(binary, preset, expected):
     key = f"{binary}/{preset}"
     log = os.path.join(run_dir(workdir, binary, preset), "log.txt")
-    typical = f", typically {minutes(expected)} on 2 idle cores" if expected else ""
+    typical = f", typically {minutes(expected)}" if expected else ""
     print(f"{key}: running (log: {log}{typical})", flush=True)
     code, seconds = run_one(workdir, binary, preset)
     with lock:

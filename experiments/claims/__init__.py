@@ -155,8 +155,9 @@ class Experiment:
 
   Attributes:
     binary: module name under ``experiments/``.
-    cpu_runs: presets run by ``--scale=cpu``, each with its measured wall time in
-      seconds on the 2-core reference machine (for the progress estimate).
+    cpu_runs: presets run by ``--scale=cpu``, each with its wall time in seconds
+      measured by ``experiments.reproduce --jobs=2`` on the 2-core reference
+      machine (for the progress estimate).
     paper_runs: presets run by ``--scale=paper``.
     figures: the figures the runs write.
     claims: the claims their numbers decide.

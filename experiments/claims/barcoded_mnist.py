@@ -43,7 +43,7 @@ def _fig22(run):
 
 EXPERIMENT = Experiment(
     binary="barcoded_mnist",
-    cpu_runs={"quick": 880.0},
+    cpu_runs={"quick": 280.0},
     paper_runs=("paper",),
     figures=(
         Figure("H", "Fig 2", "quick", "fig2_overview.png",

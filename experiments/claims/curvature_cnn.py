@@ -18,7 +18,7 @@ def _frequent_classes_curvier(run):
 
 EXPERIMENT = Experiment(
     binary="curvature_cnn",
-    cpu_runs={"quick": 150.0},
+    cpu_runs={"quick": 80.0},
     paper_runs=("paper",),
     figures=(
         Figure("H", "Fig 24", "quick", "fig24_adam_scatter.png",

@@ -4,7 +4,7 @@ from experiments.claims import Claim, Experiment, Figure, at_least, at_most
 
 EXPERIMENT = Experiment(
     binary="curvature_linear",
-    cpu_runs={"quick": 20.0},
+    cpu_runs={"quick": 30.0},
     paper_runs=("paper",),
     figures=(
         Figure("H", "Fig 7", "quick", "fig07_fig23b_adam_scatter.png",

@@ -32,7 +32,7 @@ def _horizons(run):
 
 EXPERIMENT = Experiment(
     binary="heavy_tailed_linear",
-    cpu_runs={"quick": 200.0, "fig22": 120.0, "fig16": 90.0},
+    cpu_runs={"quick": 320.0, "fig22": 190.0, "fig16": 170.0},
     paper_runs=("paper", "fig16", "fig22"),
     figures=(
         Figure("H", "Fig 4", "quick", "overview.png",

@@ -43,7 +43,7 @@ _GAP = ("on a uniform subset of ImageNet SGD and Adam perform similarly (final l
 
 EXPERIMENT = Experiment(
     binary="imagenet_resnet",
-    cpu_runs={"quick": 520.0},
+    cpu_runs={"quick": 300.0},
     paper_runs=("paper",),
     figures=(
         Figure("H", "Fig 11", "quick", "overview_resnet18_ln.png",

@@ -52,7 +52,7 @@ def _early_test_accuracy(run):
 
 EXPERIMENT = Experiment(
     binary="reweighting_mnist",
-    cpu_runs={"quick": 370.0},
+    cpu_runs={"quick": 150.0},
     paper_runs=("paper",),
     figures=(
         Figure("R", "Fig 1", "quick", "fig1_confusion.png",

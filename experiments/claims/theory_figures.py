@@ -42,7 +42,7 @@ def _reweighted_limit(run):
 
 EXPERIMENT = Experiment(
     binary="theory_figures",
-    cpu_runs={"quick": 20.0},
+    cpu_runs={"quick": 30.0},
     paper_runs=("paper",),
     figures=(
         Figure("H", "Fig 6", "quick", "quadratic.png",

@@ -25,7 +25,7 @@ def _group_sizes(run):
 
 EXPERIMENT = Experiment(
     binary="token_frequencies",
-    cpu_runs={"quick": 20.0},
+    cpu_runs={"quick": 10.0},
     paper_runs=("paper",),
     figures=(
         Figure("H", "Fig 9", "quick", "token_frequencies.png",

@@ -34,7 +34,7 @@ def _direction_vs_magnitude(run):
 
 EXPERIMENT = Experiment(
     binary="transformer_last_layer",
-    cpu_runs={"quick": 340.0},
+    cpu_runs={"quick": 200.0},
     paper_runs=("paper",),
     figures=(
         Figure("H", "Fig 5", "quick", "overview.png",

@@ -54,8 +54,7 @@ def _curvature(run):
 
 EXPERIMENT = Experiment(
     binary="transformer_ptb",
-    cpu_runs={"quick": 180.0, "quick_fig17": 260.0, "quick_fig22": 370.0,
-              "quick_fig26": 250.0},
+    cpu_runs={"quick": 80.0, "quick_fig17": 150.0, "quick_fig22": 320.0, "quick_fig26": 220.0},
     paper_runs=("fig17", "fig18", "fig20", "fig22", "fig26", "gpt2_wikitext103"),
     figures=(
         Figure("H", "Fig 18", "quick", "overview.png",

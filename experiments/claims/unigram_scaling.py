@@ -11,7 +11,7 @@ def _slopes(run):
 
 EXPERIMENT = Experiment(
     binary="unigram_scaling",
-    cpu_runs={"quick": 240.0},
+    cpu_runs={"quick": 310.0},
     paper_runs=("paper",),
     figures=(
         Figure("S", "rates", "quick", "unigram_scaling.png",
