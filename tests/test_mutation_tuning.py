@@ -21,11 +21,16 @@ T = 4  # logged steps
 
 
 def member(e, s, *, bad_seed=None):
-  """(final, max, finite) of seed s at exponent e: best at 10**-1, diverged above 10**0."""
+  """(final, max, finite) of seed s at exponent e: best at 10**-1, 10 x initial above 10**0."""
   final = INITIAL[s] * (0.2 + 0.1 * (e + 0.8)**2) + 0.01 * s
-  diverged = e > 0.25 or s == bad_seed
+  high = 10.0 if (e > 0.25 or s == bad_seed) else 1.0
   finite = not (e >= 1.0 and s == 1)  # a NaN member, so `finite` is not all True
-  return final, (10.0 if diverged else 1.0) * INITIAL[s], finite, diverged
+  return final, high * INITIAL[s], finite
+
+
+def is_diverged(e, s, threshold=1.5, table=member, **kwargs):
+  _, high, finite = table(e, s, **kwargs)
+  return not finite or high > threshold * INITIAL[s]
 
 
 def history(e, s):
@@ -35,9 +40,9 @@ def history(e, s):
 class FakeRunSweep:
   """Stands for `checkpoint.run_sweep`: records each call, returns the table above."""
 
-  def __init__(self, bad_seed=None, make_dir=True):
+  def __init__(self, bad_seed=None, make_dir=True, table=member):
     self.calls = []
-    self.bad_seed = bad_seed
+    self.table = lambda e, s: table(e, s, bad_seed=bad_seed)
     self.make_dir = make_dir
 
   def __call__(self, sweep, params_S, data, learning_rates_L, **kwargs):
@@ -52,8 +57,9 @@ class FakeRunSweep:
     final, high, finite = np.zeros(shape), np.zeros(shape), np.zeros(shape, bool)
     dropped_at, hist = np.full(shape, -1), np.zeros(shape + (T,))
     for s, (i, e) in itertools.product(range(shape[0]), enumerate(exponents)):
-      final[s, i], high[s, i], finite[s, i], diverged = member(e, s, bad_seed=self.bad_seed)
+      final[s, i], high[s, i], finite[s, i] = self.table(e, s)
       hist[s, i] = history(e, s)
+      diverged = not finite[s, i] or high[s, i] > kwargs["threshold"] * INITIAL[s]
       if diverged and kwargs["drop_decided"]:  # as the real drop: NaN after the drop
         dropped_at[s, i] = 2
         final[s, i] = np.nan
@@ -98,9 +104,9 @@ def fake(monkeypatch):
 
 def expected_stats(e, bad_seed=None, dropped=True):
   rows = [member(e, s, bad_seed=bad_seed) for s in range(len(INITIAL))]
-  final = np.array([np.nan if (d and dropped) else f for f, _, _, d in rows])
-  return (INITIAL, final, np.array([m for _, m, _, _ in rows]),
-          np.array([f for _, _, f, _ in rows]))
+  final = np.array([np.nan if (dropped and is_diverged(e, s, bad_seed=bad_seed)) else row[0]
+                    for s, row in enumerate(rows)])
+  return (INITIAL, final, np.array([m for _, m, _ in rows]), np.array([f for _, _, f in rows]))
 
 
 def assert_columns(tuned, e, bad_seed=None, dropped=True):
@@ -111,7 +117,7 @@ def assert_columns(tuned, e, bad_seed=None, dropped=True):
   assert sorted(tuned.histories[e]) == ["acc", "loss"]
   for s in range(len(INITIAL)):
     want = history(e, s)
-    if dropped and member(e, s, bad_seed=bad_seed)[3]:
+    if dropped and is_diverged(e, s, bad_seed=bad_seed):
       want = np.where(np.arange(T) >= 2, np.nan, want)
     np.testing.assert_array_equal(tuned.histories[e]["loss"][s], want)
     np.testing.assert_array_equal(tuned.histories[e]["acc"][s], -want)
@@ -151,14 +157,47 @@ def test_rounds_columns_calls_and_log(fake):
 
 def test_threshold_reaches_the_sweep_and_the_scores(fake):
   run = fake()
-  # threshold 20 > max/initial = 10: nothing diverged, 1e+1 (its seed 1 is NaN) still is.
+  # threshold 20 > max/initial = 10: only the NaN member of 1e+1 diverged.
   logs = []
   tuned = tuning.tune_sweep(SWEEP, PARAMS, DATA, exponents=(0, 1), refine_rounds=0,
                             threshold=20.0, log=logs.append)
   assert run.calls[0]["threshold"] == 20.0 and run.calls[0]["keys_S"] is None
   assert tuned.selection == selection.select(tuned.stats, 20.0)
   assert tuned.selection.diverged == (1.0,)
-  assert logs[-1].endswith("1e+0.00: 0.802, 1e+1.00: 3*; 2 diverged members dropped early")
+  assert logs[-1].endswith("1e+0.00: 0.802, 1e+1.00: 3*; 1 diverged members dropped early")
+
+
+def steep(e, s, bad_seed=None):
+  """10**0.5 is best but 3 x initial: diverged at threshold 1.5, only unstable at 4."""
+  del bad_seed
+  final = INITIAL[s] * (0.5 if e == 0.5 else 0.9)
+  return final, (3.0 if e == 0.5 else 1.0) * INITIAL[s], True
+
+
+def test_threshold_reaches_the_selection(fake):
+  fake(table=steep)
+  tuned = tuning.tune_sweep(SWEEP, PARAMS, DATA, exponents=(-3, 0.5), refine_rounds=0,
+                            threshold=4.0, log=lambda line: None)
+  assert tuned.selection == selection.select(tuned.stats, 4.0)
+  assert (tuned.selection.exponent, tuned.selection.fallback_from) == (-3.0, 0.5)
+  assert tuned.selection.diverged == ()
+
+
+def rerun_table(e, s, bad_seed=None):
+  """Seed 1 diverges everywhere; seed 0 at 10**0 ends at 5 with 3 x its initial loss."""
+  del bad_seed
+  if s == 1:
+    return 1.0, 10.0 * INITIAL[s], True
+  return (5.0, 3.0 * INITIAL[s], True) if e == 0.0 else (1.0, INITIAL[s], True)
+
+
+def test_rerun_selection_uses_the_threshold(fake):
+  run = fake(table=rerun_table)
+  tuned = tuning.tune_sweep(SWEEP, PARAMS, DATA, exponents=(-1, 0), refine_rounds=0,
+                            threshold=4.0, log=lambda line: None)
+  assert [c["exponents"] for c in run.calls] == [[-1.0, 0.0], [-1.0]]  # the rerun
+  assert tuned.selection == selection.select(tuned.stats, 4.0)
+  assert tuned.selection.scores == {-1.0: 3.0, 0.0: 5.0}  # 1.5 would give 3.0 at 10**0
 
 
 def test_no_drop_runs_every_member_to_the_end(fake):
