@@ -48,6 +48,10 @@ def test_keys_round_trip_through_raw_data():
   assert checkpoint._is_key(back["key"])
   np.testing.assert_array_equal(jax.random.key_data(back["key"]), raw["key"])
   assert back["x"] is tree["x"]
+  rbg = {"key": jax.random.split(jax.random.key(3, impl="rbg"), 2)}  # not the default impl
+  back = checkpoint._data_to_keys(checkpoint._keys_to_data(rbg), rbg)
+  assert jax.random.key_impl(back["key"]) == jax.random.key_impl(rbg["key"])
+  np.testing.assert_array_equal(jax.random.key_data(back["key"]), jax.random.key_data(rbg["key"]))
   abstract = checkpoint._abstract({"a": np.zeros((2, 3), np.int16)})
   assert abstract == {"a": jax.ShapeDtypeStruct((2, 3), np.int16)}
 
@@ -177,8 +181,10 @@ def test_run_sweep_one_program_and_extras(tiny):
       checkpoint.run_sweep(sweep, params_S, ds, RATES, segment_steps=5)
     with pytest.raises(ValueError, match="segment_steps=2 must divide"):
       checkpoint.run_sweep(sweep, params_S, ds, RATES, segment_steps=2)
-    with pytest.raises(ValueError, match="threshold"):
+    with pytest.raises(ValueError, match="^threshold must be"):
       checkpoint.run_sweep(sweep, params_S, ds, RATES, threshold=0.0)
+    with pytest.raises(ValueError, match=r"^segment_steps must be >= 1, got 0$"):
+      checkpoint.run_sweep(sweep, params_S, ds, RATES, segment_steps=0)
 
 
 def test_run_sweep_dropping_members(tiny):
@@ -236,3 +242,26 @@ def test_run_sweep_resumes_from_a_checkpointed_segment(tiny, tmp_path):
     np.testing.assert_array_equal(getattr(got, name), getattr(expected, name))
   jax.tree.map(np.testing.assert_array_equal, got.history, expected.history)
   jax.tree.map(np.testing.assert_array_equal, got.params, expected.params)
+
+
+def test_run_sweep_without_dropping_is_one_program_even_with_a_directory(tiny, tmp_path):
+  ds, params_S, sweep, reference, _ = tiny
+  seen = []
+  with jax.enable_x64(True):
+    got = checkpoint.run_sweep(sweep, params_S, ds, RATES, checkpoint_dir=str(tmp_path / "c"),
+                               on_segment=lambda *a: seen.append(a))
+  assert seen == []  # one segment: the direct call, nothing checkpointed
+  assert not (tmp_path / "c").exists()
+  assert_live_equal(got, reference, np.ones((2, 3), bool))
+
+
+def test_run_sweep_default_threshold_is_1_5(tiny):
+  # At step size 0.25 both seeds' loss rises to about 2.2 and 1.7 x initial: diverged at 1.5.
+  ds, params_S, sweep, _, _ = tiny
+  with jax.enable_x64(True):
+    _, extras = checkpoint.run_sweep(sweep, params_S, ds, [0.25], drop_decided=True,
+                                     return_extras=True)
+    _, loose = checkpoint.run_sweep(sweep, params_S, ds, [0.25], drop_decided=True,
+                                    threshold=2.5, return_extras=True)
+  assert (extras["dropped_at"] > 0).any()
+  assert (loose["dropped_at"] == -1).all()
