@@ -183,6 +183,9 @@ def test_run_sweep_one_program_and_extras(tiny):
       checkpoint.run_sweep(sweep, params_S, ds, RATES, segment_steps=2)
     with pytest.raises(ValueError, match="^threshold must be"):
       checkpoint.run_sweep(sweep, params_S, ds, RATES, threshold=0.0)
+    with pytest.raises(ValueError, match=r"^segment_steps=1 must divide num_steps=12 and be a "
+                       r"multiple of log_every=3$"):  # 1 is an allowed count, not a multiple
+      checkpoint.run_sweep(sweep, params_S, ds, RATES, segment_steps=1)
     with pytest.raises(ValueError, match=r"^segment_steps must be >= 1, got 0$"):
       checkpoint.run_sweep(sweep, params_S, ds, RATES, segment_steps=0)
 
@@ -265,3 +268,23 @@ def test_run_sweep_default_threshold_is_1_5(tiny):
                                     threshold=2.5, return_extras=True)
   assert (extras["dropped_at"] > 0).any()
   assert (loose["dropped_at"] == -1).all()
+
+
+def test_run_sweep_segment_paths(tiny, tmp_path):
+  ds, params_S, sweep, reference, _ = tiny
+  seen = []
+  with jax.enable_x64(True):
+    # One segment with dropping: the direct call (nothing to drop between segments).
+    _, extras = checkpoint.run_sweep(sweep, params_S, ds, RATES, drop_decided=True,
+                                     segment_steps=12, return_extras=True,
+                                     on_segment=lambda *a: seen.append(a))
+    assert seen == [] and (extras["dropped_at"] == -1).all()
+    # Two segments with dropping: the blown-up member is dropped after the first.
+    _, extras = checkpoint.run_sweep(sweep, params_S, ds, RATES, drop_decided=True,
+                                     segment_steps=6, return_extras=True)
+    assert extras["dropped_at"].tolist() == [[-1, -1, 6], [-1, -1, 6]]
+    # No dropping but a directory: segmented and checkpointed, same numbers.
+    got = checkpoint.run_sweep(sweep, params_S, ds, RATES, segment_steps=6,
+                               checkpoint_dir=str(tmp_path), on_segment=lambda *a: seen.append(a))
+  assert seen == [(1, 2), (2, 2)]
+  assert_live_equal(got, reference, np.ones((2, 3), bool))
