@@ -129,6 +129,7 @@ LAST_LAYER = ["--config.corpus=tinyptb", "--config.num_windows=10", "--config.se
               "--config.num_seeds=2"]
 
 
+@pytest.mark.slow  # ~35 s of compiles; run with -m slow (docs/testing.md)
 def test_last_layer_binary_writes_results_and_resumes(tmp_path, ptb_dir):
   args = [*LAST_LAYER, f"--config.corpus_dir={ptb_dir}"]
   out = run_binary("transformer_last_layer", tmp_path, *args)
@@ -161,6 +162,7 @@ PTB = ["--config.preset=quick_fig26", "--config.corpus=ptb", "--config.num_windo
        "--config.num_probes=2"]
 
 
+@pytest.mark.slow  # ~75 s of compiles; run with -m slow (docs/testing.md)
 def test_ptb_binary_minibatch_validation_curvature_and_resume(tmp_path, ptb_dir):
   args = [*PTB, f"--config.corpus_dir={ptb_dir}"]
   out = run_binary("transformer_ptb", tmp_path, *args)

@@ -120,6 +120,7 @@ def learned_reference(steps, accuracy, level):
   return None
 
 
+@pytest.mark.slow  # ~25 s; run with -m slow (docs/testing.md)
 def test_imagenet_resnet_quick_protocol(tmp_path):
   summary, log = run_twice(
       "imagenet_resnet", tmp_path, "--config.num_steps=2", "--config.log_every=1",
