@@ -38,8 +38,7 @@ def variant_groups(variant: str, class_counts) -> tuple[np.ndarray, list[str]]:
   """``(class_to_group [C], group names)``: plain vs barcoded, or two halves of a balanced set."""
   counts = np.asarray(class_counts)
   if variant == HEAVY_TAILED:
-    groups = (np.arange(counts.size) >= data.barcode.NUM_DIGIT_CLASSES).astype(np.int32)
-    return groups, ["plain digits (frequent)", "barcoded (rare)"]
+    return data.barcode.plain_vs_barcoded_groups(counts.size)
   groups = data.frequency_groups(counts, 2)
   return groups, [f"classes {i + 1}/2 (balanced)" for i in range(int(groups.max()) + 1)]
 

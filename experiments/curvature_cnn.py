@@ -44,8 +44,7 @@ def class_groups(grouping: str, class_counts, num_groups: int) -> tuple[np.ndarr
   """
   counts = np.asarray(class_counts)
   if grouping == "two":
-    groups = (np.arange(counts.size) >= data.barcode.NUM_DIGIT_CLASSES).astype(np.int32)
-    return groups, ["plain digits (frequent)", "barcoded (rare)"]
+    return data.barcode.plain_vs_barcoded_groups(counts.size)
   groups = data.frequency_groups(counts, num_groups)
   return groups, [f"frequency group {g}" for g in range(int(groups.max()) + 1)]
 

@@ -210,6 +210,20 @@ def train_validation_split(key: jax.Array, dataset: Dataset,
                for part in (perm[num_validation:], perm[:num_validation]))
 
 
+def plain_vs_barcoded_groups(num_classes: int) -> tuple[np.ndarray, list[str]]:
+  """Paper H's two groups of MNIST+Barcoded: ``(class_to_group [C], group names)``.
+
+  Classes ``0..9`` are the plain digits (group 0, frequent), the rest barcoded
+  (group 1, rare).
+
+  Example:
+    >>> plain_vs_barcoded_groups(12)[0]
+    array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1], dtype=int32)
+  """
+  groups = (np.arange(num_classes) >= NUM_DIGIT_CLASSES).astype(np.int32)
+  return groups, ["plain digits (frequent)", "barcoded (rare)"]
+
+
 def barcoded_mnist(key: jax.Array, dataset: Dataset, *, variant: str = "mnist+barcoded",
                    num_bits: int = 10, copies: int = 5, validation_copies: int = 1,
                    num_validation: int = 10_000, plain_per_digit: int | None = None,
