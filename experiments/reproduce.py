@@ -102,11 +102,13 @@ def main(argv):
 
   todo = [(e.binary, preset, expected) for e in experiments if e.binary in selected
           for preset, expected in e.runs(_SCALE.value).items()]
-  pending = [t for t in todo if not is_done(state, workdir, t[0], t[1])]
-  for binary, preset, _ in todo:
-    if (binary, preset) not in {(b, p) for b, p, _ in pending}:
+  pending = []
+  for binary, preset, expected in todo:
+    if is_done(state, workdir, binary, preset):
       print(f"{binary}/{preset}: already done "
             f"({minutes(state[f'{binary}/{preset}']['seconds'])})", flush=True)
+    else:
+      pending.append((binary, preset, expected))
   # Longest first, so that with --jobs=2 the last runs to finish are short ones.
   pending.sort(key=lambda t: -(t[2] or 0))
   start = time.perf_counter()
