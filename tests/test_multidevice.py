@@ -97,6 +97,7 @@ def test_eight_devices_match_one_device(tmp_path):
   assert_match(path)
 
 
+@pytest.mark.slow  # ~30 s: two processes each compiling three cases; -m slow runs it
 def test_two_processes_match_one_device(tmp_path):
   names = ("grid_10", "examples_2", "dropping")
   with socket.socket() as sock:

@@ -64,6 +64,12 @@ BINARIES = {
         ("progress", 1)),  # after d=20; d=60 searches around d=20's restored best step size
 }
 
+# In the CI command: one binary per kill hook (sweep segment, result store, progress file).
+# The other two run with `-m slow` (each has its own end-to-end test in the CI command).
+SLOW = ("curvature_cnn", "unigram_scaling")
+NAMES = [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
+         for name in BINARIES]
+
 # Runs a binary and counts its saved units of work of one kind in a report file; with
 # pause_after > 0 it freezes itself right after that many units are saved.
 HARNESS = r"""
@@ -101,6 +107,13 @@ else:
   setattr(cls, name, patched)
 runpy.run_module(module, run_name="__main__", alter_sys=True)
 """
+
+
+def selected(request) -> list[str]:
+  """The binaries whose tests this session runs (``-m "not slow"`` leaves out `SLOW`)."""
+  return [name for name in BINARIES
+          if any(getattr(item, "callspec", None) and item.callspec.params.get("name") == name
+                 and item.module is request.module for item in request.session.items)]
 
 
 @pytest.fixture(scope="module")
@@ -151,22 +164,22 @@ def outputs(workdir):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, environment):
-  """``{binary: (workdir, units saved)}`` of an uninterrupted run of every binary."""
+def uninterrupted(request, tmp_path_factory, environment):
+  """``{binary: (workdir, units saved)}`` of an uninterrupted run of every selected binary."""
   root = tmp_path_factory.mktemp("uninterrupted")
-  runs = {name: start(name, root / name, environment) for name in BINARIES}
+  runs = {name: start(name, root / name, environment) for name in selected(request)}
   for process, _ in runs.values():
     finish(process)
   return {name: (root / name, units_saved(report)) for name, (_, report) in runs.items()}
 
 
 @pytest.fixture(scope="module")
-def resumed(tmp_path_factory, environment, uninterrupted):
+def resumed(request, tmp_path_factory, environment, uninterrupted):
   """``{binary: (workdir, paths right after the kill, units saved by the rerun)}``."""
   del uninterrupted  # runs first, so that its compiled programs are in the cache
   root = tmp_path_factory.mktemp("resumed")
-  killed = {name: start(name, root / name, environment, pause_after=kill_after)
-            for name, (_, (_, kill_after)) in BINARIES.items()}
+  killed = {name: start(name, root / name, environment, pause_after=BINARIES[name][1][1])
+            for name in selected(request)}
   after_kill = {}
   for name, (process, report) in killed.items():
     kill_after = BINARIES[name][1][1]
@@ -181,14 +194,14 @@ def resumed(tmp_path_factory, environment, uninterrupted):
     after_kill[name] = {os.path.relpath(os.path.join(parent, entry), root / name)
                         for parent, dirs, files in os.walk(root / name)
                         for entry in dirs + files}
-  reruns = {name: start(name, root / name, environment) for name in BINARIES}
+  reruns = {name: start(name, root / name, environment) for name in killed}
   for process, _ in reruns.values():
     finish(process)
   return {name: (root / name, after_kill[name], units_saved(report))
           for name, (_, report) in reruns.items()}
 
 
-@pytest.mark.parametrize("name", list(BINARIES))
+@pytest.mark.parametrize("name", NAMES)
 def test_killed_and_rerun_equals_uninterrupted(name, uninterrupted, resumed):
   (expected_dir, _), (workdir, after_kill, _) = uninterrupted[name], resumed[name]
   assert "summary.json" not in after_kill, "the kill came after the run had finished"
@@ -204,7 +217,7 @@ def test_killed_and_rerun_equals_uninterrupted(name, uninterrupted, resumed):
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
 
 
-@pytest.mark.parametrize("name", list(BINARIES))
+@pytest.mark.parametrize("name", NAMES)
 def test_rerun_redoes_only_the_unsaved_work(name, uninterrupted, resumed):
   """Units saved before the kill are loaded, not recomputed (equal outputs alone would not
   tell a resumed run from one that started over)."""
@@ -225,7 +238,7 @@ KILL_STATE = {
 }
 
 
-@pytest.mark.parametrize("name", list(BINARIES))
+@pytest.mark.parametrize("name", NAMES)
 def test_kill_came_part_way(name, resumed):
   after_kill = resumed[name][1]
   saved, not_yet = KILL_STATE[name]

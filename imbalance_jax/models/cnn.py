@@ -46,8 +46,8 @@ class SmallCNN(nn.Module):
 
   Example:
     >>> model = SmallCNN(num_classes=10)
-    >>> params = model.init(jax.random.key(0), jnp.ones((2, 28, 28, 1)))
-    >>> model.apply(params, jnp.ones((2, 28, 28, 1))).shape
+    >>> params = jax.jit(model.init)(jax.random.key(0), jnp.ones((2, 28, 28, 1)))
+    >>> jax.jit(model.apply)(params, jnp.ones((2, 28, 28, 1))).shape
     (2, 10)
   """
 
@@ -95,8 +95,8 @@ class ThreeLayerCNN(nn.Module):
 
   Example:
     >>> model = ThreeLayerCNN(num_classes=4)
-    >>> params = model.init(jax.random.key(0), jnp.ones((2, 28, 28, 1)))
-    >>> model.apply(params, jnp.ones((2, 28, 28, 1))).shape
+    >>> params = jax.jit(model.init)(jax.random.key(0), jnp.ones((2, 28, 28, 1)))
+    >>> jax.jit(model.apply)(params, jnp.ones((2, 28, 28, 1))).shape
     (2, 4)
   """
 

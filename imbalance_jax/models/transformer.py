@@ -128,8 +128,8 @@ class Transformer(nn.Module):
 
   Example:
     >>> model = Transformer(vocab_size=50, d_model=16, num_heads=2, mlp_dim=32)
-    >>> params = model.init(jax.random.key(0), jnp.zeros((2, 8), jnp.int32))
-    >>> model.apply(params, jnp.zeros((2, 8), jnp.int32)).shape
+    >>> params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((2, 8), jnp.int32))
+    >>> jax.jit(model.apply)(params, jnp.zeros((2, 8), jnp.int32)).shape
     (2, 8, 50)
   """
 
@@ -230,10 +230,10 @@ def head_only(optimizer: optax.GradientTransformation, head_name: str = HEAD
 
   Example:
     >>> model = Transformer(vocab_size=10, d_model=4, mlp_dim=4)
-    >>> params = model.init(jax.random.key(0), jnp.zeros((1, 3), jnp.int32))
+    >>> params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 3), jnp.int32))
     >>> grads = jax.tree.map(jnp.ones_like, params)
     >>> opt = head_only(optax.adam(1e-3))
-    >>> updates, _ = opt.update(grads, opt.init(params), params)
+    >>> updates, _ = jax.jit(opt.update)(grads, opt.init(params), params)
     >>> float(jnp.abs(updates["params"]["embed"]["embedding"]).max())
     0.0
     >>> round(float(updates["params"]["head"]["bias"][0]), 6)
