@@ -1,5 +1,7 @@
 """Shared fixtures: small heavy-tailed problems that compile in well under a second."""
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,11 +37,19 @@ def x64():
 # Whole binaries in subprocesses (end to end, kill/resume, several devices).
 _BINARY_TEST_FILES = ("test_experiment_", "test_resume", "test_multidevice", "test_docs")
 # The core, rerun by CI under JAX_ENABLE_X64=1 (`-m float64`): training loop, batching,
-# sweeps, selection, metrics, losses, optimizers, data, results and input checks.
+# sweeps, selection, metrics, losses, optimizers, data, results and input checks (those
+# of their tests that do not already switch to float64 themselves).
 _FLOAT64_TEST_FILES = ("test_batching", "test_train", "test_selection", "test_sweep",
                        "test_metrics", "test_models_losses", "test_optim", "test_results",
                        "test_data", "test_bad_inputs", "test_config", "test_confusion",
                        "test_curvature_exact", "test_theory_quadratic", "test_text")
+
+
+def _runs_in_float64_already(item) -> bool:
+  """A test that switches to 64 bits itself would run the same code again under X64."""
+  function = getattr(item, "function", None)
+  return "x64" in getattr(item, "fixturenames", ()) or (
+      function is not None and "enable_x64(True)" in inspect.getsource(function))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -48,5 +58,5 @@ def pytest_collection_modifyitems(config, items):
     name = item.fspath.basename
     if name.startswith(_BINARY_TEST_FILES):
       item.add_marker(pytest.mark.binary)
-    if name.startswith(_FLOAT64_TEST_FILES):
+    if name.startswith(_FLOAT64_TEST_FILES) and not _runs_in_float64_already(item):
       item.add_marker(pytest.mark.float64)

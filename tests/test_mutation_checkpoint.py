@@ -288,3 +288,25 @@ def test_run_sweep_segment_paths(tiny, tmp_path):
                                checkpoint_dir=str(tmp_path), on_segment=lambda *a: seen.append(a))
   assert seen == [(1, 2), (2, 2)]
   assert_live_equal(got, reference, np.ones((2, 3), bool))
+
+
+def test_run_sweep_keeps_dtypes_and_one_checkpoint(tmp_path):
+  """float32 sweep, members dropped: the result's dtypes are the state's (not numpy's float64
+  defaults), and the checkpoint directory keeps only the last segment."""
+  ds, model, params_S = small_problem(num_seeds=2, dtype=np.float32)
+  run = make_linear_train(model, ds.class_counts[0], "sign_descent", 0.0, num_steps=12,
+                          log_every=3)
+  sweep = train.Sweep(run)
+  got, extras = checkpoint.run_sweep(sweep, params_S, ds, RATES, drop_decided=True,
+                                     checkpoint_dir=str(tmp_path), return_extras=True)
+  assert extras["dropped_at"].tolist() == [[-1, -1, 3], [-1, -1, 3]]
+  for name in ("initial_loss", "final_loss", "max_loss"):
+    assert getattr(got, name).dtype == np.float32, name
+  assert got.finite.dtype == np.bool_ and got.finite.all()  # 1e3 blows up, but finitely
+  assert got.history["loss"].dtype == np.float32
+  assert extras["dropped_at"].dtype.kind == "i"
+  reference = jax.device_get(sweep(params_S, ds, RATES))
+  live = extras["dropped_at"] < 0
+  np.testing.assert_allclose(got.final_loss[live], reference.final_loss[live], rtol=1e-5)
+  np.testing.assert_allclose(got.initial_loss, reference.initial_loss, rtol=1e-6)
+  assert sorted(p.name for p in tmp_path.iterdir() if p.name.isdigit()) == ["4"]
