@@ -133,5 +133,47 @@ def test_initialize_is_opt_in_and_validates(monkeypatch):
   with pytest.raises(ValueError, match="process_id"):
     distributed.initialize("localhost:1", num_processes=2, process_id=2)
   monkeypatch.setenv("JAX_NUM_PROCESSES", "two")
-  with pytest.raises(ValueError, match="JAX_NUM_PROCESSES"):
+  with pytest.raises(ValueError, match=r"^environment variable JAX_NUM_PROCESSES must be an "
+                     r"integer, got 'two'$"):
     distributed.initialize()
+  monkeypatch.setenv("JAX_NUM_PROCESSES", "")  # empty: unset
+  assert distributed.initialize() is False
+
+  # What reaches jax.distributed.initialize (faked: nothing is started here).
+  calls = []
+  monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+  monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
+  assert distributed.initialize("h:1", num_processes=2, process_id=1) is True
+  assert calls.pop() == {"coordinator_address": "h:1", "num_processes": 2, "process_id": 1}
+  monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "e:2")
+  monkeypatch.setenv("JAX_NUM_PROCESSES", "3")
+  monkeypatch.setenv("JAX_PROCESS_ID", "0")  # 0 is a process id, not "unset"
+  assert distributed.initialize() is True
+  assert calls.pop() == {"coordinator_address": "e:2", "num_processes": 3, "process_id": 0}
+  assert distributed.initialize("", num_processes=4, process_id=3) is True  # "" -> env
+  assert calls.pop() == {"coordinator_address": "e:2", "num_processes": 4, "process_id": 3}
+  for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+    monkeypatch.delenv(name)
+  with pytest.raises(ValueError, match=r"^a multi-process run needs coordinator_address, "
+                     r"num_processes and process_id \(flags or JAX_\* environment variables\); "
+                     r"missing \['coordinator_address', 'process_id'\]; or pass --distributed"):
+    distributed.initialize(num_processes=2)
+  with pytest.raises(ValueError, match=r"^process_id must lie in \[0, num_processes=2\), got 2$"):
+    distributed.initialize("h:1", num_processes=2, process_id=2)
+  with pytest.raises(ValueError, match=r"^process_id must be >= 0"):
+    distributed.initialize("h:1", num_processes=2, process_id=-1)
+  with pytest.raises(ValueError, match=r"^num_processes must be >= 1"):
+    distributed.initialize("h:1", num_processes=0, process_id=0)
+  assert calls == []
+  for value in ("1", "true", "YES"):  # auto: JAX detects the cluster
+    monkeypatch.setenv("JAX_DISTRIBUTED", value)
+    assert distributed.initialize() is True
+    assert calls.pop() == {"coordinator_address": None, "num_processes": None,
+                           "process_id": None}
+  monkeypatch.setenv("JAX_DISTRIBUTED", "0")
+  assert distributed.initialize() is False
+  assert distributed.initialize(auto=True) is True and calls.pop()["num_processes"] is None
+  assert distributed.initialize(num_processes=1, auto=True) is False  # one process: nothing
+  monkeypatch.setattr(jax.distributed, "is_initialized", lambda: True)
+  assert distributed.initialize("h:1", num_processes=2, process_id=0) is True
+  assert calls == []  # already initialised: not again
