@@ -99,6 +99,7 @@ def test_example_sizes_and_bytes_per_seed():
   assert sweep_lib._example_sizes({"w": np.ones((2, 3))}, True) == set()
   # Per seed: x 6*3*4 + y 6*4 + counts 2*4 bytes = 104, and 4*3*4 + 4*4 + 8 = 72.
   assert sweep_lib._seed_data_bytes(data, True) == 104 + 72
+  assert type(sweep_lib._seed_data_bytes(data, True)) is int
   assert sweep_lib._seed_data_bytes(dataset(6), False) == 104
 
 
