@@ -69,6 +69,12 @@ MODULES = [
     "imbalance_jax.config",
     "imbalance_jax.cli",
     "imbalance_jax.theory.unigram_scaling",
+    "imbalance_jax._checks",
+    "imbalance_jax.types",
+    "imbalance_jax.data.images",
+    "imbalance_jax.data.imagenet",
+    "imbalance_jax.models.resnet",
+    "imbalance_jax.models.vit",
 ]
 
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
@@ -81,7 +87,12 @@ def doctests(module_name):
   return [t for t in tests if t.examples]
 
 
-@pytest.mark.parametrize("module_name", MODULES)
+# Examples that compile for over ~10 s on 2 cores run with `-m slow` (ResNet18's init and step).
+SLOW = ("imbalance_jax.models.resnet",)
+
+
+@pytest.mark.parametrize("module_name", [
+    pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name for name in MODULES])
 def test_docstring_examples_run(module_name):
   runner = doctest.DocTestRunner(optionflags=FLAGS)
   report = []

@@ -83,11 +83,11 @@ class ResNet18(nn.Module):
 
   Example:
     >>> model = ResNet18(num_classes=10, stem="small", width=8)
-    >>> variables = model.init(jax.random.key(0), jnp.ones((2, 28, 28, 1)))
-    >>> logits, updates = model.apply(variables, jnp.ones((2, 28, 28, 1)), train=True,
-    ...                               mutable=["batch_stats"])
-    >>> logits.shape
-    (2, 10)
+    >>> variables = jax.jit(model.init)(jax.random.key(0), jnp.ones((2, 28, 28, 1)))
+    >>> step = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))
+    >>> logits, updates = step(variables, jnp.ones((2, 28, 28, 1)))
+    >>> logits.shape, sorted(updates)
+    ((2, 10), ['batch_stats'])
   """
 
   num_classes: int

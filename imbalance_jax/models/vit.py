@@ -95,8 +95,8 @@ class SimpleViT(nn.Module):
 
   Example:
     >>> model = SimpleViT(num_classes=10, **VIT_CONFIGS["micro"])
-    >>> params = model.init(jax.random.key(0), jnp.ones((2, 28, 28, 1)))
-    >>> model.apply(params, jnp.ones((2, 28, 28, 1))).shape
+    >>> params = jax.jit(model.init)(jax.random.key(0), jnp.ones((2, 28, 28, 1)))
+    >>> jax.jit(model.apply)(params, jnp.ones((2, 28, 28, 1))).shape
     (2, 10)
   """
 
