@@ -99,7 +99,7 @@ def main(argv):
           store_key=f"{variant}/{spec.name}", segment_steps=config.segment_steps or None,
           log=logging.info)
       wall[variant][spec.name] = time.perf_counter() - start
-    summary[variant] = {name: reporting.summarize_run(t, config.divergence_threshold)
+    summary[variant] = {name: reporting.summarize_run(t)
                         for name, t in tuned[variant].items()}
     for name, entry in summary[variant].items():
       logging.info("%-15s %-20s lr=%-8.3g final loss=%.4f  group losses=%s", variant, name,

@@ -63,13 +63,11 @@ def main(argv):
                  np.mean(tuned[spec.name].stats[selection.exponent].final))
 
   steps = run.history_steps
-  summary = {name: reporting.summarize_run(t, config.divergence_threshold)
-             for name, t in tuned.items()}
+  summary = {name: reporting.summarize_run(t) for name, t in tuned.items()}
   results.write_json(os.path.join(workdir, "summary.json"), summary)
   results.write_jsonl(os.path.join(workdir, "metrics.jsonl"),
                       (r for name, t in tuned.items()
-                       for r in reporting.history_records(name, t, steps,
-                                                          config.divergence_threshold)))
+                       for r in reporting.history_records(name, t, steps)))
   best = {name: t.best_history for name, t in tuned.items()}
   rates = {name: t.selection.learning_rate for name, t in tuned.items()}
   plotting.save_figure(

@@ -125,7 +125,7 @@ def main(argv):
             threshold=config.divergence_threshold, store=store,
             store_key=f"{model_name}/{subset}/{spec.name}", log=logging.info)
     summary[model_name] = {
-        subset: {name: reporting.summarize_run(t, config.divergence_threshold)
+        subset: {name: reporting.summarize_run(t)
                  for name, t in runs.items()} for subset, runs in tuned[model_name].items()}
     for subset, runs in summary[model_name].items():
       for name, entry in runs.items():

@@ -85,7 +85,7 @@ def main(argv):
   steps = run.history_steps
   summary = {}
   for name, t in tuned.items():
-    entry = reporting.summarize_run(t, config.divergence_threshold)
+    entry = reporting.summarize_run(t)
     entry["initial_group_losses"] = np.mean(t.best_history["group_loss"][:, 0], axis=0).tolist()
     summary[name] = entry
   results.write_json(os.path.join(workdir, "summary.json"), summary)

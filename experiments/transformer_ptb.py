@@ -124,7 +124,7 @@ def main(argv):
   steps = run.history_steps
   summary = {}
   for name, t in tuned.items():
-    entry = reporting.summarize_run(t, config.divergence_threshold)
+    entry = reporting.summarize_run(t)
     history = t.best_history
     entry["initial_group_losses"] = np.mean(history["group_loss"][:, 0], axis=0).tolist()
     if config.valid:

@@ -9,13 +9,15 @@ import numpy as np
 from imbalance_jax.train.tuning import TunedSweep
 
 
-def summarize_run(tuned: TunedSweep, threshold: float = 1.5) -> dict:
+def summarize_run(tuned: TunedSweep) -> dict:
   """Summary entry of one run at its selected step size (means over seeds).
 
   Keys: ``learning_rate``, ``final_loss``, ``final_group_losses`` (most frequent
   group first), ``diverged`` (step sizes with a diverged seed), plus the
   evidence: ``final_loss_max_over_seeds``, ``scores`` (per evaluated step
   size) and ``fallback_from`` (the unstable winner replaced, if any).
+  Divergence is as decided by the selection (its ``threshold``, the one given
+  to `tune_sweep`).
 
   Example:
     Two seeds at step sizes 0.1 and 1; at 1 the first seed's loss reached 9 > 1.5 x 2.
@@ -51,9 +53,10 @@ def summarize_run(tuned: TunedSweep, threshold: float = 1.5) -> dict:
   return entry
 
 
-def history_records(run_name: str, tuned: TunedSweep, steps: Sequence[int],
-                    threshold: float = 1.5) -> Iterator[dict]:
+def history_records(run_name: str, tuned: TunedSweep, steps: Sequence[int]) -> Iterator[dict]:
   """One record per (step size, seed, logged step) with every recorded metric.
+
+  ``diverged`` is the member's verdict under the selection's threshold.
 
   Example:
     With ``tuned`` as in `summarize_run` (2 step sizes, 2 seeds, 2 logged steps):
@@ -70,7 +73,7 @@ def history_records(run_name: str, tuned: TunedSweep, steps: Sequence[int],
   """
   for exponent in sorted(tuned.histories):
     history = tuned.histories[exponent]
-    diverged = tuned.stats[exponent].diverged(threshold)
+    diverged = tuned.stats[exponent].diverged(tuned.selection.threshold)
     num_seeds = next(iter(history.values())).shape[0]
     for seed in range(num_seeds):
       for t, step in enumerate(steps):

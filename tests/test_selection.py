@@ -254,3 +254,25 @@ def test_tune_skips_evaluated_exponents_and_respects_custom_bounds():
   selection.tune(_recording(-1.0, calls), exponents=(-3.0, -2.0, -1.0), refine_rounds=1,
                  bounds=(-3.0, -1.0))
   assert calls[1] == [-1.5]  # -0.5 lies outside the bounds
+
+
+def test_reports_use_the_threshold_of_the_selection():
+  from imbalance_jax import reporting
+  # One seed at 0.1 whose loss peaked at 1.6 x initial: diverged at 1.5, not at 2.
+  by_exponent = {-1.0: stats([1.0], max_loss=8.0), -2.0: stats([2.0])}
+  histories = {e: {"loss": np.array([[5.0, 1.0]]), "group_loss": np.ones((1, 2, 2))}
+               for e in by_exponent}
+  for threshold, diverged in ((1.5, True), (2.0, False)):
+    chosen = selection.select(by_exponent, threshold)
+    assert chosen.threshold == threshold
+    tuned = train.TunedSweep(selection=chosen, stats=by_exponent, histories=histories)
+    entry = reporting.summarize_run(tuned)
+    assert entry["diverged"] == ([0.1] if diverged else [])
+    # Diverged: 0.1 scores its initial loss and loses. Not diverged: it wins on its final
+    # loss but, unstable, falls back to 0.01.
+    assert entry["learning_rate"] == pytest.approx(0.01)
+    assert entry["fallback_from"] == (None if diverged else pytest.approx(0.1))
+    flags = {(r["learning_rate"], r["step"]): r["diverged"]
+             for r in reporting.history_records("gd", tuned, steps=[0, 5])}
+    assert flags == {(0.01, 0): False, (0.01, 5): False, (0.1, 0): diverged, (0.1, 5): diverged}
+  assert selection.select(by_exponent).threshold == 1.5

@@ -63,6 +63,7 @@ class Selection:
   scores: dict[float, float]
   diverged: tuple[float, ...]  # exponents with at least one diverged seed
   fallback_from: float | None  # the unstable winner that was replaced, if any
+  threshold: float = 1.5  # the divergence threshold the selection used
 
   @property
   def winner(self) -> float:
@@ -92,7 +93,8 @@ def select(stats: Mapping[float, LossStats], threshold: float = 1.5) -> Selectio
     smaller = [e for e in exponents if e < best and e not in diverged]
     if smaller:
       fallback_from, best = best, smaller[-1]
-  return Selection(exponent=best, scores=scores, diverged=diverged, fallback_from=fallback_from)
+  return Selection(exponent=best, scores=scores, diverged=diverged, fallback_from=fallback_from,
+                   threshold=threshold)
 
 
 def refinement(best: float, round_index: int, evaluated, bounds=(-6.0, 1.0)) -> list[float]:
