@@ -162,6 +162,43 @@ def test_remat_and_pytree_outputs_kept(x64):
   assert _tree_max_diff(got, expected) < 1e-13
 
 
+def test_convolutions_inside_while_and_cond_are_rewritten(x64):
+  x = jax.random.normal(jax.random.key(0), (2, 3, 6, 6), jnp.float64)
+  w0 = jax.random.normal(jax.random.key(1), (4, 3, 3, 3), jnp.float64)
+
+  def conv(x, w):  # NCHW x OIHW: not canonical
+    return lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NCHW", "OIHW", "NCHW"))
+
+  def fn(w, num_steps):
+    def body(_, w):
+      return w - 1e-3 * jax.grad(lambda w: jnp.sum(conv(x, w) ** 2))(w)
+
+    w = lax.fori_loop(0, num_steps, body, w)  # a traced bound: a while loop
+    return lax.cond(jnp.sum(w) > 0, lambda w: jnp.sum(conv(x, w)), lambda w: -jnp.sum(conv(2 * x, w)), w)
+
+  fast = xla_cpu.canonical_convolutions(fn)
+  jaxpr = jax.make_jaxpr(fast)(w0, jnp.int32(3))
+  kinds = {e.primitive.name for e in jaxpr.jaxpr.eqns}
+  assert {"while", "cond"} <= kinds  # the loop and the branch are kept, not unrolled
+  convs = _convs(jaxpr.jaxpr)
+  assert len(convs) == 4  # forward + kernel gradient in the loop, one per branch
+  assert all(xla_cpu.is_canonical(e.params["dimension_numbers"]) for e in convs)
+  for num_steps in (0, 3):
+    for w in (w0, -w0):
+      got, expected = jax.jit(fast)(w, num_steps), jax.jit(fn)(w, num_steps)
+      np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_cpu_convolutions_rewrites_only_on_the_cpu(monkeypatch):
+  def fn(x):
+    return x
+
+  wrapped = xla_cpu.cpu_convolutions(fn)
+  assert wrapped is not fn and wrapped.__wrapped__ is fn  # this machine: the CPU
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  assert xla_cpu.cpu_convolutions(fn) is fn
+
+
 def _convs(jaxpr):
   """Every convolution equation in ``jaxpr`` and its sub-jaxprs."""
   found = []
