@@ -17,9 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-# Modules whose examples are real (not pseudo-code); every listed module has examples.
-# Not listed: the figure modules without examples (plotting.curvature, plotting.theory)
-# and modules whose examples are still pseudo-code (see docs/testing.md).
+# Every library module with docstring examples; every listed module has examples.
+# Not listed: modules without examples (e.g. plotting.curvature, plotting.theory).
 MODULES = [
     "imbalance_jax.curvature.block_maps",
     "imbalance_jax.curvature.diagnostics",
