@@ -12,6 +12,7 @@ gloo), as on two hosts.
 """
 
 import functools
+import logging
 import os
 import socket
 import subprocess
@@ -121,7 +122,7 @@ def test_two_processes_match_one_device(tmp_path):
   assert_match(path, names)
 
 
-def test_initialize_is_opt_in_and_validates(monkeypatch):
+def test_initialize_is_opt_in_and_validates(monkeypatch, caplog):
   from imbalance_jax.train import distributed
   for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID",
                "JAX_DISTRIBUTED"):
@@ -143,8 +144,14 @@ def test_initialize_is_opt_in_and_validates(monkeypatch):
   calls = []
   monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
   monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
-  assert distributed.initialize("h:1", num_processes=2, process_id=1) is True
+  for name, value in (("process_index", 1), ("process_count", 2), ("local_device_count", 3),
+                      ("device_count", 6)):
+    monkeypatch.setattr(jax, name, lambda value=value: value)
+  with caplog.at_level(logging.INFO, logger="absl"):
+    assert distributed.initialize("h:1", num_processes=2, process_id=1) is True
   assert calls.pop() == {"coordinator_address": "h:1", "num_processes": 2, "process_id": 1}
+  assert [r.getMessage() for r in caplog.records if r.name == "absl"] == [
+      "jax.distributed: process 1 of 2, 3 local / 6 global devices"]
   monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "e:2")
   monkeypatch.setenv("JAX_NUM_PROCESSES", "3")
   monkeypatch.setenv("JAX_PROCESS_ID", "0")  # 0 is a process id, not "unset"
@@ -158,6 +165,8 @@ def test_initialize_is_opt_in_and_validates(monkeypatch):
                      r"num_processes and process_id \(flags or JAX_\* environment variables\); "
                      r"missing \['coordinator_address', 'process_id'\]; or pass --distributed"):
     distributed.initialize(num_processes=2)
+  with pytest.raises(ValueError, match=r"; missing \['num_processes'\]; "):
+    distributed.initialize("h:1", process_id=0)
   with pytest.raises(ValueError, match=r"^process_id must lie in \[0, num_processes=2\), got 2$"):
     distributed.initialize("h:1", num_processes=2, process_id=2)
   with pytest.raises(ValueError, match=r"^process_id must be >= 0"):
