@@ -180,6 +180,13 @@ def test_gather_members_and_to_host():
   one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   placed = sweep_lib.put({"x": np.ones(2)}, {"x": one})
   assert placed["x"].sharding == one
+  # A mesh sharding is kept (a default placement would be a single-device sharding).
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("seeds", "rates"))
+  named = jax.sharding.NamedSharding(mesh, PartitionSpec("seeds", "rates"))
+  assert sweep_lib.put({"x": np.ones((2, 4))}, {"x": named})["x"].sharding == named
+  gathered = sweep_lib.gather_members(state, np.array([[3, 0], [1, 1]]), named)
+  assert gathered["a"].sharding == named and gathered["b"].sharding == named
+  np.testing.assert_array_equal(gathered["b"], got["b"])
 
 
 def test_place_validates_and_pads_rates_to_the_params_dtype():
