@@ -11,6 +11,7 @@ joined by `imbalance_jax.train.distributed.initialize` (CPU collectives over
 gloo), as on two hosts.
 """
 
+import contextlib
 import functools
 import logging
 import os
@@ -24,6 +25,7 @@ import pytest
 
 from conftest import small_problem
 from imbalance_jax import optim, train
+from imbalance_jax.train import checkpoint as checkpoint_lib
 
 RATES_5 = np.array([1e-3, 1e-2, 1e-1, 1.0, 1e2])  # 1e2 diverges under sign descent
 # name: (seeds, rates, example shards on 8 devices, data per seed, drop, mesh on 8 devices)
@@ -53,9 +55,14 @@ def cases(names=tuple(CASES)) -> dict[str, np.ndarray]:
       assert sweep.layout(num_seeds, len(rates), data).mesh_shape == (
           mesh if jax.device_count() == 8 else (1, 1, 1))
       if drop:
-        result, extras = train.run_sweep(sweep, seeds(params_S), data, rates, segment_steps=3,
-                                         drop_decided=True, return_extras=True)
+        with _recording_gathers() as gathers:
+          result, extras = train.run_sweep(sweep, seeds(params_S), data, rates, segment_steps=3,
+                                           drop_decided=True, return_extras=True)
         out[f"{name}|dropped_at"] = extras["dropped_at"]
+        # The compacted state stays spread over every device (one device: no placement).
+        layout = sweep.layout(num_seeds, len(rates), data)
+        expected = train.Sweep.member_sharding(layout) if jax.device_count() > 1 else None
+        assert gathers and all(g == (expected, {jax.device_count()}) for g in gathers), gathers
       else:
         result = sweep(seeds(params_S), data, rates)
         devices = result.final_loss.sharding.device_set
@@ -64,6 +71,23 @@ def cases(names=tuple(CASES)) -> dict[str, np.ndarray]:
       for path, leaf in jax.tree_util.tree_leaves_with_path(train.sweep.to_host(result)):
         out[name + "|" + jax.tree_util.keystr(path)] = np.asarray(leaf)
   return out
+
+
+@contextlib.contextmanager
+def _recording_gathers():
+  """Records ``(sharding, device counts of the result)`` of each `gather_members` in run_sweep."""
+  calls, real = [], checkpoint_lib.gather_members
+
+  def gather(state, index_SW, sharding=None):
+    out = real(state, index_SW, sharding)
+    calls.append((sharding, {len(leaf.sharding.device_set) for leaf in jax.tree.leaves(out)}))
+    return out
+
+  checkpoint_lib.gather_members = gather
+  try:
+    yield calls
+  finally:
+    checkpoint_lib.gather_members = real
 
 
 @functools.lru_cache(maxsize=1)

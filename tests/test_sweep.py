@@ -106,6 +106,8 @@ def test_keys_per_seed_reach_every_member(x64, tmp_path):
     np.testing.assert_allclose(result.history["loss"][s, 1], solo.history["loss"], rtol=1e-12)
   other = sweep(params_S, ds, rates, keys_S[::-1])
   assert not np.allclose(other.history["loss"], result.history["loss"])
+  one_program = train.run_sweep(sweep, params_S, ds, rates, keys_S=keys_S)
+  np.testing.assert_allclose(one_program.history["loss"], result.history["loss"], rtol=1e-12)
   segmented = train.run_sweep(sweep, params_S, ds, rates, keys_S=keys_S, segment_steps=3,
                               checkpoint_dir=str(tmp_path))
   np.testing.assert_allclose(segmented.history["loss"], result.history["loss"], rtol=1e-12)
