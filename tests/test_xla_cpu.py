@@ -189,6 +189,26 @@ def test_convolutions_inside_while_and_cond_are_rewritten(x64):
       np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
+def test_rewrite_closed_moves_consts_to_leading_inputs(x64):
+  """A closed jaxpr with consts (here a captured kernel) becomes one taking them as inputs."""
+  kernel = jax.random.normal(jax.random.key(2), (4, 3, 3, 3), jnp.float64)  # OIHW
+  x = jax.random.normal(jax.random.key(3), (2, 3, 6, 6), jnp.float64)
+
+  def fn(x):
+    return lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                    dimension_numbers=("NCHW", "OIHW", "NCHW")) + 1.0
+
+  closed = jax.make_jaxpr(fn)(x)
+  assert len(closed.consts) >= 1 and any(c.shape == kernel.shape for c in closed.consts)
+  rewritten, extra = xla_cpu._rewrite_closed(closed)
+  assert rewritten.consts == [] or len(rewritten.consts) == 0
+  assert len(rewritten.jaxpr.invars) == len(extra) + 1
+  assert [np.shape(e) for e in extra[-len(closed.consts):]] == [np.shape(c) for c in closed.consts]
+  assert all(xla_cpu.is_canonical(e.params["dimension_numbers"]) for e in _convs(rewritten.jaxpr))
+  (got,) = jax.core.eval_jaxpr(rewritten.jaxpr, [], *extra, x)
+  np.testing.assert_allclose(got, fn(x), rtol=1e-12)
+
+
 def test_cpu_convolutions_rewrites_only_on_the_cpu(monkeypatch):
   def fn(x):
     return x
