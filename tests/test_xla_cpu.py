@@ -209,6 +209,18 @@ def test_rewrite_closed_moves_consts_to_leading_inputs(x64):
   np.testing.assert_allclose(got, fn(x), rtol=1e-12)
 
 
+def test_functions_without_convolutions_run_unchanged():
+  """No convolution: fn itself runs, so jit calls and custom derivative rules are kept."""
+  def fn(x):
+    return jax.jit(jax.nn.relu)(x)  # relu has a custom_jvp: derivative 0 at 0
+
+  wrapped = xla_cpu.canonical_convolutions(fn)
+  assert float(jax.grad(wrapped)(0.0)) == 0.0  # inlined max(x, 0) would give 0.5
+  kinds = [e.primitive.name for e in jax.make_jaxpr(wrapped)(1.0).jaxpr.eqns]
+  assert kinds == [e.primitive.name for e in jax.make_jaxpr(fn)(1.0).jaxpr.eqns]
+  assert len(kinds) == 1 and kinds[0] in ("jit", "pjit")  # one call, not inlined
+
+
 def test_cpu_convolutions_rewrites_only_on_the_cpu(monkeypatch):
   def fn(x):
     return x
