@@ -58,8 +58,7 @@ def test_keys_round_trip_through_raw_data():
 
 def test_members_real_scatter_compact():
   cols = np.array([[0, -1, 2], [-1, 1, -1]])
-  members = checkpoint._Members(cols.copy(), 2, 3)
-  assert (members.num_seeds, members.num_rates) == (2, 3)
+  members = checkpoint._Members(cols.copy())
   s, j, col = members.real()
   assert s.tolist() == [0, 0, 1] and j.tolist() == [0, 2, 1] and col.tolist() == [0, 2, 1]
   out = np.zeros((2, 3, 2))
@@ -94,7 +93,7 @@ def test_drop_marks_decided_members_and_keeps_the_width():
   state = State(initial_loss=np.array([[1.0, 1.0, 1.0, 1.0], [2.0, np.nan, 2.0, 2.0]]),
                 max_loss=np.array([[1.5, 1.6, 0.5, 1.0], [3.0, 1.0, 1.0, 2.0]]),
                 finite=np.array([[True, True, True, False], [True] * 4]))
-  members = checkpoint._Members(np.tile(np.arange(4), (2, 1)), 2, 4)
+  members = checkpoint._Members(np.tile(np.arange(4), (2, 1)))
   dropped = fresh_dropped()
   # Decided: (0, 1) above 1.5 x initial, (0, 3) not finite, (1, 1) NaN initial loss;
   # exactly 1.5 x initial (0, 0) and (1, 0) is not. Seed 1 keeps 3 members: width stays 4.
@@ -112,7 +111,7 @@ def test_drop_compacts_to_the_next_power_of_two():
   state = State(initial_loss=np.ones((2, 4)),
                 max_loss=np.array([[1.0, 9.0, 1.0, 9.0], [9.0, 1.0, 9.0, 9.0]]),
                 finite=np.ones((2, 4), bool))
-  members = checkpoint._Members(np.tile(np.arange(4), (2, 1)), 2, 4)
+  members = checkpoint._Members(np.tile(np.arange(4), (2, 1)))
   dropped = fresh_dropped()
   got = checkpoint._drop(state, members, dropped, 2.0, 3, plan_layout(2, 4, 1), None)
   assert members.cols.tolist() == [[0, 2], [1, -1]]

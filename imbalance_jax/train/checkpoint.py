@@ -151,9 +151,8 @@ def _abstract(tree):
 class _Members:
   """Host-side bookkeeping of which real member ``(s, l)`` each state slot holds."""
 
-  def __init__(self, cols_SW, num_seeds, num_rates):
+  def __init__(self, cols_SW):
     self.cols = cols_SW  # [padded seeds, W]: learning-rate column, -1 = padding/dropped
-    self.num_seeds, self.num_rates = num_seeds, num_rates
 
   def real(self):
     """``(slot_seed, slot_index, rate_column)`` of every live real slot."""
@@ -238,10 +237,10 @@ def run_sweep(sweep: Sweep, params_S, data, learning_rates_L, *, keys_S=None,
 
   layout, state, placed = sweep.init(params_S, data, learning_rates_L, keys_S)
   num_seeds, num_rates = layout.num_seeds, layout.num_rates
-  sharding = Sweep.member_sharding(layout) if layout.num_devices > 1 else None
+  sharding = None if layout.num_devices == 1 else Sweep.member_sharding(layout)
   cols = np.full((layout.padded_seeds, layout.padded_rates), -1)
   cols[:num_seeds, :num_rates] = np.arange(num_rates)
-  members = _Members(cols, num_seeds, num_rates)
+  members = _Members(cols)
   grid = (num_seeds, num_rates)
   per_segment = segment_steps // train.log_every
   segment_shape = jax.eval_shape(lambda s, d: sweep.run(s, d, segment_steps), state, placed)[1]
@@ -323,8 +322,7 @@ def run_sweep(sweep: Sweep, params_S, data, learning_rates_L, *, keys_S=None,
 def _drop(state, members: _Members, dropped, threshold, step, layout, sharding):
   """Marks members decided after ``step`` steps and compacts the state if W shrinks."""
   initial, max_loss, finite = to_host((state.initial_loss, state.max_loss, state.finite))
-  with np.errstate(invalid="ignore"):
-    decided = ~finite | ~np.isfinite(initial) | (max_loss > threshold * initial)
+  decided = ~finite | ~np.isfinite(initial) | (max_loss > threshold * initial)
   s, j, col = members.real()
   newly = decided[s, j]
   s, j, col = s[newly], j[newly], col[newly]
