@@ -162,7 +162,7 @@ def test_remat_and_pytree_outputs_kept(x64):
   assert _tree_max_diff(got, expected) < 1e-13
 
 
-def test_convolutions_inside_while_and_cond_are_rewritten(x64):
+def test_convolutions_inside_while_scan_cond_and_jit_are_rewritten(x64):
   x = jax.random.normal(jax.random.key(0), (2, 3, 6, 6), jnp.float64)
   w0 = jax.random.normal(jax.random.key(1), (4, 3, 3, 3), jnp.float64)
 
@@ -174,14 +174,18 @@ def test_convolutions_inside_while_and_cond_are_rewritten(x64):
       return w - 1e-3 * jax.grad(lambda w: jnp.sum(conv(x, w) ** 2))(w)
 
     w = lax.fori_loop(0, num_steps, body, w)  # a traced bound: a while loop
-    return lax.cond(jnp.sum(w) > 0, lambda w: jnp.sum(conv(x, w)), lambda w: -jnp.sum(conv(2 * x, w)), w)
+    w, _ = lax.scan(lambda w, _: (w * (1 + 1e-3 * jnp.mean(conv(x, w))), None), w, length=2)
+    return lax.cond(jnp.sum(w) > 0, lambda w: jnp.sum(jax.jit(conv)(x, w)),
+                    lambda w: -jnp.sum(conv(2 * x, w)), w)
 
   fast = xla_cpu.canonical_convolutions(fn)
   jaxpr = jax.make_jaxpr(fast)(w0, jnp.int32(3))
   kinds = {e.primitive.name for e in jaxpr.jaxpr.eqns}
-  assert {"while", "cond"} <= kinds  # the loop and the branch are kept, not unrolled
+  assert {"while", "scan", "cond"} <= kinds  # loops and the branch are kept, not unrolled
   convs = _convs(jaxpr.jaxpr)
-  assert len(convs) == 4  # forward + kernel gradient in the loop, one per branch
+  # forward + kernel gradient in the while loop, one in the scan, one per branch (the first
+  # inside a jit call, inlined)
+  assert len(convs) == 5
   assert all(xla_cpu.is_canonical(e.params["dimension_numbers"]) for e in convs)
   for num_steps in (0, 3):
     for w in (w0, -w0):

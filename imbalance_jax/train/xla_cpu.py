@@ -246,9 +246,10 @@ def _eval_eqn(eqn, invals):
     return _eval_jaxpr(sub_jaxpr, sub_consts, *invals[len(invals) - len(sub_jaxpr.invars):])
   if name == "scan":
     jaxpr, extra = _rewrite_closed(params["jaxpr"])
-    return eqn.primitive.bind(*extra, *invals, **{
-        **params, "jaxpr": jaxpr, "num_consts": params["num_consts"] + len(extra),
-        "linear": (False,) * len(extra) + tuple(params["linear"])})
+    scan_params = {**params, "jaxpr": jaxpr, "num_consts": params["num_consts"] + len(extra)}
+    if "linear" in params:  # older JAX versions flag each operand; newer scans have no such flag
+      scan_params["linear"] = (False,) * len(extra) + tuple(params["linear"])
+    return eqn.primitive.bind(*extra, *invals, **scan_params)
   if name == "while":
     cond_n, body_n = params["cond_nconsts"], params["body_nconsts"]
     cond, cond_extra = _rewrite_closed(params["cond_jaxpr"])
