@@ -47,7 +47,7 @@ def test_write_json_and_jsonl_roundtrip_with_null_for_nan(tmp_path):
   assert strict_load(path.read_text()) == {"loss": None, "groups": [1.0, None]}
   # Readable: two-space indents, keys in the order given.
   results.write_json(path, {"z": 1, "a": [2]})
-  assert path.read_text() == '{\n  "z": 1,\n  "a": [\n    2\n  ]\n}'
+  assert path.read_text() == '{\n  "z": 1,\n  "a": [\n    2\n  ]\n}\n'
   records = [{"step": np.int32(s), "loss": np.float64(v)} for s, v in [(0, 2.0), (5, np.nan)]]
   results.write_jsonl(tmp_path / "m.jsonl", records)
   lines = (tmp_path / "m.jsonl").read_text().splitlines()
