@@ -189,13 +189,15 @@ def test_run_sweep_one_program_and_extras(tiny):
       checkpoint.run_sweep(sweep, params_S, ds, RATES, segment_steps=0)
 
 
-def test_run_sweep_dropping_members(tiny):
+def test_run_sweep_dropping_members(tiny, monkeypatch):
   ds, params_S, sweep, reference, head = tiny
-  seen = []
+  seen, drops, real_drop = [], [], checkpoint._drop
+  monkeypatch.setattr(checkpoint, "_drop", lambda *a: drops.append(a[4]) or real_drop(*a))
   with jax.enable_x64(True):
     got, extras = checkpoint.run_sweep(sweep, params_S, ds, RATES, drop_decided=True,
                                        return_extras=True, on_segment=lambda *a: seen.append(a))
   assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]  # default segments: 12 / 3
+  assert drops == [3, 6, 9]  # decided after every segment but the last (it runs to the end)
   assert extras["dropped_at"].tolist() == [[-1, -1, 3], [-1, -1, 3]]
   live = extras["dropped_at"] < 0
   assert_live_equal(got, reference, live)

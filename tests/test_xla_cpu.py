@@ -173,7 +173,9 @@ def test_convolutions_inside_while_scan_cond_and_jit_are_rewritten(x64):
     def body(_, w):
       return w - 1e-3 * jax.grad(lambda w: jnp.sum(conv(x, w) ** 2))(w)
 
-    w = lax.fori_loop(0, num_steps, body, w)  # a traced bound: a while loop
+    # A while loop whose condition closes over the traced bound (a cond const).
+    _, w = lax.while_loop(lambda c: c[0] < num_steps, lambda c: (c[0] + 1, body(c[0], c[1])),
+                          (0, w))
     w, _ = lax.scan(lambda w, _: (w * (1 + 1e-3 * jnp.mean(conv(x, w))), None), w, length=2)
     return lax.cond(jnp.sum(w) > 0, lambda w: jnp.sum(jax.jit(conv)(x, w)),
                     lambda w: -jnp.sum(conv(2 * x, w)), w)
