@@ -305,6 +305,7 @@ def test_run_sweep_keeps_dtypes_and_one_checkpoint(tmp_path):
     assert getattr(got, name).dtype == np.float32, name
   assert got.finite.dtype == np.bool_ and got.finite.all()  # 1e3 blows up, but finitely
   assert got.history["loss"].dtype == np.float32
+  assert {leaf.dtype for leaf in jax.tree.leaves(got.params)} == {np.dtype(np.float32)}
   assert extras["dropped_at"].dtype.kind == "i"
   reference = jax.device_get(sweep(params_S, ds, RATES))
   live = extras["dropped_at"] < 0
