@@ -134,6 +134,8 @@ def test_layout_shards_examples_when_a_seed_outgrows_device_memory(fake_devices)
   assert sweep.layout(2, 4, data).mesh_shape == (2, 4, 1)
   fake_devices(1, 1)  # one device: never
   assert sweep.layout(2, 4, data).mesh_shape == (1, 1, 1)
+  fake_devices(2, 136 * 4 - 4)  # two devices are enough to shard over
+  assert sweep.layout(1, 1, data).mesh_shape == (1, 1, 2)
   fake_devices(8, 136)
   odd = dataset(6, seeds=2)  # 4 shards do not divide 6 examples: 2 do (need >= 3.x: none fit)
   assert sweep.layout(2, 4, odd).mesh_shape == (2, 4, 1)
