@@ -146,6 +146,9 @@ def test_layout_refuses_bad_example_shards(fake_devices):
   fake_devices(8, None)
   with pytest.raises(ValueError, match=r"^example_shards > 1 needs the data as a Dataset"):
     train.Sweep(None, example_shards=2).layout(2, 4, {"w": np.ones((2, 8))})
+  for shards in (None, 1):  # data that is not a Dataset is fine without example sharding
+    assert train.Sweep(None, example_shards=shards).layout(
+        2, 4, {"w": np.ones((2, 8))}).mesh_shape == (2, 4, 1)
   with pytest.raises(ValueError, match=r"^example_shards=4 must divide every data set's number "
                      r"of examples, got \[6\]$"):
     train.Sweep(None, example_shards=4).layout(2, 4, dataset(6, seeds=2))
