@@ -12,6 +12,7 @@ gloo), as on two hosts.
 """
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -64,14 +65,16 @@ def cases(names=tuple(CASES)) -> dict[str, np.ndarray]:
         layout = sweep.layout(num_seeds, len(rates), data)
         expected = train.Sweep.member_sharding(layout) if jax.device_count() > 1 else None
         assert gathers and all(g == (expected, {jax.device_count()}) for g in gathers), gathers
-        # Resumed from its last checkpoint, the restored state is put back on every device.
-        with tempfile.TemporaryDirectory() as directory:
-          kwargs = dict(segment_steps=3, drop_decided=True, checkpoint_dir=directory)
-          train.run_sweep(sweep, seeds(params_S), data, rates, **kwargs)
-          finishing = _FinishRecorder(run, data_per_seed=per_seed, example_shards=sweep.example_shards)
-          resumed = train.run_sweep(finishing, seeds(params_S), data, rates, **kwargs)
-        np.testing.assert_array_equal(resumed.final_loss, result.final_loss)
-        assert finishing.devices == [{jax.device_count()}], finishing.devices
+        # Resumed from its last checkpoint, the restored state is put back on every device
+        # (one process: the processes of a multi-host run would need one shared directory).
+        if jax.process_count() == 1:
+          with tempfile.TemporaryDirectory() as directory:
+            kwargs = dict(segment_steps=3, drop_decided=True, checkpoint_dir=directory)
+            train.run_sweep(sweep, seeds(params_S), data, rates, **kwargs)
+            finishing = _FinishRecorder(run, per_seed, sweep.example_shards)
+            resumed = train.run_sweep(finishing, seeds(params_S), data, rates, **kwargs)
+          np.testing.assert_array_equal(resumed.final_loss, result.final_loss)
+          assert finishing.devices == [{jax.device_count()}], finishing.devices
       else:
         result = sweep(seeds(params_S), data, rates)
         devices = result.final_loss.sharding.device_set
@@ -82,12 +85,13 @@ def cases(names=tuple(CASES)) -> dict[str, np.ndarray]:
   return out
 
 
+@dataclasses.dataclass(frozen=True)
 class _FinishRecorder(train.Sweep):
   """A `Sweep` that records on how many devices the state given to `finish` lives."""
 
+  devices: list = dataclasses.field(default_factory=list)
+
   def finish(self, state, data):
-    if not hasattr(self, "devices"):
-      object.__setattr__(self, "devices", [])
     self.devices.append({len(leaf.sharding.device_set) for leaf in jax.tree.leaves(state)})
     return super().finish(state, data)
 
