@@ -202,6 +202,8 @@ def test_place_validates_and_pads_rates_to_the_params_dtype():
   assert layout.mesh_shape == (1, 1, 1) and params is params_S and keys is None
   assert rates.dtype == jnp.float32
   np.testing.assert_allclose(rates, [0.1, 1.0])
+  half = {"w": np.zeros((2, 3), jnp.bfloat16)}  # not the default dtype: the rates follow it
+  assert sweep._place(half, dataset(4, seeds=2), [0.1], None)[3].dtype == jnp.bfloat16
   with pytest.raises(ValueError, match=r"^data has 3 seeds but params_S has 2$"):
     sweep._place(params_S, dataset(4, seeds=3), [0.1], None)
   with pytest.raises(ValueError, match=r"^keys_S has 1 keys but params_S has 2 seeds$"):
