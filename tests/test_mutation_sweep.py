@@ -174,7 +174,7 @@ def test_device_memory_reads_bytes_limit(monkeypatch):
     assert sweep_lib._device_memory() == expected
 
 
-def test_gather_members_and_to_host():
+def test_gather_members_and_to_host(monkeypatch):
   state = {"a": jnp.arange(8.0).reshape(2, 4), "b": jnp.arange(16).reshape(2, 4, 2)}
   got = sweep_lib.gather_members(state, np.array([[3, 0], [1, 1]]))
   np.testing.assert_array_equal(got["a"], [[3.0, 0.0], [5.0, 5.0]])
@@ -182,6 +182,16 @@ def test_gather_members_and_to_host():
   host = sweep_lib.to_host(got)
   assert isinstance(host["a"], np.ndarray)
   np.testing.assert_array_equal(host["a"], got["a"])
+  # Leaves that are all local (numpy arrays and scalars have no is_fully_addressable) are
+  # copied without a cross-process gather.
+  from jax.experimental import multihost_utils
+
+  def no_gather(*args, **kwargs):
+    raise AssertionError("to_host gathered arrays that are all local")
+  monkeypatch.setattr(multihost_utils, "process_allgather", no_gather)
+  host = sweep_lib.to_host({"n": np.arange(3), "x": jnp.ones(2), "f": 1.5})
+  np.testing.assert_array_equal(host["n"], [0, 1, 2])
+  assert isinstance(host["x"], np.ndarray) and host["f"] == 1.5
   one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   placed = sweep_lib.put({"x": np.ones(2)}, {"x": one})
   assert placed["x"].sharding == one
