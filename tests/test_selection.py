@@ -276,3 +276,17 @@ def test_reports_use_the_threshold_of_the_selection():
              for r in reporting.history_records("gd", tuned, steps=[0, 5])}
     assert flags == {(0.01, 0): False, (0.01, 5): False, (0.1, 0): diverged, (0.1, 5): diverged}
   assert selection.select(by_exponent).threshold == 1.5
+
+
+def test_summary_reports_group_accuracy_at_the_last_logged_step():
+  from imbalance_jax import reporting
+  by_exponent = {-1.0: stats([1.0, 1.0])}
+  # [seeds, logged steps, groups]: the summary averages the last step over seeds.
+  accuracy = np.array([[[0.0, 0.0], [0.1, 0.1], [0.5, 0.25]],
+                       [[0.0, 0.0], [0.2, 0.2], [1.0, 0.75]]])
+  history = {"group_loss": np.ones((2, 3, 2)), "group_accuracy": accuracy}
+  tuned = train.TunedSweep(selection=selection.select(by_exponent), stats=by_exponent,
+                           histories={-1.0: history})
+  assert reporting.summarize_run(tuned)["final_group_accuracy"] == [0.75, 0.5]
+  del history["group_accuracy"]
+  assert "final_group_accuracy" not in reporting.summarize_run(tuned)
