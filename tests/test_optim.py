@@ -82,6 +82,23 @@ def test_adam_matches_pytorch_reference(momentum):
     np.testing.assert_allclose(got[k], expected[k], rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["gd", "normalized_gd", "sign_descent"])
+def test_momentum_defaults_to_zero(name):
+  expected = run_np(name, 0.05, 0.0, 3)
+  got = run_optax(optim.OPTIMIZERS[name](0.05), 3)
+  for k in expected:
+    np.testing.assert_allclose(got[k], expected[k], rtol=1e-12, atol=1e-12)
+
+
+def test_normalized_gd_divides_a_norm_below_one_and_keeps_the_dtype():
+  opt = optim.normalize_by_global_norm()
+  grads = {"a": jnp.array([0.3], jnp.bfloat16), "b": jnp.array([0.4], jnp.bfloat16)}
+  updates, _ = opt.update(grads, opt.init(grads))  # norm 0.5
+  assert updates["a"].dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.float32(updates["a"]), 0.6, rtol=1e-2)
+  np.testing.assert_allclose(np.float32(updates["b"]), 0.8, rtol=1e-2)
+
+
 def test_normalized_gd_zero_gradient_is_zero_update():
   opt = optim.normalized_gd(0.1)
   updates, _ = opt.update({"a": jnp.zeros(3)}, opt.init({"a": jnp.zeros(3)}))

@@ -41,6 +41,19 @@ def test_nan_member_is_diverged_and_masked():
 def test_threshold_is_1_5_times_initial_loss_at_any_step():
   assert not stats(1.0, max_loss=7.4).diverged().any()
   assert stats(1.0, max_loss=7.6).diverged().all()
+  assert not stats(1.0, initial=2.0, max_loss=3.0).diverged().any()  # exactly 1.5 x: kept
+  # The default threshold is 1.5: a seed that doubled its loss scores its initial loss.
+  assert stats(1.0, max_loss=10.0).score() == 5.0
+  assert stats(1.0, max_loss=10.0).score(2.5) == 1.0
+
+
+def test_each_non_finite_signal_alone_is_diverged():
+  finite, nan, inf = np.array([True]), np.array([np.nan]), np.array([np.inf])
+  one = np.array([1.0])
+  for case in (dict(initial=one, final=nan, max=one, finite=finite),  # final loss NaN
+               dict(initial=one, final=one, max=one, finite=~finite),  # NaN at some step
+               dict(initial=inf, final=one, max=inf, finite=finite)):  # initial loss inf
+    assert LossStats(**case).diverged().all(), case
 
 
 def test_unstable_winner_falls_back_to_next_smaller():

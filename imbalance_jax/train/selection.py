@@ -42,9 +42,8 @@ class LossStats:
 
   def diverged(self, threshold: float = 1.5) -> np.ndarray:
     """``[S]`` bool: NaN/inf at any step, or loss above threshold x initial at any step."""
-    with np.errstate(invalid="ignore"):
-      return (~self.finite | ~np.isfinite(self.final) | ~np.isfinite(self.initial)
-              | (self.max > threshold * self.initial))
+    return (~self.finite | ~np.isfinite(self.final) | ~np.isfinite(self.initial)
+            | (self.max > threshold * self.initial))
 
   def unstable(self) -> np.ndarray:
     """``[S]`` bool: the loss went above its initial value at some step."""
