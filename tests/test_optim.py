@@ -99,6 +99,15 @@ def test_normalized_gd_divides_a_norm_below_one_and_keeps_the_dtype():
   np.testing.assert_allclose(np.float32(updates["b"]), 0.8, rtol=1e-2)
 
 
+def test_adam_defaults_and_hyperparameters_reach_optax():
+  for kwargs, (b1, b2, eps) in (({}, (0.9, 0.999, 1e-8)),
+                                (dict(momentum=0.5, b2=0.9, eps=1e-3), (0.5, 0.9, 1e-3))):
+    expected = adam_np(1e-2, b1, b2, eps, 5)
+    got = run_optax(optim.adam(1e-2, **kwargs), 5)
+    for k in expected:
+      np.testing.assert_allclose(got[k], expected[k], rtol=1e-10, atol=1e-12)
+
+
 def test_normalized_gd_zero_gradient_is_zero_update():
   opt = optim.normalized_gd(0.1)
   updates, _ = opt.update({"a": jnp.zeros(3)}, opt.init({"a": jnp.zeros(3)}))
@@ -120,16 +129,25 @@ def test_learning_rate_vmaps_through_inject_hyperparams():
 @pytest.mark.parametrize("bad", [0.0, -1e-3, float("nan"), float("inf")])
 @pytest.mark.parametrize("name", ["gd", "normalized_gd", "sign_descent", "adam"])
 def test_bad_learning_rate(name, bad):
-  with pytest.raises(ValueError, match="learning_rate"):
+  with pytest.raises(ValueError, match=r"^learning_rate must be "):
     optim.OPTIMIZERS[name](bad)
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5])
 def test_bad_momentum(bad):
-  with pytest.raises(ValueError, match="momentum"):
+  with pytest.raises(ValueError, match=r"^momentum must be a number in \[0, 1\)"):
     optim.gd(0.1, momentum=bad)
-  with pytest.raises(ValueError, match="momentum"):
+  with pytest.raises(ValueError, match=r"^momentum must be a number in \[0, 1\)"):
     optim.injectable("adam", bad)
+  with pytest.raises(ValueError, match=r"^momentum must be a number in \[0, 1\)"):
+    optim.adam(0.1, momentum=bad)
+
+
+def test_bad_adam_hyperparameters_are_named():
+  with pytest.raises(ValueError, match=r"^b2 must be a number in \[0, 1\), got 1.0$"):
+    optim.adam(0.1, b2=1.0)
+  with pytest.raises(ValueError, match=r"^eps must be finite and positive, got 0.0$"):
+    optim.adam(0.1, eps=0.0)
 
 
 def test_run_names():

@@ -94,7 +94,7 @@ def test_tune_stays_inside_bounds():
 
 
 def test_bad_arguments():
-  with pytest.raises(ValueError, match="stats"):
+  with pytest.raises(ValueError, match="^stats must hold at least one evaluated step size$"):
     selection.select({})
   with pytest.raises(ValueError, match="refine_rounds"):
     selection.tune(lambda e: {}, refine_rounds=-1)
