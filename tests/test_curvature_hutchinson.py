@@ -112,6 +112,20 @@ def test_naive_estimator_agrees_and_has_no_cross_block_variance():
     assert np.all(np.abs(nobias.traces - exact_nobias) < 4 * nobias.stderr)
 
 
+def test_diagonal_hessian_over_three_leaves_is_exact():
+  # A diagonal Hessian makes Rademacher probes exact (z_i^2 = 1): every estimator must give
+  # the block sums of the diagonal, whatever the probes, over every leaf of the pytree.
+  h = {"a": jnp.array([2.0, 3.0]), "b": jnp.array([5.0]), "c": jnp.array([7.0, 11.0])}
+  ids = {"a": jnp.array([0, 0]), "b": jnp.array([1]), "c": jnp.array([1, -1])}
+  loss = lambda p: 0.5 * sum(jnp.sum(h[k] * p[k] ** 2) for k in p)  # noqa: E731
+  params = jax.tree.map(jnp.zeros_like, h)
+  kwargs = dict(num_blocks=2, key=jax.random.key(0), num_probes=3)
+  for estimator in (curvature.hutchinson_block_traces, curvature.hutchinson_block_traces_naive):
+    est = estimator(loss, params, ids, **kwargs)
+    np.testing.assert_allclose(est.traces, [5.0, 12.0], rtol=1e-6)
+    np.testing.assert_allclose(est.stderr, 0.0, atol=1e-6)
+
+
 def test_bad_arguments_raise_naming_the_argument():
   with jax.enable_x64(True):
     _, params, loss = _linear_problem()

@@ -117,3 +117,31 @@ def test_block_maps_sampling_and_ratio():
     curvature.prop2_at_init(jnp.ones((3, 2)), jnp.zeros(3, jnp.int32), 2, bias_C=jnp.ones(3))
   with pytest.raises(ValueError, match="class_to_group"):
     curvature.linear_curvature_metrics(np.array([-1, 0]))
+
+
+def test_sampling_edges_ties_and_messages():
+  key = jax.random.key(1)
+  # Every class picked: the most frequent first, ties by class id (120 classes: numpy's
+  # default sort is not stable at this size).
+  counts = np.tile([3, 1, 2, 2, 1, 3], 20)
+  np.testing.assert_array_equal(curvature.sample_classes(key, counts, counts.size, "uniform"),
+                                np.lexsort((np.arange(counts.size), -counts)))
+  assert curvature.sample_classes(key, [5, 1], 1).shape == (1,)
+  np.testing.assert_array_equal(curvature.sample_dims(key, 64, 64), np.arange(64))
+  assert curvature.sample_dims(key, 1, 1).tolist() == [0]
+  for counts_bad, shape in (([[1, 2]], r"\(1, 2\)"), ([], r"\(0,\)")):
+    with pytest.raises(ValueError, match=rf"^class_counts must have shape \[C\], got {shape}$"):
+      curvature.sample_classes(key, counts_bad, 1)
+  with pytest.raises(ValueError, match=r"^num must be <= the number of classes 2, got 3$"):
+    curvature.sample_classes(key, [1, 2], 3)
+  with pytest.raises(ValueError, match=r"^num must be >= 1"):
+    curvature.sample_classes(key, [1, 2], 0)
+  with pytest.raises(ValueError, match=r"^dim must be >= 1"):
+    curvature.sample_dims(key, 0, 1)
+  with pytest.raises(ValueError, match=r"^num must be >= 1"):
+    curvature.sample_dims(key, 4, 0)
+  with pytest.raises(ValueError, match=r"^num must be <= dim=4, got 5$"):
+    curvature.sample_dims(key, 4, 5)
+  # Exact zeros are floored at 1e-30 by default.
+  np.testing.assert_allclose(curvature.log10_magnitude(jnp.array([0.0, -1e-3])), [-30.0, -3.0],
+                             rtol=1e-6)
