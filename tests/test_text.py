@@ -166,8 +166,11 @@ def test_wikitext_layouts(tmp_path):
   partial = tmp_path / "partial"
   partial.mkdir()
   (partial / "wiki.train.tokens").write_text("only the training split")
-  with pytest.raises(ValueError, match=r"wiki.train.tokens, wiki.valid.tokens, wiki.test.tokens"
-                                       r".*wiki.train.raw.*found there: \['wiki.train.tokens'\]"):
+  assert "tokens test" in text.load_corpus("wikitext2", str(tmp_path), layout="tokens")["test"]
+  with pytest.raises(ValueError, match=(
+      r"put wiki.train.tokens, wiki.valid.tokens, wiki.test.tokens \(tokenized layout, "
+      r"wikitext-103-v1.zip\) or wiki.train.raw, wiki.valid.raw, wiki.test.raw \(raw layout, "
+      r"wikitext-103-raw-v1.zip\) in one of .*found there: \['wiki.train.tokens'\]$")):
     text.load_corpus("wikitext103", str(partial))
   with pytest.raises(ValueError, match="data_dir is required"):
     text.load_corpus("wikitext103")
