@@ -129,6 +129,7 @@ def test_hutchinson_metrics_match_exact_head_traces_on_mlp():
         neg_out = out
     np.testing.assert_allclose(neg_out["neg_exact_trace_C"], out["exact_trace_C"], rtol=1e-10)
     np.testing.assert_allclose(neg_out["neg_grad_norm_C"], out["grad_norm_C"], rtol=1e-10)
+    np.testing.assert_allclose(neg_out["neg_loss"], out["loss"], rtol=1e-12)
 
 
 def test_rank_correlations_and_closest_steps():

@@ -33,6 +33,8 @@ def test_prop2_at_init_matches_measured_blocks(zero_bias):
     pred = curvature.prop2_at_init(x, y, C, bias_C=bias)
     np.testing.assert_allclose(grads["kernel"], pred["grad_kernel_DC"], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(grads["bias"], pred["grad_bias_C"], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(pred["grad_norm_C"], np.linalg.norm(grads["kernel"], axis=0),
+                               rtol=1e-12)
     # Full Hessian over theta = [kernel (D-major), bias]; block k = (column k, bias k).
     theta = jnp.concatenate([params["kernel"].ravel(), bias])
     unflat = lambda t: {"kernel": t[:D * C].reshape(D, C), "bias": t[D * C:]}  # noqa: E731
@@ -77,6 +79,12 @@ def test_prop2_training_error_is_order_one_over_c(num):
     p = curvature.class_true_probability(logits, y)
     np.testing.assert_allclose(p, 0.6, rtol=1e-10)
     pred = curvature.prop2_training(x, y, num, p)
+    np.testing.assert_allclose(pred["grad_norm_C"],
+                               np.linalg.norm(pred["grad_kernel_DC"], axis=0), rtol=1e-12)
+    # With the bias coordinate (x augmented with 1) its row is -(1 - p) pi.
+    with_bias = curvature.prop2_training(x, y, num, p, bias=True)["grad_kernel_DC"]
+    assert with_bias.shape == (num + 1, num)
+    np.testing.assert_allclose(with_bias[-1], -(1 - p) * pi, rtol=1e-10)
     # Exact error: the other classes' samples push w_k by (1-p)/(c-1) pi_j e_j.
     q = (1 - 0.6) / (num - 1)
     err = np.linalg.norm(grads["kernel"] - pred["grad_kernel_DC"], axis=0)
