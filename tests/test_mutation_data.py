@@ -1,0 +1,68 @@
+"""Exact messages, edges and offline guarantees of the data loaders (written against
+surviving mutants; see docs/testing.md)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from imbalance_jax import curvature, data, optim
+from imbalance_jax.data import text
+
+
+def test_bad_counts_and_run_lists_are_refused_with_their_messages():
+  with pytest.raises(ValueError, match="^class_counts must be non-negative with a positive total$"):
+    data.frequency_groups([0, 0])
+  with pytest.raises(ValueError, match="^runs must name at least one run$"):
+    optim.parse_runs("")
+  with pytest.raises(ValueError, match="class_counts"):
+    text.rank_frequencies([3, -1])  # a negative count, positive total
+
+
+def test_short_idx_file_is_a_bad_magic_number(tmp_path):
+  path = tmp_path / "short-idx1-ubyte"
+  path.write_bytes(b"\x00\x00")
+  with pytest.raises(ValueError, match="bad magic number"):
+    data.read_idx(path)
+
+
+def test_idx_label_ten_is_refused(tmp_path):
+  data.write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((2, 28, 28), np.uint8))
+  data.write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([9, 10], np.uint8))
+  with pytest.raises(ValueError, match=r"holds labels >= 10; is it a mnist label file\?$"):
+    data.load_images("mnist", "train", tmp_path)
+
+
+def test_tfds_sources_never_download(tmp_path, monkeypatch):
+  tfds = pytest.importorskip("tensorflow_datasets")
+  calls, real = [], tfds.data_source
+
+  def recording(*args, **kwargs):
+    calls.append(kwargs)
+    return real(*args, **kwargs)
+  monkeypatch.setattr(tfds, "data_source", recording)
+  rng = np.random.default_rng(0)
+  data.write_tfds_images(tmp_path / "digits", "mnist", "train",
+                         rng.integers(0, 256, (3, 28, 28, 1), dtype=np.uint8), [0, 1, 2])
+  assert data.load_images("mnist", "train", tmp_path / "digits").num_examples == 3
+  data.write_tfds_images(tmp_path / "imagenet", "imagenet2012", "train",
+                         [rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)] * 2, [4, 4])
+  subset = data.load_imagenet_subset(jax.random.key(0), tmp_path / "imagenet", image_size=4,
+                                     resize_size=4, num_threads=1)
+  assert subset.num_examples == 2
+  assert len(calls) >= 2 and all(call["download"] is False for call in calls)
+
+
+def test_imagenet_thread_count_is_checked_first(tmp_path):
+  with pytest.raises(ValueError, match="^num_threads must be >= 1"):
+    data.load_imagenet_subset(jax.random.key(0), tmp_path, num_threads=0)
+
+
+def test_data_moments_keep_classes_without_samples():
+  with jax.enable_x64(True):
+    x = jnp.arange(6.0).reshape(3, 2)
+    m = curvature.data_moments(x, jnp.array([0, 0, 1]), 4)  # classes 2 and 3 are empty
+    assert m.xbar_DC.shape == (2, 4) and m.trace_H_C.shape == (4,)
+    np.testing.assert_allclose(m.xbar_DC[:, 0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="^num_classes must be >= 1"):
+      curvature.data_moments(x, jnp.array([0, 0, 1]), 0)
