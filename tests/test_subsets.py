@@ -95,6 +95,20 @@ def test_step_imbalance_bad_inputs():
   with pytest.raises(ValueError, match="counts_per_class"):
     data.step_imbalance(key, ds, majority_count=30, ratio=1)     # more than a class holds
   assert data.step_imbalance(key, ds, majority_count=20, ratio=1).class_counts.tolist() == [20] * 4
+  assert data.step_imbalance(key, ds, majority_count=1, ratio=1).class_counts.tolist() == [1] * 4
+  for kwargs, message in ((dict(num_majority=0), "num_majority must be >= 1, got 0"),
+                          (dict(majority_count=0), "majority_count must be >= 1, got 0"),
+                          (dict(ratio=0.0), "ratio must be finite and positive, got 0.0"),
+                          (dict(majority_count=10, ratio=50), "majority_count / ratio = 0.2 "
+                           "leaves no minority examples; lower ratio or raise majority_count")):
+    with pytest.raises(ValueError, match="^" + message + "$"):
+      data.step_imbalance(key, ds, **kwargs)
+  # Paper R's defaults: two majority classes of 100 examples, ratio 10.
+  big = _indexed(np.repeat(np.arange(4), 120), 4)
+  assert data.step_imbalance(key, big).class_counts.tolist() == [100, 100, 10, 10]
+  with pytest.raises(ValueError, match="^per_class must be >= 1, got 0$"):
+    data.uniform_subsample(key, big, 0)
+  assert data.uniform_subsample(key, big, 1).class_counts.tolist() == [1] * 4
 
 
 def test_take_recounts_classes():
