@@ -41,3 +41,18 @@ def test_step_labels_and_simplex_encoding():
 def test_bad_arguments_are_named(call, name):
   with pytest.raises(ValueError, match=name):
     call()
+
+
+def test_theory_problem_arguments_are_named_and_dtypes_kept():
+  for call, message in ((lambda: tp.step_class_counts(1, 2), "num_classes must be >= 2, got 1"),
+                        (lambda: tp.step_class_counts(4, 0), "imbalance_ratio must be >= 1, got 0"),
+                        (lambda: tp.step_class_counts(4, 2, 0), "n_min must be >= 1, got 0"),
+                        (lambda: tp.zipf_distribution(3, -1.0),
+                         "exponent must be finite and non-negative, got -1.0")):
+    with pytest.raises(ValueError, match="^" + message + "$"):
+      call()
+  np.testing.assert_allclose(tp.zipf_distribution(4, 0.0), 0.25)  # exponent 0: uniform
+  with pytest.raises(ValueError, match="y"):
+    tp.simplex_encoded_labels(np.array([0.0, 1.0]), 2)  # float labels
+  assert tp.simplex_encoded_labels(np.array([0, 1, 1]), 2, np.float32).dtype == np.float32
+  assert tp.simple_imbalanced_setting([2, 1]).y.dtype == np.int32
