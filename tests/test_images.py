@@ -224,6 +224,16 @@ def test_imagenet_subset_from_tfds_directory(tmp_path):
   expected[[7, 999, 3]] = [5, 3, 1]                       # min(count, ceil(5 / rank))
   np.testing.assert_array_equal(heavy.class_counts, expected)
   np.testing.assert_array_equal(data.imagenet_labels(tmp_path), labels)
+  small = data.load_imagenet_subset(jax.random.key(0), tmp_path, max_per_class=2, image_size=8,
+                                    resize_size=8)
+  expected[[7, 999, 3]] = [2, 1, 1]                       # min(count, ceil(2 / rank))
+  np.testing.assert_array_equal(small.class_counts, expected)
+  # Every kept image is closest to the crop of a written image of its own class (the
+  # ImageNet builder stores JPEG, so only close).
+  crops = np.stack([data.resize_and_center_crop(im, 8, 8) for im in images]).astype(float)
+  for image, label in zip(np.asarray(small.x), np.asarray(small.y)):
+    distances = np.abs(crops - image).mean(axis=(1, 2, 3))
+    assert labels[np.argmin(distances)] == label and distances.min() < 20, distances
   relabelled = data.load_imagenet_subset(jax.random.key(0), tmp_path, labels=np.full(9, 7),
                                          image_size=4, resize_size=4)
   assert relabelled.class_counts[7] == relabelled.num_examples == 9   # the given labels rule
@@ -247,6 +257,18 @@ def test_resize_and_center_crop():
   assert out.shape == (6, 6, 3) and np.all(out == 77)
   with pytest.raises(ValueError, match="resize_size"):
     data.resize_and_center_crop(square, 8, 4)
+  # An odd margin: rows 1..8 of 11 (the offset is floor(3 / 2) = 1).
+  tall = rng.integers(0, 256, (11, 8, 3), dtype=np.uint8)
+  np.testing.assert_array_equal(data.resize_and_center_crop(tall, 8, 8), tall[1:9])
+  np.testing.assert_array_equal(data.resize_and_center_crop(tall[..., 0], 8, 8),
+                                np.repeat(tall[1:9, :, :1], 3, -1))  # [H, W] grayscale
+  big = rng.integers(0, 256, (300, 260, 3), dtype=np.uint8)
+  np.testing.assert_array_equal(data.resize_and_center_crop(big),  # defaults: 256 then 224
+                                data.resize_and_center_crop(big, 224, 256))
+  with pytest.raises(ValueError, match=r"^image_size must be >= 1, got 0$"):
+    data.resize_and_center_crop(square, 0, 8)
+  with pytest.raises(ValueError, match=r"^image must be uint8 \[H, W\(, C\)\], got float32"):
+    data.resize_and_center_crop(square.astype(np.float32), 8, 8)
 
 
 def test_imagenet_folder_without_the_split_is_refused(tmp_path):
