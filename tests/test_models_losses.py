@@ -57,8 +57,21 @@ def test_weighted_mean_loss_equals_plain_when_losses_equal():
 
 
 def test_bad_weighting():
-  with pytest.raises(ValueError, match="weighting"):
+  with pytest.raises(ValueError, match="^weighting must be one of "):
     losses.class_weights(jnp.ones(3), "balanced")
+
+
+def test_class_weights_none_default_dtype_and_rows():
+  counts = jnp.array([64, 16, 4, 1])
+  for w in (losses.class_weights(counts), losses.class_weights(counts, "none")):
+    np.testing.assert_array_equal(w, 1.0)
+  # Counts of any dtype give weights in the default float dtype.
+  assert losses.class_weights(counts.astype(jnp.float16), "inverse").dtype == jnp.float32
+  # A leading axis holds independent count vectors (each row normalised on its own).
+  rows = jnp.array([[3, 1, 0], [1, 1, 2]])
+  for weighting in ("inverse", "inverse_sqrt"):
+    np.testing.assert_allclose(losses.class_weights(rows, weighting),
+                               [losses.class_weights(r, weighting) for r in rows], rtol=1e-6)
 
 
 def test_weighted_mean_loss_uses_the_weight_of_each_label():
