@@ -189,3 +189,33 @@ def test_bad_inputs_are_rejected():
     data.barcoded_mnist(key, data.make_image_dataset(images, labels, 10), variant="mnist+noise")
   with pytest.raises(ValueError, match="codes"):
     data.stamp_barcodes(images, np.full(images.shape[0], 8), 3)
+
+
+def test_exact_messages_edges_and_defaults():
+  images, labels = _tagged_digits(2)
+  key = jax.random.key(0)
+  with pytest.raises(ValueError, match=r"^labels must be digits in \[0, 10\), got dtype float64"):
+    data.barcoded(key, images, labels.astype(np.float64), num_bits=2)
+  with pytest.raises(ValueError, match=r"^labels must hold every digit 0-9 \(copies are drawn "
+                                       r"per digit\); missing \[4\]$"):
+    data.barcoded(key, images[labels != 4], labels[labels != 4], num_bits=2)
+  with pytest.raises(ValueError, match=r"^images must be "):
+    data.stamp_barcodes(images.astype(np.float32), np.zeros(20, int), 3)
+  with pytest.raises(ValueError, match=r"^codes must be \[N\] = \[20\] ints in \[0, 8\), got "
+                                       r"shape \(19,\)$"):
+    data.stamp_barcodes(images, np.zeros(19, int), 3)
+  with pytest.raises(ValueError, match=r"^plain_per_digit needs with_plain=True$"):
+    data.barcoded(key, images, labels, num_bits=2, with_plain=False, plain_per_digit=1)
+  with pytest.raises(ValueError, match=r"^plain_per_digit must be >= 0, got -1$"):
+    data.barcoded(key, images, labels, num_bits=2, plain_per_digit=-1)
+  assert data.barcoded(key, images, labels, num_bits=2, copies=1,
+                       plain_per_digit=2).class_counts[:10].tolist() == [2] * 10  # all of them
+  ds = data.make_image_dataset(images, labels, 10)
+  with pytest.raises(ValueError, match=r"^num_validation must be >= 1, got 0$"):
+    data.train_validation_split(key, ds, 0)
+  # Paper H's default: 10 bits, 10 x 2^10 barcoded classes after the 10 plain digits.
+  assert data.barcoded(key, images, labels, copies=1).num_classes == 10 + 10 * 1024
+  # barcoded_mnist hands plain_per_digit to the training split.
+  sets = data.barcoded_mnist(key, data.make_image_dataset(*_tagged_digits(12), 10), num_bits=1,
+                             num_validation=60, plain_per_digit=2, normalized=False)
+  assert sets["train"].class_counts[:10].tolist() == [2] * 10
