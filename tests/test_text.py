@@ -234,6 +234,7 @@ def test_language_model_data_splits():
   splits = text.language_model_data(corpus, tok, seq_len=3)
   assert set(splits) == {"train", "valid"} and splits["valid"].x.shape == (2, 3)
   assert splits["train"].num_classes == tok.vocab_size
+  assert set(text.language_model_data(corpus, tok, seq_len=3, splits=["valid"])) == {"valid"}
 
 
 @pytest.mark.parametrize("exponent", [1.0, 1.5])
@@ -245,5 +246,24 @@ def test_zipf_fit_recovers_power_law(exponent):
   assert fit["slope"] == pytest.approx(-exponent, abs=0.02)
   assert fit["max_rank"] == counts.size
   np.testing.assert_allclose(text.rank_frequencies([1, 0, 3]), [0.75, 0.25])
-  with pytest.raises(ValueError, match="at least two observed classes"):
+  with pytest.raises(ValueError, match="^class_counts must have at least two observed classes "
+                                       "to fit a slope$"):
     text.zipf_fit([0, 4])
+  # Exactly 1 / k on ranks 1..8 with two points (ranks 1 and 8): intercept log(pi_1).
+  harmonic = 840 / np.arange(1, 9)
+  two = text.zipf_fit(harmonic, num_points=2)
+  assert two["num_points"] == 2 and two["slope"] == pytest.approx(-1.0)
+  assert two["intercept"] == pytest.approx(np.log(1 / np.sum(1 / np.arange(1, 9))))
+  with pytest.raises(ValueError, match="^num_points must be >= 2, got 1$"):
+    text.zipf_fit(harmonic, num_points=1)
+  np.testing.assert_allclose(text.rank_frequencies([1]), [1.0])  # a total of 1 is fine
+
+
+def test_unigram_vocabulary_bound_is_exact():
+  # 2 distinct words + 2 characters + [UNK] + the word-boundary mark = at most 6 pieces.
+  corpus = "ab ab ba\nba ab\n"
+  text.train_tokenizer("unigram", corpus, vocab_size=6)
+  with pytest.raises(ValueError, match=r"^vocab_size=7 is larger than the corpus: its training "
+                                       r"text has 2 distinct words and 2 distinct characters "
+                                       r"\(at most 6 pieces\)$"):
+    text.train_tokenizer("unigram", corpus, vocab_size=7)
