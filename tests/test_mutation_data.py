@@ -66,3 +66,31 @@ def test_data_moments_keep_classes_without_samples():
     np.testing.assert_allclose(m.xbar_DC[:, 0], [1.0, 2.0])
     with pytest.raises(ValueError, match="^num_classes must be >= 1"):
       curvature.data_moments(x, jnp.array([0, 0, 1]), 0)
+
+
+def test_synthetic_data_keep_the_requested_dtype_and_size_memory_by_it(monkeypatch):
+  key = jax.random.key(0)
+  for dist in ("uniform", "normal_1", "normal_0"):
+    assert data.heavy_tailed_labels(key, 2, dist, dtype=jnp.bfloat16).x.dtype == jnp.bfloat16
+  images = data.heavy_tailed_images(key, 2, 4, dtype=jnp.bfloat16)
+  assert images.x.dtype == jnp.bfloat16
+  # m = 2: n = 8 examples of d = 12 values; the estimate counts bytes of the requested dtype.
+  from imbalance_jax import _checks
+  monkeypatch.setattr(_checks, "available_memory_bytes", lambda: 2 * 8 * 12)
+  data.heavy_tailed_labels(key, 2, dtype=jnp.bfloat16)
+  with pytest.raises(ValueError, match=r"^m=2 \(n=8, d=12\) needs about .* lower m$"):
+    data.heavy_tailed_labels(key, 2)
+  n = images.num_examples
+  monkeypatch.setattr(_checks, "available_memory_bytes", lambda: 2 * n * 16)
+  data.heavy_tailed_images(key, 2, 4, dtype=jnp.bfloat16)
+  with pytest.raises(ValueError, match=rf"^m=2, image_size=4 \(n={n}\) needs about .* lower m "
+                                       r"or image_size$"):
+    data.heavy_tailed_images(key, 2, 4)
+
+
+def test_check_images_refuses_other_sizes():
+  from imbalance_jax.data.images import check_images
+  images = np.zeros((2, 5, 6, 1), np.uint8)
+  assert check_images("x", images, height=5, width=6) is not None
+  with pytest.raises(ValueError, match=r"^x must be 4x6 images, got shape \(2, 5, 6, 1\)$"):
+    check_images("x", images, height=4, width=6)
