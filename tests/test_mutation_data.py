@@ -94,3 +94,39 @@ def test_check_images_refuses_other_sizes():
   assert check_images("x", images, height=5, width=6) is not None
   with pytest.raises(ValueError, match=r"^x must be 4x6 images, got shape \(2, 5, 6, 1\)$"):
     check_images("x", images, height=4, width=6)
+
+
+def test_imbalance_helpers_refuse_bad_counts_and_labels():
+  key = jax.random.key(0)
+  labels = np.array([0, 0, 1])
+  for bad in (np.array([-1, 0, 1]), np.array([0, 1, 2])):
+    with pytest.raises(ValueError, match=r"^labels must lie in \[0, num_classes=2\)$"):
+      data.per_class_indices(key, bad, [1, 1], 2)
+  for wanted in ([1.0, 1.0], [1, -1], [1]):
+    with pytest.raises(ValueError, match=r"^counts_per_class must be non-negative ints \[2\]"):
+      data.per_class_indices(key, labels, np.asarray(wanted), 2)
+  assert data.per_class_indices(key, np.zeros(3, int), [2], 1).size == 2  # one class is fine
+  for bad in ([[1, 2]], [], [3, -1]):
+    with pytest.raises(ValueError, match=r"^class_counts must be non-negative \[C\] with C >= 1"):
+      data.heavy_tail_counts(bad)
+  # Ties are ranked by class id (120 classes: numpy's default sort is not stable there).
+  counts = np.tile([4, 2, 4, 2], 30)
+  rank = np.empty(counts.size, int)
+  rank[np.lexsort((np.arange(counts.size), -counts))] = np.arange(1, counts.size + 1)
+  np.testing.assert_array_equal(data.heavy_tail_counts(counts), np.minimum(counts, -(-4 // rank)))
+
+
+def test_vocabulary_bounds_and_messages():
+  tokens = "a a a b b c".split()
+  with pytest.raises(ValueError, match="^min_frequency must be >= 1, got 0$"):
+    text.build_vocabulary(tokens, min_frequency=0)
+  # 3 distinct tokens + <unk> = 4 entries at most; with one special, max_size >= 2.
+  assert len(text.build_vocabulary(tokens, max_size=4).tokens) == 4
+  with pytest.raises(ValueError, match=r"^max_size=5 is larger than the corpus's vocabulary: it "
+                                       r"has 4 distinct tokens including '<unk>'"):
+    text.build_vocabulary(tokens, max_size=5)
+  with pytest.raises(ValueError, match=r"^max_size must be >= 2, got 1$"):
+    text.build_vocabulary(tokens, max_size=1, specials=["<eos>"])
+  # <unk> already in the corpus is not counted twice.
+  with pytest.raises(ValueError, match=r"has 3 distinct tokens"):
+    text.build_vocabulary(["<unk>", "a", "b"], max_size=4)
