@@ -130,3 +130,25 @@ def test_vocabulary_bounds_and_messages():
   # <unk> already in the corpus is not counted twice.
   with pytest.raises(ValueError, match=r"has 3 distinct tokens"):
     text.build_vocabulary(["<unk>", "a", "b"], max_size=4)
+
+
+def test_token_windows_and_corpus_names(tmp_path):
+  with pytest.raises(ValueError, match="^num_classes must be >= 1, got 0$"):
+    text.next_token_windows(np.arange(10), seq_len=3, num_classes=0)
+  # Classes that never occur still get a count: class_counts has num_classes entries.
+  windows = text.next_token_windows(np.arange(9) % 3, seq_len=2, num_classes=6)
+  assert windows.class_counts.tolist() == [2, 3, 3, 0, 0, 0]
+  path = tmp_path / "one.txt"
+  path.write_text("a b c\n")
+  assert text.load_corpus(f"text:{path}").name == f"text:{path}"
+  path.write_text("  \n")
+  with pytest.raises(ValueError, match=rf"^corpus 'text:{path}': the train split is empty "
+                                       rf"\(source: {path}\)$"):
+    text.load_corpus(f"text:{path}")
+
+
+def test_dense_block_ids_of_a_whole_model():
+  head = {"kernel": jnp.zeros((3, 2)), "bias": jnp.zeros(2)}
+  whole = {"params": {"hidden": {"kernel": jnp.zeros((4, 3))}, "head": head}}
+  for got in (curvature.dense_block_ids(whole), curvature.dense_block_ids(whole["params"])):
+    assert got["kernel"].tolist() == [[0, 1]] * 3 and got["bias"].tolist() == [0, 1]
