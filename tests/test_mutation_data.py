@@ -152,3 +152,14 @@ def test_dense_block_ids_of_a_whole_model():
   whole = {"params": {"hidden": {"kernel": jnp.zeros((4, 3))}, "head": head}}
   for got in (curvature.dense_block_ids(whole), curvature.dense_block_ids(whole["params"])):
     assert got["kernel"].tolist() == [[0, 1]] * 3 and got["bias"].tolist() == [0, 1]
+
+
+def test_tokenizer_and_trace_arguments_are_named():
+  with pytest.raises(ValueError, match="^vocab_size must be >= 2, got 1$"):
+    text.train_tokenizer("bpe", "a b c\n", vocab_size=1)
+  assert text.train_tokenizer("bpe", "ab ab ba\n", vocab_size=7).kind == "bpe"
+  loss = lambda p: jnp.sum(p["w"] ** 2)  # noqa: E731
+  params = {"w": jnp.ones(2)}
+  with pytest.raises(ValueError, match="^num_blocks must be >= 1, got 0$"):
+    curvature.hutchinson_block_traces(loss, params, {"w": jnp.zeros(2, jnp.int32)},
+                                      num_blocks=0, key=jax.random.key(0), num_probes=1)
