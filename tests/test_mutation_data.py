@@ -163,3 +163,13 @@ def test_tokenizer_and_trace_arguments_are_named():
   with pytest.raises(ValueError, match="^num_blocks must be >= 1, got 0$"):
     curvature.hutchinson_block_traces(loss, params, {"w": jnp.zeros(2, jnp.int32)},
                                       num_blocks=0, key=jax.random.key(0), num_probes=1)
+
+
+def test_image_dataset_arguments_are_named(tmp_path):
+  images = np.zeros((2, 4, 4, 1), np.uint8)
+  with pytest.raises(ValueError, match="^num_classes must be >= 1, got 0$"):
+    data.make_image_dataset(images, [0, 0], 0)
+  with pytest.raises(ValueError, match="^split must be one of "):
+    data.load_images("mnist", "dev", tmp_path)
+  with pytest.raises(ValueError, match="^per must be one of "):
+    data.fit_normalizer(data.make_image_dataset(images, [0, 0], 1), per="image")
