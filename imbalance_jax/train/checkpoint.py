@@ -49,6 +49,7 @@ import orbax.checkpoint as ocp
 
 from imbalance_jax import _checks
 from imbalance_jax.train.loop import TrainResult
+from imbalance_jax.train.selection import diverged_so_far
 from imbalance_jax.train.sweep import Sweep, gather_members, to_host
 
 _SAFE_KEY = re.compile(r"[^A-Za-z0-9_.=-]+")
@@ -322,7 +323,7 @@ def run_sweep(sweep: Sweep, params_S, data, learning_rates_L, *, keys_S=None,
 def _drop(state, members: _Members, dropped, threshold, step, layout, sharding):
   """Marks members decided after ``step`` steps and compacts the state if W shrinks."""
   initial, max_loss, finite = to_host((state.initial_loss, state.max_loss, state.finite))
-  decided = ~finite | ~np.isfinite(initial) | (max_loss > threshold * initial)
+  decided = diverged_so_far(initial, max_loss, finite, threshold)
   s, j, col = members.real()
   newly = decided[s, j]
   s, j, col = s[newly], j[newly], col[newly]

@@ -24,6 +24,15 @@ import numpy as np
 SPARSE_EXPONENTS = tuple(float(e) for e in range(-6, 2))
 
 
+def diverged_so_far(initial, max_loss, finite, threshold: float = 1.5) -> np.ndarray:
+  """Elementwise: the loss was NaN/inf, or above ``threshold`` x its initial loss, at some step.
+
+  The rule that `LossStats.diverged` applies at the end of a run and
+  `run_sweep`'s member dropping applies after each segment.
+  """
+  return ~finite | ~np.isfinite(initial) | (max_loss > threshold * initial)
+
+
 @dataclasses.dataclass(frozen=True)
 class LossStats:
   """Loss tracking of the seeds run at one step size, each field ``[S]``."""
@@ -42,8 +51,8 @@ class LossStats:
 
   def diverged(self, threshold: float = 1.5) -> np.ndarray:
     """``[S]`` bool: NaN/inf at any step, or loss above threshold x initial at any step."""
-    return (~self.finite | ~np.isfinite(self.final) | ~np.isfinite(self.initial)
-            | (self.max > threshold * self.initial))
+    return (diverged_so_far(self.initial, self.max, self.finite, threshold)
+            | ~np.isfinite(self.final))
 
   def unstable(self) -> np.ndarray:
     """``[S]`` bool: the loss went above its initial value at some step."""
