@@ -133,13 +133,16 @@ def test_bad_learning_rate(name, bad):
     optim.OPTIMIZERS[name](bad)
 
 
+BAD_MOMENTUM = r"^momentum must be a number in \[0, 1\)"
+
+
 @pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5])
 def test_bad_momentum(bad):
-  with pytest.raises(ValueError, match=r"^momentum must be a number in \[0, 1\)"):
+  with pytest.raises(ValueError, match=BAD_MOMENTUM):
     optim.gd(0.1, momentum=bad)
-  with pytest.raises(ValueError, match=r"^momentum must be a number in \[0, 1\)"):
+  with pytest.raises(ValueError, match=BAD_MOMENTUM):
     optim.injectable("adam", bad)
-  with pytest.raises(ValueError, match=r"^momentum must be a number in \[0, 1\)"):
+  with pytest.raises(ValueError, match=BAD_MOMENTUM):
     optim.adam(0.1, momentum=bad)
 
 
