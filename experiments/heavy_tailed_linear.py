@@ -7,29 +7,88 @@ PNG figures into --workdir. A rerun with the same --workdir and config resumes
 from the checkpoints of finished sweep rounds and, with --config.segment_steps,
 from the last saved segment of an interrupted round.
 
+Presets: ``quick`` m=7 on CPU in a few minutes, ``small`` m=8 (paper App. C;
+about an hour on a 2-core CPU), ``paper`` m=11 (needs a GPU); ``fig16`` runs GD
+for 10,000 steps at one step size (the loss of every group eventually falls);
+``fig22`` compares 1/pi and 1/sqrt(pi) reweighting of GD with GD and Adam.
+Fig 15's inputs: ``--config.input_dist=normal_0``.
+
   python -m experiments.heavy_tailed_linear --workdir /tmp/htl
   python -m experiments.heavy_tailed_linear --workdir /tmp/htl8 --config.preset=small
 """
 
-import os
+import dataclasses
 
 import jax
 import numpy as np
-from absl import app, logging
+from absl import logging
 
-from experiments.configs import heavy_tailed_linear as config_lib
-from imbalance_jax import cli, data, metrics, models, optim, plotting, reporting, results, train
+from imbalance_jax import data, experiment as ex, losses, models, optim, plotting
+from imbalance_jax.experiment import fields
+from imbalance_jax.models.linear import INITS
+from imbalance_jax.train import SPARSE_EXPONENTS
 
-_WORKDIR, _CONFIG = cli.define_flags(__file__)
+_ALL = ",".join(optim.PAPER_RUNS)
+_STEPS = dict(num_seeds=3, log_every=10, refine_rounds=1, segment_steps=0, learning_rate=0.0)
 
 
-def main(argv):
-  del argv
-  config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib)
-  specs = optim.parse_runs(config.runs, config.loss_weighting)
+def estimate_bytes(config) -> int:
+  """Rough peak memory: the data of every seed plus every sweep member's working set.
 
+  Per member: logits, probabilities and their gradient (``3 n c``) and the
+  parameters, gradients and two optimizer moments (``4 c (d + 1)``); a sweep
+  round holds ``num_seeds`` x (8 sparse step sizes, or 1 fixed) members.
+  """
+  m, seeds = config.m, config.num_seeds
+  n, d, c = m * 2**m, (m + 1) * 2**m, 2**m - 1
+  rates = 1 if config.learning_rate > 0 else len(SPARSE_EXPONENTS)
+  return ex.float_bytes() * (seeds * n * d + seeds * rates * (3 * n * c + 4 * c * (d + 1)))
+
+
+def validate(config) -> None:
+  ex.check_step_schedule(config)
+  m = config.m
+  ex.check_memory(estimate_bytes(config), what=(
+      f"config.m={m} with config.num_seeds={config.num_seeds} (n={m * 2**m}, "
+      f"d={(m + 1) * 2**m}, c={2**m - 1})"),
+      lower="config.m or config.num_seeds (presets: quick m=7, small m=8, paper m=11)")
+
+
+CONFIG = ex.Config(
+    presets={
+        "quick": dict(_STEPS, m=7, num_steps=300, runs=_ALL),
+        "small": dict(_STEPS, m=8, num_steps=1000, runs=_ALL),
+        "paper": dict(_STEPS, m=11, num_steps=1000, segment_steps=100, runs=_ALL),
+        "fig16": dict(_STEPS, m=7, num_steps=10_000, refine_rounds=0, runs="gd",
+                      learning_rate=0.1),
+        "fig22": dict(_STEPS, m=7, num_steps=300, runs="gd+m,adam+m,gd+m@inverse_sqrt,"
+                      "gd+m@inverse"),
+    },
+    fields=dict(
+        m=fields.Int(minimum=1, maximum=60, help="frequency levels: n = m 2^m, d = (m+1) 2^m"),
+        num_seeds=fields.Int(minimum=1),
+        num_steps=fields.Int(minimum=1, help="full-batch steps per run"),
+        log_every=fields.Int(minimum=1),
+        refine_rounds=fields.Int(minimum=0, maximum=5, help="1: half powers, 2: also quarters"),
+        segment_steps=fields.Int(minimum=0, help=">0: checkpoint every k steps of a round"),
+        runs=fields.Runs(),
+        learning_rate=fields.LearningRate(),
+        loss_weighting=fields.Choice(losses.WEIGHTINGS, default="none",
+                                     help="applied to runs without an explicit @weighting"),
+        input_dist=fields.Choice(data.INPUT_DISTRIBUTIONS, default="uniform",
+                                 help="uniform | normal_1 | normal_0 (Fig. 15)"),
+        init_scheme=fields.Choice(INITS, default="pytorch"),
+        num_groups=fields.Int(minimum=1, default=10),
+        divergence_threshold=fields.DivergenceThreshold(),
+        seed=fields.Int(minimum=0, default=0)),
+    validate=validate)
+
+
+def run(config, workdir: str) -> dict:
+  specs = [s if "@" in s.name else dataclasses.replace(s, weighting=config.loss_weighting)
+           for s in config.runs]
   data_key, init_key = jax.random.split(jax.random.key(config.seed))
-  make_data = lambda key: data.heavy_tailed_labels(key, config.m, config.input_dist)
+  make_data = lambda key: data.heavy_tailed_labels(key, config.m, config.input_dist)  # noqa: E731
   datasets = jax.vmap(make_data)(jax.random.split(data_key, config.num_seeds))
   model = models.LinearSoftmax(datasets.num_classes, init_scheme=config.init_scheme)
   params_S = jax.vmap(lambda k: model.init(k, datasets.x[0, :1]))(
@@ -39,51 +98,25 @@ def main(argv):
   n, d = datasets.x.shape[1:]
   logging.info("Random heavy-tailed labels m=%d: n=%d, d=%d, c=%d, %d groups, %d seeds",
                config.m, n, d, datasets.num_classes, groups.max() + 1, config.num_seeds)
-  results.write_json(os.path.join(workdir, "dataset.json"), {
-      "m": config.m, "n": n, "d": d, "num_classes": datasets.num_classes,
-      "class_counts": counts, "class_to_group": groups,
-      "group_share": np.bincount(groups, weights=counts) / counts.sum()})
-
-  store = train.ResultStore(os.path.join(workdir, "checkpoints"))
-  grid = dict(exponents=train.SPARSE_EXPONENTS, refine_rounds=config.refine_rounds)
-  if config.learning_rate > 0:
-    grid = dict(exponents=(float(np.log10(config.learning_rate)),), refine_rounds=0)
-  tuned = {}
-  for spec in specs:
-    run = train.make_train(train.classification_objective(model.apply, spec.weighting),
-                           optim.injectable(spec.optimizer, spec.momentum),
-                           num_steps=config.num_steps, log_every=config.log_every,
-                           metrics_fn=metrics.classification_metrics(groups))
-    tuned[spec.name] = train.tune_sweep(
-        train.Sweep(run), params_S, datasets, **grid, threshold=config.divergence_threshold,
-        store=store, store_key=spec.name, segment_steps=config.segment_steps or None,
-        log=logging.info)
-    selection = tuned[spec.name].selection
-    logging.info("%s: selected lr=%.3g (final loss %.4f)", spec.name, selection.learning_rate,
-                 np.mean(tuned[spec.name].stats[selection.exponent].final))
-
-  steps = run.history_steps
-  summary = {name: reporting.summarize_run(t) for name, t in tuned.items()}
-  results.write_json(os.path.join(workdir, "summary.json"), summary)
-  results.write_jsonl(os.path.join(workdir, "metrics.jsonl"),
-                      (r for name, t in tuned.items()
-                       for r in reporting.history_records(name, t, steps)))
-  best = {name: t.best_history for name, t in tuned.items()}
-  rates = {name: t.selection.learning_rate for name, t in tuned.items()}
-  plotting.save_figure(
-      plotting.linear.plot_heavy_tailed_overview(counts, groups, steps, best, rates),
-      os.path.join(workdir, "overview.png"))
-  plotting.save_figure(plotting.linear.plot_group_grid(steps, best, rates, int(groups.max()) + 1),
-                       os.path.join(workdir, "all_runs.png"))
+  tuned = ex.tune_runs(
+      specs, ex.train_builder(model.apply, num_steps=config.num_steps,
+                              log_every=config.log_every, groups=groups),
+      params_S, datasets, grid=ex.Grid.from_config(config), store=ex.store(workdir),
+      threshold=config.divergence_threshold, segment_steps=config.segment_steps or None)
+  steps, best, rates = tuned.steps, tuned.best_histories(), tuned.learning_rates()
+  figures = {"overview.png": plotting.linear.plot_heavy_tailed_overview(counts, groups, steps,
+                                                                        best, rates),
+             "all_runs.png": plotting.linear.plot_group_grid(steps, best, rates,
+                                                             int(groups.max()) + 1)}
   if config.num_steps >= 1000:  # paper H Fig. 16: the same runs seen at growing horizons
-    plotting.save_figure(plotting.linear.plot_horizons(steps, best, rates),
-                         os.path.join(workdir, "horizons.png"))
-  for name, entry in summary.items():
-    logging.info("%-28s lr=%-9.3g final loss=%.4f  most frequent group=%.4f  rarest group=%.4f",
-                 name, entry["learning_rate"], entry["final_loss"],
-                 entry["final_group_losses"][0], entry["final_group_losses"][-1])
-  logging.info("Wrote summary.json, metrics.jsonl and figures to %s", workdir)
+    figures["horizons.png"] = plotting.linear.plot_horizons(steps, best, rates)
+  summary = tuned.summaries()
+  ex.write_outputs(workdir, summary=summary, metrics=tuned.records(), figures=figures, files={
+      "dataset.json": {"m": config.m, "n": n, "d": d, "num_classes": datasets.num_classes,
+                       "class_counts": counts, "class_to_group": groups,
+                       "group_share": np.bincount(groups, weights=counts) / counts.sum()}})
+  return summary
 
 
 if __name__ == "__main__":
-  app.run(main)
+  ex.launch(CONFIG, run)

@@ -1,51 +1,29 @@
-"""What each experiment binary reproduces, and the criteria that decide whether it held.
+"""The registry: every experiment binary, what it reproduces, and the criteria of its claims.
 
-One module per binary, ``experiments/claims/<binary>.py``, defines
-``EXPERIMENT``: the presets `experiments.reproduce` runs at each scale, the
-figures they write (paper, figure number, PNG), and the claims, each a sentence
-from a paper, a function that reads the numbers from the run's own result files,
-and explicit thresholds on those numbers. Nothing here is a result: a claim
-holds or not only by what a run wrote.
+One module per binary, ``experiments/claims/<binary>.py``, defines ``EXPERIMENT``
+(an `imbalance_jax.experiment.Experiment`): the presets `experiments.reproduce`
+runs at each scale, the figures they write, the claims their numbers decide,
+its row of the docs index, and the tiny flags its tests run. Everything else is
+derived from these modules: `BINARIES` (every module here, cheapest CPU runs
+first), the docs index table (`docs_table`), the kill-and-resume and bad-input
+tests. Adding a study is its binary plus its claims module; nothing to list.
 
 Example:
   >>> from experiments import claims
-  >>> claim = claims.Claim(
-  ...     paper="H", figure="Fig 4", run="quick",
-  ...     statement="GD makes little progress on rare classes; Adam does.",
-  ...     measure=lambda run: {"ratio": run.summary["gd"]["rare"] / run.summary["adam"]["rare"]},
-  ...     criteria=(claims.at_least("ratio", 5.0),))
-  >>> claim.evaluate(claims.RunResult("quick", {"gd": {"rare": 3.0}, "adam": {"rare": 0.3}}))
-  Verdict(status='held', numbers={'ratio': 10.0}, failed=(), error=None)
-  >>> str(claim.criteria[0])
-  'ratio ≥ 5'
+  >>> "heavy_tailed_linear" in claims.BINARIES
+  True
+  >>> claims.load("heavy_tailed_linear").claims[0].paper in claims.PAPERS
+  True
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-import json
-import math
-import operator
-import os
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+import pkgutil
 
-# Every experiment binary, in the order `experiments.reproduce` runs them
-# (cheap and foundational first). A binary missing here fails tests/test_reproduce.py.
-BINARIES = (
-    "theory_figures",
-    "curvature_linear",
-    "heavy_tailed_linear",
-    "unigram_scaling",
-    "token_frequencies",
-    "curvature_cnn",
-    "transformer_last_layer",
-    "reweighting_mnist",
-    "transformer_ptb",
-    "barcoded_mnist",
-    "imagenet_resnet",
-)
+from imbalance_jax.experiment import RunSummary
+from imbalance_jax.experiment.claims import (Claim, Criterion, Experiment, Figure, RunResult,
+                                             Verdict, at_least, at_most)
 
 PAPERS = {
     "H": "Heavy-Tailed Class Imbalance and Why Adam Outperforms Gradient Descent on "
@@ -57,125 +35,6 @@ PAPERS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class Criterion:
-  """``numbers[name] <op> value``; renders as the sentence a reader checks by eye."""
-  name: str
-  op: str
-  value: float
-
-  _OPS = {">=": (operator.ge, "≥"), "<=": (operator.le, "≤"), ">": (operator.gt, ">"),
-          "<": (operator.lt, "<")}
-
-  def __post_init__(self):
-    if self.op not in self._OPS:
-      raise ValueError(f"Criterion.op must be one of {sorted(self._OPS)}, got {self.op!r}")
-
-  def holds(self, numbers: Mapping[str, float]) -> bool:
-    value = numbers[self.name]
-    return value is not None and math.isfinite(value) and self._OPS[self.op][0](value, self.value)
-
-  def __str__(self) -> str:
-    return f"{self.name} {self._OPS[self.op][1]} {self.value:g}"
-
-
-def at_least(name: str, value: float) -> Criterion:
-  return Criterion(name, ">=", value)
-
-
-def at_most(name: str, value: float) -> Criterion:
-  return Criterion(name, "<=", value)
-
-
-@dataclasses.dataclass(frozen=True)
-class RunResult:
-  """One finished preset run of a binary: its ``summary.json`` and its directory."""
-  run: str
-  summary: Mapping[str, Any]
-  path: str | None = None
-
-  def read_json(self, filename: str) -> Any:
-    """Another JSON file the run wrote (e.g. ``dataset.json``)."""
-    with open(os.path.join(self.path, filename)) as f:
-      return json.load(f)
-
-
-@dataclasses.dataclass(frozen=True)
-class Verdict:
-  status: str  # "held", "did not hold", "not run" or "could not measure"
-  numbers: Mapping[str, float]
-  failed: tuple[str, ...] = ()
-  error: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Claim:
-  """A paper's statement, the numbers that test it, and the thresholds they must meet.
-
-  Attributes:
-    paper: "H", "R" or "S" (see `PAPERS`).
-    figure: the figure or equation, e.g. "Fig 4" or "Thm 3".
-    statement: what the paper says, in our words.
-    run: the preset run whose results are measured.
-    measure: `RunResult` -> named numbers (floats).
-    criteria: every one must hold for the claim to hold.
-  """
-  paper: str
-  figure: str
-  statement: str
-  run: str
-  measure: Callable[[RunResult], Mapping[str, float]]
-  criteria: tuple[Criterion, ...]
-
-  def evaluate(self, result: RunResult | None) -> Verdict:
-    if result is None:
-      return Verdict("not run", {})
-    try:
-      numbers = {k: float(v) if v is not None else None
-                 for k, v in self.measure(result).items()}
-      failed = tuple(str(c) for c in self.criteria if not c.holds(numbers))
-    except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError, OSError) as e:
-      return Verdict("could not measure", {}, error=f"{type(e).__name__}: {e}")
-    return Verdict("did not hold" if failed else "held", numbers, failed)
-
-
-@dataclasses.dataclass(frozen=True)
-class Figure:
-  """A PNG a run writes, and the paper figure it corresponds to."""
-  paper: str
-  figure: str
-  run: str
-  file: str
-  caption: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Experiment:
-  """What `experiments.reproduce` needs to know about one binary.
-
-  Attributes:
-    binary: module name under ``experiments/``.
-    cpu_runs: presets run by ``--scale=cpu``, each with its wall time in seconds
-      measured by ``experiments.reproduce --jobs=2`` on the 2-core reference
-      machine (for the progress estimate).
-    paper_runs: presets run by ``--scale=paper``.
-    figures: the figures the runs write.
-    claims: the claims their numbers decide.
-    gpu_only: paper figures this binary reproduces only at paper scale (GPU).
-  """
-  binary: str
-  cpu_runs: Mapping[str, float]
-  paper_runs: Sequence[str]
-  figures: Sequence[Figure] = ()
-  claims: Sequence[Claim] = ()
-  gpu_only: Sequence[str] = ()
-
-  def runs(self, scale: str) -> dict[str, float | None]:
-    if scale == "cpu":
-      return dict(self.cpu_runs)
-    return {preset: None for preset in self.paper_runs}
-
-
 def load(binary: str) -> Experiment:
   """The `Experiment` declared in ``experiments/claims/<binary>.py``."""
   experiment = importlib.import_module(f"experiments.claims.{binary}").EXPERIMENT
@@ -184,11 +43,45 @@ def load(binary: str) -> Experiment:
   return experiment
 
 
+def _discover() -> tuple[str, ...]:
+  names = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
+  # Cheap and foundational first: by the CPU presets' total measured time.
+  return tuple(sorted(names, key=lambda name: (sum(load(name).cpu_runs.values()), name)))
+
+
 def load_all() -> list[Experiment]:
   return [load(binary) for binary in BINARIES]
 
 
-def group_losses(entry: Mapping[str, Any]) -> tuple[float, float]:
+def binary_module(binary: str):
+  """The binary's module ``experiments.<binary>`` (its ``CONFIG`` and ``run``)."""
+  return importlib.import_module(f"experiments.{binary}")
+
+
+def docs_table() -> str:
+  """The experiments table of ``docs/index.md``, from the registry and each binary's presets."""
+  rows = ["| binary | figures | notes | presets |", "|---|---|---|---|"]
+  for experiment in load_all():
+    shown = [f.paper + " " + f.figure for f in experiment.figures]
+    shown += [c.paper + " " + c.figure for c in experiment.claims]
+    figures = list(dict.fromkeys(f for f in shown))
+    figures += [f"{g} (GPU)" for g in experiment.gpu_only if g not in figures]
+    presets = list(binary_module(experiment.binary).CONFIG.presets)
+    rows.append(f"| `{experiment.binary}` | {', '.join(figures)} | {experiment.notes} | "
+                f"{', '.join(presets)} |")
+  return "\n".join(rows)
+
+
+def group_losses(entry) -> tuple[float, float]:
   """(most frequent group, rarest group) final loss of a summary entry."""
-  losses = entry["final_group_losses"]
-  return losses[0], losses[-1]
+  entry = entry if isinstance(entry, RunSummary) else RunSummary.from_json(entry)
+  return entry.frequent_loss, entry.rarest_loss
+
+
+# Every experiment binary, in the order `experiments.reproduce` runs them (last: the claims
+# modules import this package's names).
+BINARIES = _discover()
+
+__all__ = ["BINARIES", "Claim", "Criterion", "Experiment", "Figure", "PAPERS", "RunResult",
+           "Verdict", "at_least", "at_most", "binary_module", "docs_table", "group_losses",
+           "load", "load_all"]
