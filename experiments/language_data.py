@@ -84,7 +84,7 @@ def load_windows(corpus: str, corpus_dir: str, seq_len: int, *, num_windows: int
   windows = data.language_model_data(text, tok, seq_len, max_windows=num_windows or None,
                                      splits=splits)
   if compact:
-    unk = tok.tokens.index(data.text.UNK) if data.text.UNK in tok.tokens else None
+    unk = tok.tokens.index(data.vocabulary.UNK) if data.vocabulary.UNK in tok.tokens else None
     windows = compact_vocabulary(windows, unk)
   info = {"source": text.source, "tokenizer_vocab_size": tok.vocab_size,
           "num_classes": windows["train"].num_classes,

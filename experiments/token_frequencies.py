@@ -31,7 +31,7 @@ def main(argv):
   config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib)
   corpora = config_lib.parse_corpora(config.corpus)
   kinds = config_lib.parse_tokenizers(config.tokenizers)
-  eos = data.text.EOS if config.eos else None
+  eos = data.vocabulary.EOS if config.eos else None
   summary, counts, groups_of, arrays = {}, {}, {}, {}
   for name in corpora:
     corpus = data.load_corpus(name, config_lib.corpus_dir_for(name, config.corpus_dir),

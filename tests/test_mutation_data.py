@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from imbalance_jax import curvature, data, optim
-from imbalance_jax.data import text
 
 
 def test_bad_counts_and_run_lists_are_refused_with_their_messages():
@@ -16,7 +15,7 @@ def test_bad_counts_and_run_lists_are_refused_with_their_messages():
   with pytest.raises(ValueError, match="^runs must name at least one run$"):
     optim.parse_runs("")
   with pytest.raises(ValueError, match="class_counts"):
-    text.rank_frequencies([3, -1])  # a negative count, positive total
+    data.rank_frequencies([3, -1])  # a negative count, positive total
 
 
 def test_short_idx_file_is_a_bad_magic_number(tmp_path):
@@ -119,32 +118,32 @@ def test_imbalance_helpers_refuse_bad_counts_and_labels():
 def test_vocabulary_bounds_and_messages():
   tokens = "a a a b b c".split()
   with pytest.raises(ValueError, match="^min_frequency must be >= 1, got 0$"):
-    text.build_vocabulary(tokens, min_frequency=0)
+    data.build_vocabulary(tokens, min_frequency=0)
   # 3 distinct tokens + <unk> = 4 entries at most; with one special, max_size >= 2.
-  assert len(text.build_vocabulary(tokens, max_size=4).tokens) == 4
+  assert len(data.build_vocabulary(tokens, max_size=4).tokens) == 4
   with pytest.raises(ValueError, match=r"^max_size=5 is larger than the corpus's vocabulary: it "
                                        r"has 4 distinct tokens including '<unk>'"):
-    text.build_vocabulary(tokens, max_size=5)
+    data.build_vocabulary(tokens, max_size=5)
   with pytest.raises(ValueError, match=r"^max_size must be >= 2, got 1$"):
-    text.build_vocabulary(tokens, max_size=1, specials=["<eos>"])
+    data.build_vocabulary(tokens, max_size=1, specials=["<eos>"])
   # <unk> already in the corpus is not counted twice.
   with pytest.raises(ValueError, match=r"has 3 distinct tokens"):
-    text.build_vocabulary(["<unk>", "a", "b"], max_size=4)
+    data.build_vocabulary(["<unk>", "a", "b"], max_size=4)
 
 
 def test_token_windows_and_corpus_names(tmp_path):
   with pytest.raises(ValueError, match="^num_classes must be >= 1, got 0$"):
-    text.next_token_windows(np.arange(10), seq_len=3, num_classes=0)
+    data.next_token_windows(np.arange(10), seq_len=3, num_classes=0)
   # Classes that never occur still get a count: class_counts has num_classes entries.
-  windows = text.next_token_windows(np.arange(9) % 3, seq_len=2, num_classes=6)
+  windows = data.next_token_windows(np.arange(9) % 3, seq_len=2, num_classes=6)
   assert windows.class_counts.tolist() == [2, 3, 3, 0, 0, 0]
   path = tmp_path / "one.txt"
   path.write_text("a b c\n")
-  assert text.load_corpus(f"text:{path}").name == f"text:{path}"
+  assert data.load_corpus(f"text:{path}").name == f"text:{path}"
   path.write_text("  \n")
   with pytest.raises(ValueError, match=rf"^corpus 'text:{path}': the train split is empty "
                                        rf"\(source: {path}\)$"):
-    text.load_corpus(f"text:{path}")
+    data.load_corpus(f"text:{path}")
 
 
 def test_dense_block_ids_of_a_whole_model():
@@ -156,8 +155,8 @@ def test_dense_block_ids_of_a_whole_model():
 
 def test_tokenizer_and_trace_arguments_are_named():
   with pytest.raises(ValueError, match="^vocab_size must be >= 2, got 1$"):
-    text.train_tokenizer("bpe", "a b c\n", vocab_size=1)
-  assert text.train_tokenizer("bpe", "ab ab ba\n", vocab_size=7).kind == "bpe"
+    data.train_tokenizer("bpe", "a b c\n", vocab_size=1)
+  assert data.train_tokenizer("bpe", "ab ab ba\n", vocab_size=7).kind == "bpe"
   loss = lambda p: jnp.sum(p["w"] ** 2)  # noqa: E731
   params = {"w": jnp.ones(2)}
   with pytest.raises(ValueError, match="^num_blocks must be >= 1, got 0$"):

@@ -28,8 +28,8 @@ import numpy as np
 
 from imbalance_jax import _checks
 from imbalance_jax.data import imbalance
-from imbalance_jax.data.images import (NUM_DIGIT_CLASSES, check_images, fit_normalizer,
-                                       make_image_dataset, normalize)
+from imbalance_jax.data.images import NUM_DIGIT_CLASSES, check_images, make_image_dataset
+from imbalance_jax.data.normalization import fit_normalizer, normalize
 from imbalance_jax.types import Dataset
 
 MAX_BITS = 10

@@ -33,7 +33,8 @@ import numpy as np
 
 from imbalance_jax import _checks
 from imbalance_jax.data import imbalance
-from imbalance_jax.data.images import Normalizer, make_image_dataset, read_tfds_examples
+from imbalance_jax.data.images import make_image_dataset, read_tfds_examples
+from imbalance_jax.data.normalization import Normalizer
 
 IMAGENET_SUBSETS = ("heavy_tail", "uniform")
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")

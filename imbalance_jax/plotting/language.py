@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import matplotlib.pyplot as plt
 import numpy as np
 
-from imbalance_jax.data.text import rank_frequencies
+from imbalance_jax.data.zipf import rank_frequencies
 from imbalance_jax.plotting.common import add_group_colorbar, group_colors
 from imbalance_jax.plotting.linear import plot_heavy_tailed_overview
 

