@@ -38,7 +38,8 @@ def x64():
 _BINARY_TEST_FILES = ("test_experiment_", "test_resume", "test_multidevice", "test_docs")
 # The core, rerun by CI under JAX_ENABLE_X64=1 (`-m float64`): training loop, batching,
 # sweeps, selection, metrics, losses, optimizers, data, results and input checks (those
-# of their tests that do not already switch to float64 themselves).
+# of their tests that do not already switch to float64 themselves, nor are marked
+# `no_float64`: the tests pinned by mutation testing, which CI runs in 32 bits only).
 _FLOAT64_TEST_FILES = ("test_batching", "test_train", "test_selection", "test_sweep",
                        "test_metrics", "test_models_losses", "test_optim", "test_results",
                        "test_data", "test_bad_inputs", "test_config", "test_confusion",
@@ -58,5 +59,6 @@ def pytest_collection_modifyitems(config, items):
     name = item.fspath.basename
     if name.startswith(_BINARY_TEST_FILES):
       item.add_marker(pytest.mark.binary)
-    if name.startswith(_FLOAT64_TEST_FILES) and not _runs_in_float64_already(item):
+    if (name.startswith(_FLOAT64_TEST_FILES) and not _runs_in_float64_already(item)
+        and item.get_closest_marker("no_float64") is None):
       item.add_marker(pytest.mark.float64)

@@ -466,18 +466,6 @@ def test_accumulate_keeps_the_dtype_of_the_sums_under_x64():
     assert means.dtype == jnp.float32
 
 
-def test_check_learning_rates():
-  from imbalance_jax.train import sweep
-  got = sweep.check_learning_rates(np.array([0.5, 2.0], np.float32))
-  assert got.dtype == np.float64
-  np.testing.assert_array_equal(got, [0.5, 2.0])
-  for bad in ([0.0, 1.0], [-1.0], [np.inf], [np.nan]):
-    with pytest.raises(ValueError, match=r"^learning_rates must be finite and positive, got "):
-      sweep.check_learning_rates(bad)
-  for bad in ([], [[0.1]]):
-    with pytest.raises(ValueError, match=r"^learning_rates must be a non-empty 1-d array"):
-      sweep.check_learning_rates(bad)
-
 
 def test_accumulate_chunk_indices_are_int32_under_x64_and_trailing_axes_are_kept():
   with jax.enable_x64(True):
