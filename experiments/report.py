@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import jax
 import markdown
+from absl import app, flags
 
 from experiments import claims as claims_lib
 from imbalance_jax import results
@@ -216,3 +217,18 @@ def write(workdir: str, experiments: Sequence[claims_lib.Experiment], state: Map
       f.write(text)
     written.append(path)
   return written
+
+
+def main(argv):
+  del argv
+  if not flags.FLAGS.docs_index:
+    raise app.UsageError("report.write is called by experiments.reproduce; this command only "
+                         "has --docs_index")
+  claims_lib.write_docs_index(os.path.join(DOCS, "index.md"))
+  print(f"Wrote the experiments table of {os.path.join(DOCS, 'index.md')}")
+
+
+if __name__ == "__main__":
+  flags.DEFINE_bool("docs_index", False, "Regenerate the experiments table of docs/index.md "
+                    "from experiments/claims (a test checks it is current).")
+  app.run(main)

@@ -1,12 +1,14 @@
 """Bad input is a ValueError naming the argument, raised before any work.
 
-Experiment configs go through `cli.resolve` (unknown fields, preset, the
-config's ``validate``) and `cli.prepare_workdir` in-process, exactly as
-`cli.start` runs them; public API calls are made directly. Every case checks
-that the message names the offending field or argument.
+Experiment configs go through their binary's ``CONFIG.resolve`` (unknown
+fields, preset, every field's check, the binary's ``validate``) and
+`experiment.prepare_workdir` in-process, exactly as `experiment.start` runs
+them; public API calls are made directly. Every case checks that the message
+names the offending field or argument. Besides the hand-written cases, every
+registered binary (`experiments.claims.BINARIES`, new ones included) gets each
+value its fields' kinds refuse, and a bad ``--config`` field on its command line.
 """
 
-import importlib
 import json
 import os
 import subprocess
@@ -17,24 +19,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from imbalance_jax import (_checks, cli, data, losses, make_dataset, metrics, models, optim,
-                           train)
+from experiments import claims
+from imbalance_jax import _checks, data, losses, make_dataset, metrics, models, optim, train
+from imbalance_jax import experiment as ex
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARIES = ("heavy_tailed_linear", "curvature_linear", "curvature_cnn", "theory_figures",
-            "unigram_scaling")
+BINARIES = claims.BINARIES
 
 
-def config_module(name):
-  return importlib.import_module(f"experiments.configs.{name}")
+def binary(name):
+  return claims.binary_module(name)
 
 
 def resolve(name, **overrides):
-  module = config_module(name)
-  config = module.get_config()
-  for key, value in overrides.items():
-    config[key] = value
-  return cli.resolve(config, module)
+  return binary(name).CONFIG.resolve(overrides)
 
 
 # (binary, overrides, text the message must contain). Sizes flagged "memory" are
@@ -112,12 +110,46 @@ def test_bad_config_field_is_named(name, overrides, match):
 
 
 @pytest.mark.parametrize("name", BINARIES)
-def test_every_field_is_declared_and_every_preset_is_valid(name, monkeypatch):
-  module = config_module(name)
-  assert set(module.FIELDS) == set(module.get_config().keys())
+def test_every_preset_is_valid(name, monkeypatch):
+  config = binary(name).CONFIG
+  assert sorted(config.defaults().keys()) == sorted(["preset", *config.fields])
   monkeypatch.setattr(_checks, "available_memory_bytes", lambda: 2**50)  # 1 PiB
-  for preset in module.PRESETS:
+  for preset in config.presets:
     assert resolve(name, preset=preset).preset == preset
+
+
+def _field_cases():
+  """(binary, field, value) for every value the kind of every field of every binary refuses."""
+  cases = []
+  for name in BINARIES:
+    for field_name, field in binary(name).CONFIG.fields.items():
+      cases += [(name, field_name, value) for value in field.invalid_examples()]
+  return cases
+
+
+FIELD_CASES = _field_cases()
+
+
+@pytest.mark.parametrize("name,field,value", FIELD_CASES,
+                         ids=[f"{n}-{f}={v!r}" for n, f, v in FIELD_CASES])
+def test_every_field_refuses_what_its_kind_refuses(name, field, value):
+  with pytest.raises(ValueError, match=rf"config\.{field}\b"):
+    resolve(name, **{field: value})
+
+
+@pytest.mark.parametrize("name", BINARIES)
+def test_unknown_field_and_wrong_type_are_named(name):
+  config = binary(name).CONFIG
+  first = next(iter(config.fields))
+  with pytest.raises(ValueError, match=rf"unknown config field --config.{first}x \(did you mean "
+                                       rf"--config.{first}\?\)"):
+    resolve(name, **{first + "x": 1})
+  with pytest.raises(ValueError, match="config.preset must be one of"):
+    resolve(name, preset="no_such_preset")
+  for field_name, field in config.fields.items():  # a value of the wrong type
+    wrong = "not a number" if field.type in (int, float, bool) else 12345
+    with pytest.raises(ValueError, match=rf"config\.{field_name}\b"):
+      resolve(name, **{field_name: wrong})
 
 
 @pytest.mark.parametrize("name,field", [("heavy_tailed_linear", "config.m or config.num_seeds"),
@@ -136,7 +168,7 @@ def test_heavy_tailed_memory_estimate_counts_data_and_members():
   config = resolve("heavy_tailed_linear", m=3, num_seeds=2, learning_rate=0.5)
   n, d, c = 24, 32, 7
   itemsize = 8 if jax.config.jax_enable_x64 else 4
-  assert config_module("heavy_tailed_linear").estimate_bytes(config) == itemsize * (
+  assert binary("heavy_tailed_linear").estimate_bytes(config) == itemsize * (
       2 * n * d + 2 * (3 * n * c + 4 * c * (d + 1)))
 
 
@@ -145,21 +177,22 @@ def test_workdir_checks(tmp_path):
   a_file = tmp_path / "results.txt"
   a_file.write_text("x")
   with pytest.raises(ValueError, match="--workdir=.*results.txt names an existing file"):
-    cli.prepare_workdir(str(a_file), config)
+    ex.prepare_workdir(str(a_file), config)
   with pytest.raises(ValueError, match="--workdir=.* cannot be created: .*results.txt is a file"):
-    cli.prepare_workdir(str(a_file / "sub"), config)
+    ex.prepare_workdir(str(a_file / "sub"), config)
   with pytest.raises(ValueError, match="--workdir must name a directory"):
-    cli.prepare_workdir("", config)
+    ex.prepare_workdir("", config)
   workdir = str(tmp_path / "run")
-  assert cli.prepare_workdir(workdir, config) == workdir
+  assert ex.prepare_workdir(workdir, config) == workdir
   assert json.loads((tmp_path / "run" / "config.json").read_text())["m"] == 3
-  assert cli.prepare_workdir(workdir, config) == workdir  # same config: resumes
+  assert ex.prepare_workdir(workdir, config) == workdir  # same config: resumes
+  assert ex.prepare_workdir("~/../" + workdir, config) == workdir  # ~ and .. resolved
   other = resolve("heavy_tailed_linear", m=4)
   with pytest.raises(ValueError, match=r"holds results of a different config \(m: 3 -> 4\)"):
-    cli.prepare_workdir(workdir, other)
+    ex.prepare_workdir(workdir, other)
   (tmp_path / "run" / "config.json").write_text("{truncated")
   with pytest.raises(ValueError, match="--workdir=.*cannot read its config.json"):
-    cli.prepare_workdir(workdir, config)
+    ex.prepare_workdir(workdir, config)
 
 
 def test_unknown_field_on_the_command_line_is_refused_before_any_work(tmp_path):
@@ -169,6 +202,21 @@ def test_unknown_field_on_the_command_line_is_refused_before_any_work(tmp_path):
   assert out.returncode != 0
   assert ("ValueError: unknown config field --config.ufm_dleta (did you mean "
           "--config.ufm_delta?); valid fields:") in out.stderr
+  assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", BINARIES)
+def test_bad_command_line_stops_every_binary_before_any_work(name, tmp_path):
+  """A field outside its range on the command line: non-zero exit, the field named, nothing
+  written (the binary's own command line, not just its Config)."""
+  field_name, field, value = next((f, k, k.invalid_examples()[0])
+                                  for f, k in binary(name).CONFIG.fields.items()
+                                  if k.invalid_examples() and k.type is not float)
+  out = subprocess.run([sys.executable, "-m", f"experiments.{name}",
+                        f"--workdir={tmp_path / 'run'}", f"--config.{field_name}={value}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert out.returncode != 0
+  assert f"ValueError: config.{field_name}" in out.stderr, out.stderr[-2000:]
   assert not (tmp_path / "run").exists()
 
 
@@ -232,4 +280,4 @@ def test_bad_public_api_argument_is_named(call, match):
 
 def test_at_least_forty_bad_inputs():
   assert len(CONFIG_CASES) + len(API_CASES) >= 40
-  assert {c[0] for c in CONFIG_CASES} == set(BINARIES)
+  assert {c[0] for c in FIELD_CASES} == set(BINARIES)

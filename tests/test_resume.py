@@ -1,17 +1,17 @@
 """Every experiment binary, SIGKILLed part-way and rerun, ends with an uninterrupted run's results.
 
-Each binary runs three times on a tiny config: uninterrupted; started again in
-a fresh workdir and killed at a fixed point; rerun in that workdir to the end.
-The kill is deterministic: the killed run goes through a small harness that
-freezes the process (SIGSTOP) right after the N-th unit of work is saved (a
-sweep segment checkpoint for ``heavy_tailed_linear``, i.e. part-way through a
-tuning round; a finished training run for the curvature binaries; a finished
-figure or (method, d) record for the theory binaries). The test then SIGKILLs
-it, so nothing after that point is flushed, and checks that the run was indeed
-interrupted (no summary.json). The rerun must write ``summary.json`` and
-``metrics.jsonl`` equal to the uninterrupted run's, line for line (no
-duplicated or truncated lines), and for the curvature binaries the same
-``metrics.npz`` arrays; and it must save only the units the killed run had not
+Every registered binary (`experiments.claims.BINARIES`: a new one is covered as
+soon as its claims module exists) runs three times on the tiny config its
+`Experiment` declares (``test_flags``): uninterrupted; started again in a fresh
+workdir and killed at a fixed point; rerun in that workdir to the end. The kill
+is deterministic: the killed run goes through a small harness that counts every
+saved unit of work (a `train.ResultStore` save, a sweep-segment checkpoint, an
+`experiment.Progress` entry) and freezes the process (SIGSTOP) right after the
+``kill_after``-th. The test then SIGKILLs it, so nothing after that point is
+flushed, and checks that the run was indeed interrupted (no summary.json). The
+rerun must write ``summary.json`` and ``metrics.jsonl`` equal to the
+uninterrupted run's, line for line (no duplicated or truncated lines), and the
+same ``.npz`` arrays; and it must save only the units the killed run had not
 saved (the harness counts them in every run), so it really resumed.
 
 Timing fields differ between any two runs and are excluded explicitly:
@@ -21,9 +21,11 @@ To keep the file fast, the runs of all binaries are started concurrently
 (uninterrupted runs first, then the killed runs, then the reruns) and share a
 persistent JAX compilation cache in a temporary directory: the killed runs and
 reruns load the programs the uninterrupted runs compiled (the same
-executables, so the same numbers).
+executables, so the same numbers). Binaries whose `Experiment` says
+``slow_test`` run only with ``-m slow``.
 """
 
+import glob
 import json
 import os
 import signal
@@ -34,84 +36,47 @@ import time
 import numpy as np
 import pytest
 
+from experiments import claims
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMING_FIELDS = {"seconds", "total_seconds", "wall_seconds"}
+EXPERIMENTS = {name: claims.load(name) for name in claims.BINARIES}
+NAMES = [pytest.param(name, marks=pytest.mark.slow) if e.slow_test else name
+         for name, e in EXPERIMENTS.items()]
 
-# binary -> (tiny config flags, where to kill: (hook, how many units saved first))
-BINARIES = {
-    "heavy_tailed_linear": (
-        ["--config.m=3", "--config.num_seeds=2", "--config.num_steps=40", "--config.log_every=5",
-         "--config.segment_steps=10", "--config.refine_rounds=0", "--config.num_groups=3",
-         "--config.runs=adam+m"],
-        ("segment", 2)),  # after 2 of the 4 segments of the round (4 diverged members dropped)
-    "curvature_linear": (
-        ["--config.m=3", "--config.num_steps=20", "--config.log_every=5",
-         "--config.snapshot_steps=0,5,20", "--config.map_classes=4", "--config.map_dims=2",
-         "--config.num_groups=3"],
-        ("store", 1)),  # after the Adam run is saved, before GD's
-    "curvature_cnn": (
-        ["--config.num_bits=1", "--config.copies=2", "--config.plain_per_digit=4",
-         "--config.cnn_features=2,4", "--config.num_steps=10", "--config.log_every=5",
-         "--config.num_probes=4", "--config.snapshot_steps=0,10", "--config.map_classes=4"],
-        ("store", 1)),
-    "theory_figures": (
-        ["--config.figures=quadratic,ufm_spectrum", "--config.quadratic_classes=10",
-         "--config.quadratic_steps=20", "--config.ufm_R=2"],
-        ("progress", 1)),  # after the first figure
-    "unigram_scaling": (
-        ["--config.sizes=20,60", "--config.methods=gd", "--config.eps=0.05",
-         "--config.max_steps=100", "--config.segment_steps=50"],
-        ("progress", 1)),  # after d=20; d=60 searches around d=20's restored best step size
-}
-
-# In the CI command: one binary per kill hook (sweep segment, result store, progress file).
-# The other two run with `-m slow` (each has its own end-to-end test in the CI command).
-SLOW = ("curvature_cnn", "unigram_scaling")
-NAMES = [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
-         for name in BINARIES]
-
-# Runs a binary and counts its saved units of work of one kind in a report file; with
-# pause_after > 0 it freezes itself right after that many units are saved.
+# Runs a binary and counts its saved units of work in a report file; with pause_after > 0
+# it freezes itself right after that many units are saved.
 HARNESS = r"""
 import os, runpy, signal, sys
-from imbalance_jax import cli, results
-from imbalance_jax.train import checkpoint
-module, hook, pause_after, report = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-sys.argv = [module] + sys.argv[5:]
+from imbalance_jax import experiment, results, train
+from imbalance_jax.train import SEGMENT_CHECKPOINTS
+module, pause_after, report = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+sys.argv = [module] + sys.argv[4:]
 saved = 0
 results.write_json(report, saved)
 
-def unit_saved():
-  global saved
-  saved += 1
-  results.write_json(report, saved)
-  if saved == pause_after:
-    os.kill(os.getpid(), signal.SIGSTOP)  # frozen here until the test SIGKILLs it
-
-if hook == "segment":  # a sweep segment's checkpoint is committed before on_segment runs
-  run_sweep = checkpoint.run_sweep
-  def patched(*args, on_segment=None, **kwargs):
-    def on(done, total):
-      if on_segment is not None:
-        on_segment(done, total)
-      unit_saved()
-    return run_sweep(*args, on_segment=on, **kwargs)
-  checkpoint.run_sweep = patched
-else:
-  cls, name = {"store": (checkpoint.ResultStore, "save"), "progress": (cli.Progress, "put")}[hook]
+def counted(cls, name):
   original = getattr(cls, name)
   def patched(self, *args, **kwargs):
+    global saved
     out = original(self, *args, **kwargs)
-    unit_saved()
+    saved += 1
+    results.write_json(report, saved)
+    if saved == pause_after:
+      os.kill(os.getpid(), signal.SIGSTOP)  # frozen here until the test SIGKILLs it
     return out
   setattr(cls, name, patched)
+
+counted(train.ResultStore, "save")
+counted(SEGMENT_CHECKPOINTS, "save")
+counted(experiment.Progress, "put")
 runpy.run_module(module, run_name="__main__", alter_sys=True)
 """
 
 
 def selected(request) -> list[str]:
-  """The binaries whose tests this session runs (``-m "not slow"`` leaves out `SLOW`)."""
-  return [name for name in BINARIES
+  """The binaries whose tests this session runs (``-m "not slow"`` leaves out the slow ones)."""
+  return [name for name in EXPERIMENTS
           if any(getattr(item, "callspec", None) and item.callspec.params.get("name") == name
                  and item.module is request.module for item in request.session.items)]
 
@@ -125,10 +90,9 @@ def environment(tmp_path_factory):
 
 def start(name, workdir, env, pause_after=0):
   """Starts the binary ``name`` under the harness; returns (process, report path)."""
-  flags, (hook, _) = BINARIES[name]
   report = f"{workdir}.units.json"
-  args = [sys.executable, "-c", HARNESS, f"experiments.{name}", hook, str(pause_after), report,
-          f"--workdir={workdir}", *flags]
+  args = [sys.executable, "-c", HARNESS, f"experiments.{name}", str(pause_after), report,
+          f"--workdir={workdir}", *EXPERIMENTS[name].test_flags]
   process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
   return process, report
@@ -178,11 +142,12 @@ def resumed(request, tmp_path_factory, environment, uninterrupted):
   """``{binary: (workdir, paths right after the kill, units saved by the rerun)}``."""
   del uninterrupted  # runs first, so that its compiled programs are in the cache
   root = tmp_path_factory.mktemp("resumed")
-  killed = {name: start(name, root / name, environment, pause_after=BINARIES[name][1][1])
+  killed = {name: start(name, root / name, environment,
+                        pause_after=EXPERIMENTS[name].kill_after)
             for name in selected(request)}
   after_kill = {}
   for name, (process, report) in killed.items():
-    kill_after = BINARIES[name][1][1]
+    kill_after = EXPERIMENTS[name].kill_after
     deadline = time.monotonic() + 600
     while not (os.path.exists(report) and units_saved(report) == kill_after):
       assert process.poll() is None, f"{name} ended before its kill point: {process.stderr.read()}"
@@ -210,52 +175,33 @@ def test_killed_and_rerun_equals_uninterrupted(name, uninterrupted, resumed):
   assert summary == expected_summary
   assert len(lines) == len(expected_lines)
   assert lines == expected_lines
-  if os.path.exists(expected_dir / "metrics.npz"):
-    with np.load(workdir / "metrics.npz") as got, np.load(expected_dir / "metrics.npz") as want:
+  arrays = sorted(os.path.basename(p) for p in glob.glob(str(expected_dir / "*.npz")))
+  assert arrays == sorted(os.path.basename(p) for p in glob.glob(str(workdir / "*.npz")))
+  for name_npz in arrays:
+    with np.load(workdir / name_npz) as got, np.load(expected_dir / name_npz) as want:
       assert sorted(got.files) == sorted(want.files)
       for key in want.files:
-        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+        np.testing.assert_array_equal(got[key], want[key], err_msg=f"{name_npz}: {key}")
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_rerun_redoes_only_the_unsaved_work(name, uninterrupted, resumed):
   """Units saved before the kill are loaded, not recomputed (equal outputs alone would not
   tell a resumed run from one that started over)."""
-  kill_after = BINARIES[name][1][1]
+  kill_after = EXPERIMENTS[name].kill_after
   total, rerun = uninterrupted[name][1], resumed[name][2]
   assert total > kill_after
   assert rerun == total - kill_after
 
 
-# What the workdir held right after the kill: the unit of work saved just before
-# it, and not the next one.
-KILL_STATE = {
-    "heavy_tailed_linear": ("checkpoints/segments/adam+m/round0/2", "checkpoints/adam_m/round0"),
-    "curvature_linear": ("checkpoints/run/adam", "checkpoints/run/gd"),
-    "curvature_cnn": ("checkpoints/run/adam", "checkpoints/run/gd"),
-    "theory_figures": ("quadratic.png", "ufm_spectrum.png"),
-    "unigram_scaling": ("progress.json", "unigram_scaling.png"),
-}
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_kill_came_part_way(name, resumed):
-  after_kill = resumed[name][1]
-  saved, not_yet = KILL_STATE[name]
-  assert saved in after_kill and not_yet not in after_kill, sorted(after_kill)
-  if name == "heavy_tailed_linear":  # mid-round: 2 of the 4 segments of the only round
-    assert not any(path.startswith("checkpoints/segments/adam+m/round0/3")
-                   for path in after_kill)
-
-
 def test_progress_keeps_finished_units_in_order_as_json(tmp_path):
-  from imbalance_jax import cli
-  progress = cli.Progress(str(tmp_path))
+  from imbalance_jax import experiment
+  progress = experiment.Progress(str(tmp_path))
   assert "a" not in progress and progress.values() == []
   stored = progress.put("a", {"x": np.float32(0.5), "shape": (2, 3), "bad": float("nan")})
   assert stored == {"x": 0.5, "shape": [2, 3], "bad": None}  # what a resumed run will see
   progress.put("b", [1, 2])
   progress.put("a", {"x": 1.0})  # replacing keeps the original order
-  again = cli.Progress(str(tmp_path))
+  again = experiment.Progress(str(tmp_path))
   assert "a" in again and again["a"] == {"x": 1.0} and again.values() == [{"x": 1.0}, [1, 2]]
   assert sorted(os.listdir(tmp_path)) == ["progress.json"]  # no temporary files left

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 
 from imbalance_jax.experiment import RunSummary
 from imbalance_jax.experiment.claims import (Claim, Criterion, Experiment, Figure, RunResult,
@@ -58,18 +59,36 @@ def binary_module(binary: str):
   return importlib.import_module(f"experiments.{binary}")
 
 
+def _figure_key(name: str) -> tuple:
+  paper, _, figure = name.partition(" ")
+  number = re.search(r"\d+", figure)
+  return (paper, not figure.startswith("Fig"), int(number.group()) if number else 0, figure)
+
+
 def docs_table() -> str:
   """The experiments table of ``docs/index.md``, from the registry and each binary's presets."""
   rows = ["| binary | figures | notes | presets |", "|---|---|---|---|"]
   for experiment in load_all():
     shown = [f.paper + " " + f.figure for f in experiment.figures]
     shown += [c.paper + " " + c.figure for c in experiment.claims]
-    figures = list(dict.fromkeys(f for f in shown))
+    figures = sorted(dict.fromkeys(shown), key=_figure_key)
     figures += [f"{g} (GPU)" for g in experiment.gpu_only if g not in figures]
     presets = list(binary_module(experiment.binary).CONFIG.presets)
     rows.append(f"| `{experiment.binary}` | {', '.join(figures)} | {experiment.notes} | "
                 f"{', '.join(presets)} |")
   return "\n".join(rows)
+
+
+def write_docs_index(path: str) -> None:
+  """Replaces the experiments table in the docs index at ``path`` by `docs_table`."""
+  with open(path) as f:
+    lines = f.read().split("\n")
+  start = lines.index("| binary | figures | notes | presets |")
+  end = start
+  while end < len(lines) and lines[end].startswith("|"):
+    end += 1
+  with open(path, "w") as f:
+    f.write("\n".join(lines[:start] + [docs_table()] + lines[end:]))
 
 
 def group_losses(entry) -> tuple[float, float]:
@@ -84,4 +103,4 @@ BINARIES = _discover()
 
 __all__ = ["BINARIES", "Claim", "Criterion", "Experiment", "Figure", "PAPERS", "RunResult",
            "Verdict", "at_least", "at_most", "binary_module", "docs_table", "group_losses",
-           "load", "load_all"]
+           "load", "load_all", "write_docs_index"]

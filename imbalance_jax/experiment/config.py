@@ -85,7 +85,8 @@ class Config:
 
   Attributes:
     presets: ``{preset name: {field: value}}``; the first is the default preset.
-      A preset sets every field that has no default, and may set others.
+      A preset sets every field that has no default, and may set others (a
+      preset that does not set one of those gets its declared default).
     fields: ``{field name: fields.Field}`` in display order (``preset`` is implicit).
     validate: ``(Values) -> None`` raising ValueError naming the fields, for what
       depends on several fields; runs after every field's own check.
@@ -106,13 +107,19 @@ class Config:
       if unset:
         raise ValueError(f"preset {preset!r} does not set {unset}, which have no default")
 
+  def preset_controlled(self) -> set[str]:
+    """Fields some preset sets: None in `defaults`, filled by `resolve`."""
+    return {name for preset in self.presets.values() for name in preset}
+
   def defaults(self) -> ml_collections.ConfigDict:
-    """The ml_collections config of ``--config`` (preset-controlled fields are None)."""
+    """The ml_collections config of ``--config``: declared defaults, and None (a typed
+    placeholder) for every field a preset sets, so that a command-line value wins."""
     config = ml_collections.ConfigDict()
     config.preset = next(iter(self.presets))
+    controlled = self.preset_controlled()
     for name, field in self.fields.items():
-      config[name] = (config_dict.placeholder(field.type) if field.default is None
-                      else field.default)
+      config[name] = (config_dict.placeholder(field.type)
+                      if field.default is None or name in controlled else field.default)
     return config
 
   def resolve(self, overrides: Mapping[str, Any] | ml_collections.ConfigDict = ()) -> Values:
@@ -125,22 +132,24 @@ class Config:
     Raises:
       ValueError: naming the first bad field and its allowed range.
     """
-    # Untyped, so a wrong-typed value reaches the field's own check (a named ValueError).
-    raw = ml_collections.ConfigDict(self.defaults().to_dict())
+    # A plain dict, so that a wrong-typed value reaches the field's own check (a named
+    # ValueError) instead of ml_collections' TypeError.
+    raw = self.defaults().to_dict()
     given = overrides.to_dict() if isinstance(overrides, ml_collections.ConfigDict) else overrides
     for key, value in dict(given).items():
       if key not in raw:
-        raise _unknown_field_error(key, list(raw.keys()))
+        raise _unknown_field_error(key, list(raw))
       raw[key] = value
-    preset = raw.preset
+    preset = raw["preset"]
     if preset not in self.presets:
       raise ValueError(f"config.preset must be one of {tuple(self.presets)}, got {preset!r}")
-    for key, value in self.presets[preset].items():
-      if raw[key] is None:
-        raw[key] = value
+    for name, field in self.fields.items():
+      if raw[name] is None:  # not set by the user: the preset's value, else the default
+        raw[name] = self.presets[preset].get(name, field.default)
     typed = {"preset": preset}
     for name, field in self.fields.items():
       typed[name] = field.check(f"config.{name}", raw[name])
+    raw = ml_collections.ConfigDict(raw)
     values = Values(typed, raw)
     if self.validate is not None:
       self.validate(values)
@@ -149,8 +158,11 @@ class Config:
   def help(self) -> str:
     """One line per field: name, default (or 'preset'), help."""
     lines = [f"preset: one of {tuple(self.presets)}"]
+    controlled = self.preset_controlled()
     for name, field in self.fields.items():
-      default = "from the preset" if field.default is None else repr(field.default)
+      default = ("from the preset" if field.default is None else
+                 f"{field.default!r} unless the preset sets it" if name in controlled
+                 else repr(field.default))
       lines.append(f"{name} ({default}): {field.help}")
     return "\n".join(lines)
 
