@@ -22,7 +22,11 @@ def test_tutorial_executes(capsys):
   rarest = {name: t.best_history["group_loss"][:, -1, -1].mean() for name, t in tuned.items()}
   # The claim the tutorial makes in prose.
   assert rarest["gd"] > 3.0 and rarest["sign_descent"] < 0.5 and rarest["adam"] < 0.5
-  assert "saved" in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert "saved" in out
+  runs = namespace["runs"]  # section 7: the study in one file, run through experiment.run_in
+  assert runs["gd"].rarest_loss > runs["adam"].rarest_loss
+  assert "config.m must be an integer in [1, 12], got 0" in out and "all_runs.png" in out
 
 
 def resolve(dotted):
