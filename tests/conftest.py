@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from imbalance_jax import data, metrics, models, optim, train
+from imbalance_jax.types import make_dataset
 
 
 def small_problem(num_seeds=2, m=3, dtype=jnp.float64):
@@ -26,6 +27,12 @@ def make_linear_train(model, class_counts, name="gd", momentum=0.0, num_steps=12
   return train.make_train(train.classification_objective(model.apply, weighting),
                           optim.injectable(name, momentum), num_steps=num_steps,
                           log_every=log_every, metrics_fn=metrics.classification_metrics(groups))
+
+
+def tiny_data(n=7, num_classes=3):
+  """n examples of 2 features 0, 1, ..., 2n - 1 in order; labels 0, 1, ..., C - 1, 0, ..."""
+  x = np.arange(2 * n, dtype=np.float32).reshape(n, 2)
+  return make_dataset(x, np.arange(n) % num_classes, num_classes)
 
 
 @pytest.fixture

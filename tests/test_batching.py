@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import small_problem
+from conftest import tiny_data, small_problem
 from imbalance_jax import data, metrics, optim, train
 from imbalance_jax.train import batching
 
@@ -243,3 +243,182 @@ def test_bad_batching_is_rejected():
                      num_steps=2, batching="minibatch")
   with pytest.raises(ValueError, match="'train'"):
     linear_run(model, ds.class_counts).init(params, {"test": ds}, 0.1)
+
+
+# --- the batching helpers on tiny arrays (no model, no optimizer) -------------------------
+# Pinned by mutation testing (docs/testing.md); in 32 bits only (`no_float64`), as written.
+
+
+@pytest.mark.no_float64
+def test_batching_config_messages_and_defaults():
+  assert batching.FullBatch().chunk_size is None
+  assert batching.FullBatch(chunk_size=1).chunk_size == 1
+  with pytest.raises(ValueError, match=r"^batching.chunk_size must be >= 1, got 0$"):
+    batching.FullBatch(chunk_size=0)
+  mb = batching.MiniBatch(batch_size=6)
+  assert (mb.accumulation_steps, mb.eval_chunk_size, mb.micro_batch_size) == (1, None, 6)
+  assert batching.MiniBatch(batch_size=6, accumulation_steps=3).micro_batch_size == 2
+  assert batching.MiniBatch(batch_size=1, eval_chunk_size=1).eval_chunk_size == 1
+  with pytest.raises(ValueError, match=r"^batching.batch_size must be >= 1, got 0$"):
+    batching.MiniBatch(batch_size=0)
+  with pytest.raises(ValueError, match=r"^batching.accumulation_steps must be >= 1, got 0$"):
+    batching.MiniBatch(batch_size=4, accumulation_steps=0)
+  with pytest.raises(ValueError, match=r"^batching.accumulation_steps=4 must divide "
+                                       r"batching.batch_size=6$"):
+    batching.MiniBatch(batch_size=6, accumulation_steps=4)
+  with pytest.raises(ValueError, match=r"^batching.eval_chunk_size must be >= 1, got 0$"):
+    batching.MiniBatch(batch_size=4, eval_chunk_size=0)
+
+
+@pytest.mark.no_float64
+def test_take_slice_and_num_examples_touch_only_x_and_y():
+  ds = tiny_data()
+  assert batching.num_examples(ds) == 7
+  part = batching.take(ds, jnp.array([[4, 0]]))
+  np.testing.assert_array_equal(part.y, [[1, 0]])
+  np.testing.assert_array_equal(part.x, [[[8, 9], [0, 1]]])
+  np.testing.assert_array_equal(part.class_counts, ds.class_counts)  # global leaf kept
+  part = batching.slice_examples(ds, 2, 3)
+  np.testing.assert_array_equal(part.y, [2, 0, 1])
+  np.testing.assert_array_equal(part.x[:, 0], [4, 6, 8])
+  np.testing.assert_array_equal(part.class_counts, ds.class_counts)
+
+
+@pytest.mark.no_float64
+def test_chunked_shapes_and_none_parts():
+  ds = tiny_data(7)
+  main, rest = batching.chunked(ds, 3)
+  assert main.x.shape == (2, 3, 2) and main.y.shape == (2, 3)
+  np.testing.assert_array_equal(main.y, [[0, 1, 2], [0, 1, 2]])
+  np.testing.assert_array_equal(main.x[1, :, 0], [6, 8, 10])
+  np.testing.assert_array_equal(rest.y, [0])
+  np.testing.assert_array_equal(rest.x, [[12, 13]])
+  np.testing.assert_array_equal(main.class_counts, ds.class_counts)
+  main, rest = batching.chunked(ds, 7)
+  assert rest is None and main.y.shape == (1, 7)
+  main, rest = batching.chunked(ds, 10)  # fewer examples than one chunk
+  assert main is None
+  np.testing.assert_array_equal(rest.y, ds.y)
+
+
+def _mean_fn(data, index):
+  """Sums that are means over the chunk's examples, and aux with per-example entries."""
+  sums = {"mean_x": jnp.mean(data.x[:, 0]), "mean_y": jnp.mean(data.y.astype(jnp.float32))}
+  aux = {"x_N": data.x[:, 0], "index_N": jnp.full(data.y.shape, index), "dropped": index}
+  return sums, aux
+
+
+@pytest.mark.no_float64
+@pytest.mark.parametrize("chunk_size", [2, 3, 7, 4])
+def test_accumulate_equals_one_pass_and_keeps_per_example_entries(chunk_size):
+  ds = tiny_data(7)
+  means, aux = batching.accumulate(_mean_fn, ds, chunk_size)
+  np.testing.assert_allclose(means["mean_x"], np.mean(np.asarray(ds.x[:, 0])), rtol=1e-6)
+  np.testing.assert_allclose(means["mean_y"], np.mean(np.asarray(ds.y)), rtol=1e-6)
+  np.testing.assert_array_equal(aux["x_N"], ds.x[:, 0])  # example order kept
+  # Each example carries the index of its chunk (the remainder's is the next one).
+  np.testing.assert_array_equal(aux["index_N"], np.arange(7) // chunk_size)
+  if chunk_size < 7:
+    assert sorted(aux) == ["index_N", "x_N"]  # entries without the _N suffix are dropped
+  else:
+    assert sorted(aux) == ["dropped", "index_N", "x_N"]  # one call, aux unchanged
+
+
+@pytest.mark.no_float64
+def test_accumulate_without_chunks_is_one_call_with_index_zero():
+  ds = tiny_data(5)
+  calls = []
+
+  def fn(data, index):
+    calls.append((data.y.shape, index.dtype, int(index)))
+    return _mean_fn(data, index)
+
+  for chunk_size in (None, 5, 9):
+    calls.clear()
+    means, aux = batching.accumulate(fn, ds, chunk_size)
+    assert calls == [((5,), jnp.int32, 0)]
+    assert aux["dropped"] == 0
+  # Only a remainder-free split: the scan runs, fn sees int32 chunk indices.
+  means, aux = batching.accumulate(_mean_fn, ds, 1)
+  assert aux["index_N"].dtype == jnp.int32
+  np.testing.assert_array_equal(aux["index_N"], np.arange(5))
+
+
+@pytest.mark.no_float64
+def test_chunked_and_accumulate_keep_the_token_axis_of_sequence_labels():
+  ds = tiny_data(5)
+  ds = ds.replace(y=jnp.stack([ds.y, ds.y + 10], axis=1))  # labels [N, T=2]
+  main, rest = batching.chunked(ds, 2)
+  assert main.y.shape == (2, 2, 2) and rest.y.shape == (1, 2)
+  np.testing.assert_array_equal(main.y[1], [[2, 12], [0, 10]])
+  _, aux = batching.accumulate(lambda d, i: (jnp.mean(d.x), {"y_N": d.y.reshape(-1)}), ds, 2)
+  np.testing.assert_array_equal(aux["y_N"], np.asarray(ds.y).reshape(-1))
+
+
+@pytest.mark.no_float64
+def test_accumulate_of_sequence_outputs_flattens_tokens_in_order():
+  ds = tiny_data(5)
+
+  def fn(data, index):
+    tokens = jnp.stack([data.x[:, 0], data.x[:, 1]], axis=1)  # [n, T=2]
+    return jnp.mean(tokens), {"token_N": tokens.reshape(-1)}
+
+  mean, aux = batching.accumulate(fn, ds, 2)
+  np.testing.assert_allclose(mean, np.mean(np.asarray(ds.x)), rtol=1e-6)
+  np.testing.assert_array_equal(aux["token_N"], np.asarray(ds.x).reshape(-1))
+
+
+@pytest.mark.no_float64
+def test_accumulate_passes_an_integer_chunk_index_and_the_chunk_shapes():
+  # fn looks up a per-chunk value (needs an integer index) and returns sums whose shapes
+  # follow x's feature axis and y's one-hot classes: the scan's initial carry must match.
+  ds = tiny_data(5)
+  per_chunk = jnp.array([10.0, 20.0, 30.0])
+
+  def fn(data, index):
+    sums = {"x_mean": jnp.mean(data.x, axis=0),
+            "y_freq": jnp.mean(jax.nn.one_hot(data.y, 3), axis=0),
+            "weight": per_chunk[index] * jnp.ones(())}
+    return sums, {}
+
+  means, _ = batching.accumulate(fn, ds, 2)  # chunks of 2, 2 and a remainder of 1
+  np.testing.assert_allclose(means["x_mean"], np.asarray(ds.x).mean(0), rtol=1e-6)
+  np.testing.assert_allclose(means["y_freq"], [0.4, 0.4, 0.2], rtol=1e-6)
+  np.testing.assert_allclose(means["weight"], (2 * 10 + 2 * 20 + 30) / 5, rtol=1e-6)
+
+
+
+def test_accumulate_keeps_the_dtype_of_the_sums_under_x64():
+  with jax.enable_x64(True):
+    ds = tiny_data(5)
+    means, _ = batching.accumulate(lambda d, i: (jnp.mean(d.x, dtype=jnp.float32), {}), ds, 2)
+    assert means.dtype == jnp.float32
+
+
+
+
+def test_accumulate_chunk_indices_are_int32_under_x64_and_trailing_axes_are_kept():
+  with jax.enable_x64(True):
+    ds = tiny_data(5)
+
+    def fn(data, index):
+      return jnp.mean(data.x), {"index_N": jnp.full(data.y.shape, index), "x_N": data.x}
+
+    _, aux = batching.accumulate(fn, ds, 2)  # two scanned chunks and a remainder
+    assert aux["index_N"].dtype == jnp.int32
+    np.testing.assert_array_equal(aux["index_N"], [0, 0, 1, 1, 2])
+    np.testing.assert_array_equal(aux["x_N"], ds.x)  # [n, 2]: the feature axis is kept
+
+
+
+def test_accumulate_gives_fn_int32_indices_under_x64():
+  seen = []
+
+  def fn(data, index):
+    seen.append(index.dtype)
+    return jnp.mean(data.x), {}
+
+  with jax.enable_x64(True):
+    batching.accumulate(fn, tiny_data(5), 2)  # scanned chunks, then the remainder
+  assert seen and all(dtype == jnp.int32 for dtype in seen), seen
+

@@ -1,5 +1,6 @@
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from imbalance_jax import metrics
 from imbalance_jax.theory import studies
@@ -18,6 +19,17 @@ def test_confusion_matrix_equals_python_loop():
   rows = metrics.confusion_matrix(jnp.asarray(labels), jnp.asarray(predictions), 5)
   sizes = expected.sum(1, keepdims=True)
   np.testing.assert_allclose(rows, np.where(sizes > 0, expected / np.maximum(sizes, 1), 0))
+
+
+# Pinned by mutation testing (docs/testing.md); in 32 bits only (`no_float64`), as written.
+@pytest.mark.no_float64
+def test_confusion_matrix_counts_rows_and_dtype():
+  labels, predictions = jnp.array([0, 0, 0, 2]), jnp.array([1, 1, 0, 2])
+  counts = metrics.confusion_matrix(labels, predictions, 3, normalize=False)
+  np.testing.assert_array_equal(counts, [[1, 2, 0], [0, 0, 0], [0, 0, 1]])
+  assert counts.dtype == jnp.result_type(float)  # a float (not int) count, as rows are
+  rows = metrics.confusion_matrix(labels, predictions, 3)  # normalize is on by default
+  np.testing.assert_allclose(rows, [[1 / 3, 2 / 3, 0], [0, 0, 0], [0, 0, 1]], rtol=1e-6)
 
 
 def test_small_scale_model_learns_minorities_late_under_erm_only():
