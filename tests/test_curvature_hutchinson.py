@@ -216,3 +216,14 @@ def test_pooled_estimate_is_unbiased_within_standard_errors():
     nobias = np.asarray(curvature.linear_block_traces(x @ params["kernel"] + params["bias"], x,
                                                       bias=False))
     assert np.all(np.abs(pooled - nobias) > 4 * pooled_err)
+
+
+# --- block ids of a whole model -----------------------------------------------------------
+# Pinned by mutation testing (docs/testing.md).
+
+
+def test_dense_block_ids_of_a_whole_model():
+  head = {"kernel": jnp.zeros((3, 2)), "bias": jnp.zeros(2)}
+  whole = {"params": {"hidden": {"kernel": jnp.zeros((4, 3))}, "head": head}}
+  for got in (curvature.dense_block_ids(whole), curvature.dense_block_ids(whole["params"])):
+    assert got["kernel"].tolist() == [[0, 1]] * 3 and got["bias"].tolist() == [0, 1]

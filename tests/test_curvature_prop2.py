@@ -153,3 +153,17 @@ def test_sampling_edges_ties_and_messages():
   # Exact zeros are floored at 1e-30 by default.
   np.testing.assert_allclose(curvature.log10_magnitude(jnp.array([0.0, -1e-3])), [-30.0, -3.0],
                              rtol=1e-6)
+
+
+# --- empty classes ------------------------------------------------------------------------
+# Pinned by mutation testing (docs/testing.md).
+
+
+def test_data_moments_keep_classes_without_samples():
+  with jax.enable_x64(True):
+    x = jnp.arange(6.0).reshape(3, 2)
+    m = curvature.data_moments(x, jnp.array([0, 0, 1]), 4)  # classes 2 and 3 are empty
+    assert m.xbar_DC.shape == (2, 4) and m.trace_H_C.shape == (4,)
+    np.testing.assert_allclose(m.xbar_DC[:, 0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="^num_classes must be >= 1"):
+      curvature.data_moments(x, jnp.array([0, 0, 1]), 0)

@@ -1,8 +1,9 @@
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from imbalance_jax import data
+from imbalance_jax import data, optim
 from imbalance_jax.types import make_dataset
 
 
@@ -158,3 +159,38 @@ def test_heavy_tailed_images_structure():
   assert len(np.unique(templates.reshape(7, -1), axis=0)) == 7
   other = data.heavy_tailed_images(jax.random.key(3), m, size)
   assert not np.allclose(other.x, plain.x)
+
+
+# --- exact messages, dtypes and memory estimates ------------------------------------------
+# Pinned by mutation testing (docs/testing.md); in 32 bits only (`no_float64`), as written.
+
+
+@pytest.mark.no_float64
+def test_bad_counts_and_run_lists_are_refused_with_their_messages():
+  with pytest.raises(ValueError, match="^class_counts must be non-negative with a positive total$"):
+    data.frequency_groups([0, 0])
+  with pytest.raises(ValueError, match="^runs must name at least one run$"):
+    optim.parse_runs("")
+  with pytest.raises(ValueError, match="class_counts"):
+    data.rank_frequencies([3, -1])  # a negative count, positive total
+
+
+@pytest.mark.no_float64
+def test_synthetic_data_keep_the_requested_dtype_and_size_memory_by_it(monkeypatch):
+  key = jax.random.key(0)
+  for dist in ("uniform", "normal_1", "normal_0"):
+    assert data.heavy_tailed_labels(key, 2, dist, dtype=jnp.bfloat16).x.dtype == jnp.bfloat16
+  images = data.heavy_tailed_images(key, 2, 4, dtype=jnp.bfloat16)
+  assert images.x.dtype == jnp.bfloat16
+  # m = 2: n = 8 examples of d = 12 values; the estimate counts bytes of the requested dtype.
+  from imbalance_jax import _checks
+  monkeypatch.setattr(_checks, "available_memory_bytes", lambda: 2 * 8 * 12)
+  data.heavy_tailed_labels(key, 2, dtype=jnp.bfloat16)
+  with pytest.raises(ValueError, match=r"^m=2 \(n=8, d=12\) needs about .* lower m$"):
+    data.heavy_tailed_labels(key, 2)
+  n = images.num_examples
+  monkeypatch.setattr(_checks, "available_memory_bytes", lambda: 2 * n * 16)
+  data.heavy_tailed_images(key, 2, 4, dtype=jnp.bfloat16)
+  with pytest.raises(ValueError, match=rf"^m=2, image_size=4 \(n={n}\) needs about .* lower m "
+                                       r"or image_size$"):
+    data.heavy_tailed_images(key, 2, 4)

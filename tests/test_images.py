@@ -280,3 +280,64 @@ def test_imagenet_folder_without_the_split_is_refused(tmp_path):
   ds = data.load_imagenet_subset(jax.random.key(0), classes, "uniform", per_class=2,
                                  image_size=4, resize_size=4)
   assert ds.class_counts.tolist() == [2, 2]
+
+
+# --- exact messages, the smallest files, TFDS offline -------------------------------------
+# Pinned by mutation testing (docs/testing.md).
+
+
+def test_short_idx_file_is_a_bad_magic_number(tmp_path):
+  path = tmp_path / "short-idx1-ubyte"
+  path.write_bytes(b"\x00\x00")
+  with pytest.raises(ValueError, match="bad magic number"):
+    data.read_idx(path)
+
+
+def test_idx_label_ten_is_refused(tmp_path):
+  data.write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((2, 28, 28), np.uint8))
+  data.write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([9, 10], np.uint8))
+  with pytest.raises(ValueError, match=r"holds labels >= 10; is it a mnist label file\?$"):
+    data.load_images("mnist", "train", tmp_path)
+
+
+def test_check_images_refuses_other_sizes():
+  from imbalance_jax.data.images import check_images
+  images = np.zeros((2, 5, 6, 1), np.uint8)
+  assert check_images("x", images, height=5, width=6) is not None
+  with pytest.raises(ValueError, match=r"^x must be 4x6 images, got shape \(2, 5, 6, 1\)$"):
+    check_images("x", images, height=4, width=6)
+
+
+def test_image_dataset_arguments_are_named(tmp_path):
+  images = np.zeros((2, 4, 4, 1), np.uint8)
+  with pytest.raises(ValueError, match="^num_classes must be >= 1, got 0$"):
+    data.make_image_dataset(images, [0, 0], 0)
+  with pytest.raises(ValueError, match="^split must be one of "):
+    data.load_images("mnist", "dev", tmp_path)
+  with pytest.raises(ValueError, match="^per must be one of "):
+    data.fit_normalizer(data.make_image_dataset(images, [0, 0], 1), per="image")
+
+
+def test_tfds_sources_never_download(tmp_path, monkeypatch):
+  tfds = pytest.importorskip("tensorflow_datasets")
+  calls, real = [], tfds.data_source
+
+  def recording(*args, **kwargs):
+    calls.append(kwargs)
+    return real(*args, **kwargs)
+  monkeypatch.setattr(tfds, "data_source", recording)
+  rng = np.random.default_rng(0)
+  data.write_tfds_images(tmp_path / "digits", "mnist", "train",
+                         rng.integers(0, 256, (3, 28, 28, 1), dtype=np.uint8), [0, 1, 2])
+  assert data.load_images("mnist", "train", tmp_path / "digits").num_examples == 3
+  data.write_tfds_images(tmp_path / "imagenet", "imagenet2012", "train",
+                         [rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)] * 2, [4, 4])
+  subset = data.load_imagenet_subset(jax.random.key(0), tmp_path / "imagenet", image_size=4,
+                                     resize_size=4, num_threads=1)
+  assert subset.num_examples == 2
+  assert len(calls) >= 2 and all(call["download"] is False for call in calls)
+
+
+def test_imagenet_thread_count_is_checked_first(tmp_path):
+  with pytest.raises(ValueError, match="^num_threads must be >= 1"):
+    data.load_imagenet_subset(jax.random.key(0), tmp_path, num_threads=0)

@@ -116,3 +116,27 @@ def test_take_recounts_classes():
   sub = data.take(ds, [1, 3])
   assert sub.class_counts.tolist() == [0, 1, 1] and sub.num_classes == 3
   np.testing.assert_array_equal(sub.x[:, 0], [1, 3])
+
+
+# --- exact messages and ties --------------------------------------------------------------
+# Pinned by mutation testing (docs/testing.md).
+
+
+def test_imbalance_helpers_refuse_bad_counts_and_labels():
+  key = jax.random.key(0)
+  labels = np.array([0, 0, 1])
+  for bad in (np.array([-1, 0, 1]), np.array([0, 1, 2])):
+    with pytest.raises(ValueError, match=r"^labels must lie in \[0, num_classes=2\)$"):
+      data.per_class_indices(key, bad, [1, 1], 2)
+  for wanted in ([1.0, 1.0], [1, -1], [1]):
+    with pytest.raises(ValueError, match=r"^counts_per_class must be non-negative ints \[2\]"):
+      data.per_class_indices(key, labels, np.asarray(wanted), 2)
+  assert data.per_class_indices(key, np.zeros(3, int), [2], 1).size == 2  # one class is fine
+  for bad in ([[1, 2]], [], [3, -1]):
+    with pytest.raises(ValueError, match=r"^class_counts must be non-negative \[C\] with C >= 1"):
+      data.heavy_tail_counts(bad)
+  # Ties are ranked by class id (120 classes: numpy's default sort is not stable there).
+  counts = np.tile([4, 2, 4, 2], 30)
+  rank = np.empty(counts.size, int)
+  rank[np.lexsort((np.arange(counts.size), -counts))] = np.arange(1, counts.size + 1)
+  np.testing.assert_array_equal(data.heavy_tail_counts(counts), np.minimum(counts, -(-4 // rank)))

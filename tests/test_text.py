@@ -4,10 +4,12 @@ corpora, tokenizers, vocabulary, windows, zipf)."""
 import collections
 import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from imbalance_jax import data
+from imbalance_jax import curvature, data
 from imbalance_jax.data import vocabulary
 
 SMALL = ("The cat sat on the mat.\nThe dog sat on the log!\n\n"
@@ -269,3 +271,52 @@ def test_unigram_vocabulary_bound_is_exact():
                                        r"text has 2 distinct words and 2 distinct characters "
                                        r"\(at most 6 pieces\)$"):
     data.train_tokenizer("unigram", corpus, vocab_size=7)
+
+
+# --- exact messages and bounds ------------------------------------------------------------
+# Pinned by mutation testing (docs/testing.md); in 32 bits only (`no_float64`), as written.
+
+
+@pytest.mark.no_float64
+def test_vocabulary_bounds_and_messages():
+  tokens = "a a a b b c".split()
+  with pytest.raises(ValueError, match="^min_frequency must be >= 1, got 0$"):
+    data.build_vocabulary(tokens, min_frequency=0)
+  # 3 distinct tokens + <unk> = 4 entries at most; with one special, max_size >= 2.
+  assert len(data.build_vocabulary(tokens, max_size=4).tokens) == 4
+  with pytest.raises(ValueError, match=r"^max_size=5 is larger than the corpus's vocabulary: it "
+                                       r"has 4 distinct tokens including '<unk>'"):
+    data.build_vocabulary(tokens, max_size=5)
+  with pytest.raises(ValueError, match=r"^max_size must be >= 2, got 1$"):
+    data.build_vocabulary(tokens, max_size=1, specials=["<eos>"])
+  # <unk> already in the corpus is not counted twice.
+  with pytest.raises(ValueError, match=r"has 3 distinct tokens"):
+    data.build_vocabulary(["<unk>", "a", "b"], max_size=4)
+
+
+@pytest.mark.no_float64
+def test_token_windows_and_corpus_names(tmp_path):
+  with pytest.raises(ValueError, match="^num_classes must be >= 1, got 0$"):
+    data.next_token_windows(np.arange(10), seq_len=3, num_classes=0)
+  # Classes that never occur still get a count: class_counts has num_classes entries.
+  windows = data.next_token_windows(np.arange(9) % 3, seq_len=2, num_classes=6)
+  assert windows.class_counts.tolist() == [2, 3, 3, 0, 0, 0]
+  path = tmp_path / "one.txt"
+  path.write_text("a b c\n")
+  assert data.load_corpus(f"text:{path}").name == f"text:{path}"
+  path.write_text("  \n")
+  with pytest.raises(ValueError, match=rf"^corpus 'text:{path}': the train split is empty "
+                                       rf"\(source: {path}\)$"):
+    data.load_corpus(f"text:{path}")
+
+
+@pytest.mark.no_float64
+def test_tokenizer_and_trace_arguments_are_named():
+  with pytest.raises(ValueError, match="^vocab_size must be >= 2, got 1$"):
+    data.train_tokenizer("bpe", "a b c\n", vocab_size=1)
+  assert data.train_tokenizer("bpe", "ab ab ba\n", vocab_size=7).kind == "bpe"
+  loss = lambda p: jnp.sum(p["w"] ** 2)  # noqa: E731
+  params = {"w": jnp.ones(2)}
+  with pytest.raises(ValueError, match="^num_blocks must be >= 1, got 0$"):
+    curvature.hutchinson_block_traces(loss, params, {"w": jnp.zeros(2, jnp.int32)},
+                                      num_blocks=0, key=jax.random.key(0), num_probes=1)
