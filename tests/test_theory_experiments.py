@@ -4,18 +4,32 @@ import importlib
 
 import pytest
 
-from imbalance_jax import config as config_util
-from imbalance_jax import plotting
+from imbalance_jax import _checks, plotting
 
 
 @pytest.mark.parametrize("name", ["theory_figures", "unigram_scaling"])
 @pytest.mark.parametrize("preset", ["quick", "paper"])
-def test_presets_fill_every_placeholder(name, preset):
-  module = importlib.import_module(f"experiments.configs.{name}")
-  config = module.get_config()
-  config.preset = preset
-  resolved = config_util.resolve_preset(config, module.PRESETS)
-  assert all(value is not None for value in resolved.values())
+def test_presets_fill_every_field(name, preset, monkeypatch):
+  monkeypatch.setattr(_checks, "available_memory_bytes", lambda: 2**50)  # 1 PiB
+  config = importlib.import_module(f"experiments.{name}").CONFIG.resolve({"preset": preset})
+  assert config.preset == preset
+  assert all(config[key] is not None for key in config.keys())
+  assert all(value is not None for value in config.raw.values())
+
+
+def test_theory_figures_subset_keeps_the_given_order():
+  from experiments import theory_figures
+  config = theory_figures.CONFIG.resolve({"figures": "ufm_spectrum,quadratic"})
+  assert config.figures == ("ufm_spectrum", "quadratic")
+  assert theory_figures.FIGURES == tuple(theory_figures.STUDIES)
+
+
+def test_unigram_scaling_reads_typed_sizes_and_methods():
+  from experiments import unigram_scaling
+  config = unigram_scaling.CONFIG.resolve({"sizes": "20,60", "methods": "gd,adam"})
+  assert config.sizes == (20, 60) and config.methods == ("gd", "adam")
+  with pytest.raises(ValueError, match="config.sizes must be strictly increasing"):
+    unigram_scaling.CONFIG.resolve({"sizes": "60,20"})
 
 
 def test_scaling_figure_with_censored_and_skipped_runs(tmp_path):

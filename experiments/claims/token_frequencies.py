@@ -27,6 +27,10 @@ EXPERIMENT = Experiment(
     binary="token_frequencies",
     cpu_runs={"quick": 10.0},
     paper_runs=("paper",),
+    notes="word, BPE, Unigram on PTB; any local corpus",
+    # Killed after the word tokenizer's counts are saved, before BPE's and Unigram's.
+    test_flags=("--config.subword_vocab_size=120", "--config.num_groups=4"),
+    kill_after=1,
     figures=(
         Figure("H", "Fig 9", "quick", "token_frequencies.png",
                "Relative token frequency vs frequency rank (log-log) on PTB's training split "

@@ -13,6 +13,11 @@ EXPERIMENT = Experiment(
     binary="unigram_scaling",
     cpu_runs={"quick": 310.0},
     paper_runs=("paper",),
+    notes="iterations to eps vs vocabulary size",
+    # Killed after d=20; d=60 then searches around d=20's restored best step size.
+    test_flags=("--config.sizes=20,60", "--config.methods=gd", "--config.eps=0.05",
+                "--config.max_steps=100", "--config.segment_steps=50"),
+    kill_after=1,
     figures=(
         Figure("S", "rates", "quick", "unigram_scaling.png",
                "Iterations to reach eps vs vocabulary size d (Zipf frequencies), each method at "
