@@ -239,11 +239,15 @@ def _directory(text: str) -> str:
   return os.path.expanduser(text)
 
 
-def Directory(**kwargs) -> Text:  # noqa: N802
-  """An existing directory, or ``""`` (the binary says what that means: embedded data)."""
-  kwargs.setdefault("default", "")
-  return Text(parse=_directory, description="an existing directory or ''",
-              invalid=("/no/such/directory",), **kwargs)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Directory(Text):
+  """An existing directory (``~`` expanded), or ``""`` (the binary says what that means,
+  e.g. the embedded data)."""
+
+  default: Any = ""
+  parse: Callable[[str], Any] = _directory
+  description: str = "an existing directory or ''"
+  invalid: tuple[str, ...] = ("/no/such/directory",)
 
 
 def Names(choices: Iterable[str], **kwargs) -> Text:  # noqa: N802
