@@ -53,6 +53,7 @@ MODULES = [
     "imbalance_jax.theory.unigram",
     "imbalance_jax.train.batching",
     "imbalance_jax.train.checkpoint",
+    "imbalance_jax.train.driver",
     "imbalance_jax.train.distributed",
     "imbalance_jax.train.sweep",
     "imbalance_jax.train.tuning",

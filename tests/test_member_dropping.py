@@ -6,7 +6,7 @@ import pytest
 
 from conftest import make_linear_train, small_problem
 from imbalance_jax import reporting, results, train
-from imbalance_jax.train import checkpoint
+from imbalance_jax.train import driver
 
 # Sign descent: 1e0..1e3 blow up within 3 steps. The live members run in a
 # narrower vmap (width 8, then 4); XLA's reductions may then round differently
@@ -35,9 +35,8 @@ def test_dropped_members_hold_nan_after_the_drop_and_live_ones_are_unchanged(x64
   ds, params_S, run = sign_problem()
   sweep = train.Sweep(run)  # fresh: its compile count is checked
   reference = train.run_sweep(sweep, params_S, ds, RATES)
-  got, extras = train.run_sweep(sweep, params_S, ds, RATES, drop_decided=True, segment_steps=3,
-                                return_extras=True)
-  at = extras["dropped_at"]
+  got = train.run_sweep(sweep, params_S, ds, RATES, drop_decided=True, segment_steps=3)
+  at = got.dropped_at
   assert np.all(at[:, :4] == -1) and np.all(at[:, 4:] == 3)  # both outcomes occur
   assert sweep._run._cache_size() == 2  # width 8 (the grid), then bucket 4
   live = at < 0
@@ -66,9 +65,8 @@ def test_dropped_members_hold_nan_after_the_drop_and_live_ones_are_unchanged(x64
 
 def test_all_members_dropped_skips_the_remaining_segments(x64, problem):
   ds, params_S, _, sweep = problem
-  got, extras = train.run_sweep(sweep, params_S, ds, RATES[4:], drop_decided=True,
-                                segment_steps=3, return_extras=True)
-  assert np.all(extras["dropped_at"] == 3)
+  got = train.run_sweep(sweep, params_S, ds, RATES[4:], drop_decided=True, segment_steps=3)
+  assert np.all(got.dropped_at == 3)
   assert np.all(np.isnan(got.final_loss)) and np.all(np.isfinite(got.initial_loss))
 
 
@@ -118,10 +116,10 @@ def assert_close(a, b):
 
 
 def test_default_segment_steps():
-  assert checkpoint.default_segment_steps(300, 10) == 30
-  assert checkpoint.default_segment_steps(100, 100) == 100
-  assert checkpoint.default_segment_steps(12, 3) == 3
-  assert checkpoint.default_segment_steps(1000, 10) == 100
+  assert driver.default_segment_steps(300, 10) == 30
+  assert driver.default_segment_steps(100, 100) == 100
+  assert driver.default_segment_steps(12, 3) == 3
+  assert driver.default_segment_steps(1000, 10) == 100
 
 
 def test_bad_threshold(x64, problem):

@@ -27,7 +27,7 @@ import pytest
 
 from conftest import small_problem
 from imbalance_jax import optim, train
-from imbalance_jax.train import checkpoint as checkpoint_lib
+from imbalance_jax.train import driver
 
 RATES_5 = np.array([1e-3, 1e-2, 1e-1, 1.0, 1e2])  # 1e2 diverges under sign descent
 # name: (seeds, rates, example shards on 8 devices, data per seed, drop, mesh on 8 devices)
@@ -58,9 +58,9 @@ def cases(names=tuple(CASES)) -> dict[str, np.ndarray]:
           mesh if jax.device_count() == 8 else (1, 1, 1))
       if drop:
         with _recording_gathers() as gathers:
-          result, extras = train.run_sweep(sweep, seeds(params_S), data, rates, segment_steps=3,
-                                           drop_decided=True, return_extras=True)
-        out[f"{name}|dropped_at"] = extras["dropped_at"]
+          result = train.run_sweep(sweep, seeds(params_S), data, rates, segment_steps=3,
+                                   drop_decided=True)
+        out[f"{name}|dropped_at"] = result.dropped_at
         # The compacted state stays spread over every device (one device: no placement).
         layout = sweep.layout(num_seeds, len(rates), data)
         expected = train.Sweep.member_sharding(layout) if jax.device_count() > 1 else None
@@ -99,18 +99,18 @@ class _FinishRecorder(train.Sweep):
 @contextlib.contextmanager
 def _recording_gathers():
   """Records ``(sharding, device counts of the result)`` of each `gather_members` in run_sweep."""
-  calls, real = [], checkpoint_lib.gather_members
+  calls, real = [], driver.gather_members
 
   def gather(state, index_SW, sharding=None):
     out = real(state, index_SW, sharding)
     calls.append((sharding, {len(leaf.sharding.device_set) for leaf in jax.tree.leaves(out)}))
     return out
 
-  checkpoint_lib.gather_members = gather
+  driver.gather_members = gather
   try:
     yield calls
   finally:
-    checkpoint_lib.gather_members = real
+    driver.gather_members = real
 
 
 @functools.lru_cache(maxsize=1)

@@ -5,7 +5,7 @@ step size; the tuned sweep must hand back exactly those numbers under the right
 exponent, whether a round was computed, restored from a checkpoint or resumed from
 its last segment.
 
-Then the same bookkeeping with `checkpoint.run_sweep` and the store replaced by
+Then the same bookkeeping with `driver.run_sweep` and the store replaced by
 fakes: the fake sweep returns hand-built numbers per (seed, step size), so every
 column, history, store key, checkpoint directory, rerun and log line of
 `tune_sweep` can be compared exactly, in milliseconds.
@@ -22,7 +22,7 @@ import pytest
 
 from conftest import make_linear_train, small_problem
 from imbalance_jax import data, reporting, results, train
-from imbalance_jax.train import checkpoint, selection, tuning
+from imbalance_jax.train import driver, selection, tuning
 
 EXPONENTS = (-2.0, -1.0, 0.0)  # refinement adds -0.5 and 0.5 around the winner 10**0
 
@@ -215,7 +215,7 @@ def history(e, s):
 
 
 class FakeRunSweep:
-  """Stands for `checkpoint.run_sweep`: records each call, returns the table above."""
+  """Stands for `driver.run_sweep`: records each call, returns the table above."""
 
   def __init__(self, bad_seed=None, make_dir=True, table=member):
     self.calls = []
@@ -241,10 +241,9 @@ class FakeRunSweep:
         dropped_at[s, i] = 2
         final[s, i] = np.nan
         hist[s, i, 2:] = np.nan
-    result = types.SimpleNamespace(initial_loss=np.repeat(INITIAL[:, None], shape[1], 1),
-                                   final_loss=final, max_loss=high, finite=finite,
-                                   history={"loss": hist, "acc": -hist})
-    return result, {"dropped_at": dropped_at}
+    return types.SimpleNamespace(initial_loss=np.repeat(INITIAL[:, None], shape[1], 1),
+                                 final_loss=final, max_loss=high, finite=finite,
+                                 history={"loss": hist, "acc": -hist}, dropped_at=dropped_at)
 
 
 class FakeStore:
@@ -270,7 +269,7 @@ PARAMS, DATA, KEYS = object(), object(), object()
 def fake(monkeypatch):
   def install(**kwargs):
     run = FakeRunSweep(**kwargs)
-    monkeypatch.setattr(checkpoint, "run_sweep", run)
+    monkeypatch.setattr(driver, "run_sweep", run)
     # Each round takes 2.5 "seconds": start at 10 * k, end at 10 * k + 2.5.
     clock = itertools.chain.from_iterable((10.0 * k, 10.0 * k + 2.5)
                                           for k in itertools.count(1))
@@ -317,7 +316,8 @@ def test_rounds_columns_calls_and_log(fake):
     assert c["sweep"] is SWEEP and c["params_S"] is PARAMS and c["data"] is DATA
     assert c["keys_S"] is KEYS and c["threshold"] == 1.5 and c["drop_decided"] is True
     assert c["checkpoint_dir"] is None and c["segment_steps"] is None
-    assert c["return_extras"] is True
+    assert sorted(c) == ["checkpoint_dir", "data", "drop_decided", "exponents", "keys_S",
+                         "on_segment", "params_S", "segment_steps", "sweep", "threshold"]
   assert logs == [
       "sweep: sweeping 4 step sizes x all seeds x 12 steps, dropping diverged members "
       "between segments ...",
