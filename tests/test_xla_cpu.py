@@ -5,6 +5,9 @@ out of grouped convolutions) is checked in float64 against `lax.conv_general_dil
 and against the unrewritten gradient, under jit, vmap, nested vmap and inside
 scans; the compiled scan is checked to contain only canonical, ungrouped
 convolutions (what XLA:CPU needs to call its library kernels in a loop body).
+A function without convolutions runs as itself, checked once per argument
+types; the JAX versions the rewrite is known to work with are pinned, and a
+moved private API raises instead of running slowly.
 """
 
 import re
@@ -16,7 +19,9 @@ import numpy as np
 import pytest
 from jax import lax
 
-from imbalance_jax.train import xla_cpu
+from imbalance_jax import optim, train
+from imbalance_jax.train import loop, xla_cpu
+from imbalance_jax.types import make_dataset
 
 
 def _tree_max_diff(a, b):
@@ -225,6 +230,128 @@ def test_functions_without_convolutions_run_unchanged():
   kinds = [e.primitive.name for e in jax.make_jaxpr(wrapped)(1.0).jaxpr.eqns]
   assert kinds == [e.primitive.name for e in jax.make_jaxpr(fn)(1.0).jaxpr.eqns]
   assert len(kinds) == 1 and kinds[0] in ("jit", "pjit")  # one call, not inlined
+
+
+def test_jax_version_is_in_the_tested_range():
+  """The rewrite leans on JAX internals: a JAX outside the range must be checked, then added."""
+  oldest, newest = xla_cpu.TESTED_JAX_RANGE
+  assert xla_cpu.jax_version_is_tested(), (
+      f"JAX {jax.__version__} is outside xla_cpu.TESTED_JAX_RANGE ({oldest} to {newest}): "
+      "re-run tests/test_xla_cpu.py and benchmarks/bench_conv_step.py on it (conv steps in "
+      "make_train at jit-alone speed) and extend TESTED_JAX_RANGE in "
+      "imbalance_jax/train/xla_cpu.py")
+  assert xla_cpu.jax_version_is_tested(oldest) and xla_cpu.jax_version_is_tested(newest)
+  assert xla_cpu.jax_version_is_tested(newest + ".dev20260101")
+  bumped = newest.split(".")
+  bumped[-1] = str(int(bumped[-1]) + 1)
+  assert not xla_cpu.jax_version_is_tested(".".join(bumped))
+  assert not xla_cpu.jax_version_is_tested("0.4.30")
+
+
+def _nchw_conv(x, w):
+  return lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NCHW", "OIHW", "NCHW"))
+
+
+def _traced_counter(fn):
+  """``fn`` and a list that gets one entry each time ``fn`` is traced (or run)."""
+  traces = []
+
+  def counted(*args):
+    traces.append(None)
+    return fn(*args)
+
+  return counted, traces
+
+
+def test_step_without_convolutions_is_fn_and_one_with_a_conv_is_rewritten():
+  """No convolution: the same jaxpr as fn, and after one check per argument types fn runs alone."""
+  x, w = jnp.ones((2, 3, 6, 6)), jnp.ones((4, 3, 3, 3))
+  dense, dense_traces = _traced_counter(
+      jax.value_and_grad(lambda w, x: jnp.sum(jnp.tanh(x[:, :, :3, :3] * w[0]))))
+  wrapped = xla_cpu.canonical_convolutions(dense)
+  assert str(jax.make_jaxpr(wrapped)(w, x)) == str(jax.make_jaxpr(dense)(w, x))
+  assert len(dense_traces) == 3  # the check and the call, then fn itself for the reference
+  for _ in range(2):  # the decision is remembered: fn is traced once per call
+    jax.make_jaxpr(lambda w, x: wrapped(w, x))(w, x)  # a new function: JAX traces it anew
+  assert len(dense_traces) == 5
+  jax.make_jaxpr(lambda w, x: wrapped(w, x))(w, x[:1])  # new argument types: checked again
+  assert len(dense_traces) == 7
+
+  conv = jax.value_and_grad(lambda w, x: jnp.sum(_nchw_conv(x, w) ** 2))
+  jaxpr = jax.make_jaxpr(xla_cpu.canonical_convolutions(conv))(w, x)
+  assert str(jaxpr) != str(jax.make_jaxpr(conv)(w, x))
+  assert not all(xla_cpu.is_canonical(e.params["dimension_numbers"])
+                 for e in _convs(jax.make_jaxpr(conv)(w, x).jaxpr))
+  convs = _convs(jaxpr.jaxpr)  # the forward conv and the kernel gradient
+  assert len(convs) == 2 and all(xla_cpu.is_canonical(e.params["dimension_numbers"]) for e in convs)
+
+
+def test_cache_key_shares_the_decision_across_wrappers():
+  fn, traces = _traced_counter(lambda x: jnp.sin(x) * 2.0)
+  key = ("test_cache_key_shares_the_decision", object())
+  jax.make_jaxpr(xla_cpu.canonical_convolutions(fn, cache_key=key))(1.0)
+  assert len(traces) == 2  # the check and the call
+  jax.make_jaxpr(xla_cpu.canonical_convolutions(fn, cache_key=key))(2.0)  # a new wrapper
+  assert len(traces) == 3
+  jax.make_jaxpr(xla_cpu.canonical_convolutions(fn, cache_key=key))(jnp.ones(3))
+  assert len(traces) == 5  # new argument types
+  jax.make_jaxpr(xla_cpu.canonical_convolutions(fn))(2.0)  # no key: its own decisions
+  assert len(traces) == 7
+
+
+def test_linear_train_traces_its_objective_as_often_as_without_the_rewrite(monkeypatch):
+  """A linear `make_train` traced twice: the second time, no check at all."""
+  model = lambda p, x: x @ p["w"]
+  objective, traces = _traced_counter(train.classification_objective(model))
+  run = train.make_train(objective, optim.injectable("adam", 0.9), num_steps=4, log_every=2,
+                         batching=train.FullBatch(chunk_size=3))
+  data = make_dataset(jnp.ones((8, 5)), jnp.arange(8) % 3, 3)
+  params = {"w": jnp.zeros((5, 3))}
+
+  def lowered_traces():
+    before = len(traces)
+    jax.jit(lambda p: run(p, data, 0.1)).lower(params)  # a new jit: JAX retraces
+    return len(traces) - before
+
+  first, second = lowered_traces(), lowered_traces()
+  monkeypatch.setattr(loop, "cpu_convolutions", lambda fn, cache_key=None: fn)
+  unwrapped = lowered_traces()
+  # One check for the full chunks (scanned), one for the smaller remainder; then none.
+  assert second == unwrapped and first == unwrapped + 2
+
+
+def test_missing_private_symbol_raises_naming_the_versions(monkeypatch):
+  monkeypatch.setattr(xla_cpu, "_PRIVATE_SYMBOL", "convert_constvars_jaxpr_renamed")
+  x, w = jnp.ones((2, 3, 6, 6)), jnp.ones((4, 3, 3, 3))
+  with pytest.raises(xla_cpu.UnsupportedJaxError,
+                     match=rf"JAX {re.escape(jax.__version__)}.*convert_constvars_jaxpr_renamed "
+                           rf"is gone.*known to work with JAX {re.escape(xla_cpu.TESTED_JAX_RANGE[0])}"):
+    xla_cpu.canonical_convolutions(_nchw_conv)(x, w)
+  # A function without convolutions never touches the private API.
+  assert float(xla_cpu.canonical_convolutions(jnp.sum)(x)) == float(jnp.sum(x))
+
+
+def test_equation_the_rewrite_cannot_reach_into_raises(monkeypatch):
+  """A non-canonical conv inside an equation the rewrite does not know: loud, not slow."""
+  x, w = jnp.ones((2, 3, 6, 6)), jnp.ones((4, 3, 3, 3))
+
+  @jax.custom_batching.custom_vmap
+  def custom(x, w):
+    return _nchw_conv(x, w)
+
+  custom.def_vmap(lambda axis_size, in_batched, x, w: (jax.vmap(_nchw_conv)(x, w), True))
+  with pytest.raises(xla_cpu.UnsupportedJaxError, match="custom_vmap_call"):
+    xla_cpu.canonical_convolutions(custom)(x, w)
+  # The parameter that holds a jit's body renamed (as a JAX upgrade might do).
+  monkeypatch.setattr(xla_cpu, "_INLINED", {})
+  with pytest.raises(xla_cpu.UnsupportedJaxError, match=r"`(p)?jit` equation"):
+    xla_cpu.canonical_convolutions(jax.jit(_nchw_conv))(x, w)
+  # Only canonical convolutions inside: bound as they are (they are fast already).
+  nhwc = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  x_nhwc, w_hwio = jnp.ones((2, 6, 6, 3)), jnp.ones((3, 3, 3, 4))
+  np.testing.assert_array_equal(xla_cpu.canonical_convolutions(jax.jit(nhwc))(x_nhwc, w_hwio),
+                                nhwc(x_nhwc, w_hwio))
 
 
 def test_cpu_convolutions_rewrites_only_on_the_cpu(monkeypatch):

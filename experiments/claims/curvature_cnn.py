@@ -10,8 +10,8 @@ def _adam(run):
 
 
 def _frequent_classes_curvier(run):
-  adam = next(v for k, v in run.summary["runs"].items() if k.startswith("adam"))
-  plain, barcoded = adam["final_group_mean_trace"][:2]
+  adam = next(v for k, v in run.runs("runs").items() if k.startswith("adam"))
+  plain, barcoded = adam.final_group_mean_trace[:2]
   return {"plain_over_barcoded_mean_trace": plain / barcoded,
           "diag_to_offdiag_trace_ratio": run.summary["diag_to_offdiag_trace_ratio"]}
 
@@ -20,6 +20,11 @@ EXPERIMENT = Experiment(
     binary="curvature_cnn",
     cpu_runs={"quick": 80.0},
     paper_runs=("paper",),
+    notes="CNN on MNIST+Barcoded, Hutchinson traces",
+    test_flags=("--config.num_bits=1", "--config.copies=2", "--config.plain_per_digit=4",
+                "--config.cnn_features=2,4", "--config.num_steps=10", "--config.log_every=5",
+                "--config.num_probes=4", "--config.snapshot_steps=0,10", "--config.map_classes=4"),
+    kill_after=1,  # after the Adam run is saved, before GD's
     figures=(
         Figure("H", "Fig 24", "quick", "fig24_adam_scatter.png",
                "CNN on MNIST+Barcoded (4-bit barcodes, CPU scale): per-class gradient norm vs "

@@ -6,6 +6,11 @@ EXPERIMENT = Experiment(
     binary="curvature_linear",
     cpu_runs={"quick": 30.0},
     paper_runs=("paper",),
+    notes="exact block traces",
+    test_flags=("--config.m=3", "--config.num_steps=20", "--config.log_every=5",
+                "--config.snapshot_steps=0,5,20", "--config.map_classes=4", "--config.map_dims=2",
+                "--config.num_groups=3"),
+    kill_after=1,  # after the Adam run is saved, before GD's
     figures=(
         Figure("H", "Fig 7", "quick", "fig07_fig23b_adam_scatter.png",
                "Per-class gradient norm vs Hessian trace along Adam (linear model)"),

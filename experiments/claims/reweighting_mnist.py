@@ -12,13 +12,13 @@ def _learned_at(entry, group):
   A group never learned counts as learned one logging interval after the run's end (a lower
   bound on the true time, so "later" claims stay conservative).
   """
-  step = entry["step_learned"]["train"][group]
-  steps = entry["steps"]
+  step = entry.step_learned["train"][group]
+  steps = entry.steps
   return step if step is not None else steps[-1] + (steps[-1] - steps[-2])
 
 
 def _learning_order(run):
-  erm, rw = run.summary["erm"], run.summary["reweighted"]
+  erm, rw = run.runs()["erm"], run.runs()["reweighted"]
   erm_maj, erm_min = _learned_at(erm, "majority"), _learned_at(erm, "minority")
   rw_maj, rw_min = _learned_at(rw, "majority"), _learned_at(rw, "minority")
   return {"erm_majority_learned_at": erm_maj, "erm_minority_learned_at": erm_min,
@@ -28,7 +28,7 @@ def _learning_order(run):
 
 
 def _loss_curves(run):
-  erm, rw = run.summary["erm"]["train"], run.summary["reweighted"]["train"]
+  erm, rw = run.runs()["erm"].train, run.runs()["reweighted"].train
   return {"erm_minority_peak_over_initial": max(erm["minority_loss"]) / erm["minority_loss"][0],
           "erm_majority_at_minority_peak_over_initial":
               erm["majority_loss"][int(np.argmax(erm["minority_loss"]))]
@@ -40,10 +40,10 @@ def _loss_curves(run):
 def _early_test_accuracy(run):
   # Mean minority test accuracy over the logged steps up to step 100 (paper R Fig 3(c):
   # "minority accuracy only improves after 100 steps" under ERM).
-  out = {}
+  out, runs = {}, run.runs()
   for name in ("erm", "reweighted"):
-    entry = run.summary[name]
-    early = [a for s, a in zip(entry["steps"], entry["test"]["minority_accuracy"]) if s <= 100]
+    entry = runs[name]
+    early = [a for s, a in zip(entry.steps, entry.test["minority_accuracy"]) if s <= 100]
     out[f"{name}_minority_test_accuracy_first_100_steps"] = float(np.mean(early))
   out["reweighted_minus_erm"] = (out["reweighted_minority_test_accuracy_first_100_steps"]
                                  - out["erm_minority_test_accuracy_first_100_steps"])
@@ -54,6 +54,12 @@ EXPERIMENT = Experiment(
     binary="reweighting_mnist",
     cpu_runs={"quick": 150.0},
     paper_runs=("paper",),
+    notes="real digits, STEP imbalance",
+    # 2 units: the "erm" run, then the "reweighted" run; killed between them.
+    test_flags=("--config.num_steps=4", "--config.log_every=2", "--config.num_seeds=1",
+                "--config.width=2", "--config.majority_count=20", "--config.batch_size=8",
+                "--config.snapshot_steps=0,4"),
+    kill_after=1,
     figures=(
         Figure("R", "Fig 1", "quick", "fig1_confusion.png",
                "Confusion matrices along training (train and balanced test set), plain CE vs "

@@ -1,21 +1,21 @@
 """Claims of `experiments.transformer_last_layer`: paper H Fig 5, GD vs Adam vs normalized GD
 vs sign descent on the last layer of a frozen one-layer transformer (TinyPTB)."""
 
-from experiments.claims import Claim, Experiment, Figure, at_least, at_most, group_losses
+from experiments.claims import Claim, Experiment, Figure, at_least, at_most
 
 
 def _rare(run, name):
   """Final loss of ``name`` on the rarest ~10% of the tokens."""
-  return group_losses(run.summary[name])[1]
+  return run.runs()[name].rarest_loss
 
 
 def _gd_vs_adam(run):
-  gd, adam = run.summary["gd"], run.summary["adam"]
-  return {"gd_rarest_final": _rare(run, "gd"),
-          "gd_rarest_initial": gd["initial_group_losses"][-1],
-          "gd_rarest_final_over_initial": _rare(run, "gd") / gd["initial_group_losses"][-1],
-          "adam_rarest_final_over_initial": _rare(run, "adam") / adam["initial_group_losses"][-1],
-          "gd_rarest_over_adam_rarest": _rare(run, "gd") / _rare(run, "adam")}
+  gd, adam = run.runs()["gd"], run.runs()["adam"]
+  return {"gd_rarest_final": gd.rarest_loss,
+          "gd_rarest_initial": gd.initial_group_losses[-1],
+          "gd_rarest_final_over_initial": gd.rarest_loss / gd.initial_group_losses[-1],
+          "adam_rarest_final_over_initial": adam.rarest_loss / adam.initial_group_losses[-1],
+          "gd_rarest_over_adam_rarest": gd.rarest_loss / adam.rarest_loss}
 
 
 def _direction_vs_magnitude(run):
@@ -36,6 +36,13 @@ EXPERIMENT = Experiment(
     binary="transformer_last_layer",
     cpu_runs={"quick": 200.0},
     paper_runs=("paper",),
+    notes="last layer of a 1-layer transformer, all eight runs",
+    # 2 saved units (one tuning round per run): killed after gd's, before adam's.
+    test_flags=("--config.corpus=tinyptb", "--config.num_windows=10", "--config.seq_len=6",
+                "--config.d_model=8", "--config.num_steps=10", "--config.log_every=5",
+                "--config.runs=gd,adam", "--config.exponents=-1,0", "--config.num_groups=3",
+                "--config.num_seeds=2"),
+    kill_after=1,
     figures=(
         Figure("H", "Fig 5", "quick", "overview.png",
                "Last layer of a frozen simplified one-layer transformer on TinyPTB, full batch: "

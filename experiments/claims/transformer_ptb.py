@@ -1,7 +1,7 @@
 """Claims of `experiments.transformer_ptb`: paper H Figs 17, 18, 22 (PTB panel) and 26 at CPU
 scale; Figs 20, 1 and 10 at paper scale only."""
 
-from experiments.claims import Claim, Experiment, Figure, at_least, at_most, group_losses
+from experiments.claims import Claim, Experiment, Figure, at_least, at_most
 
 _CPU_SCALE = ("CPU scale: the model at width 32 (2 heads, MLP 32), a few windows with the "
               "vocabulary compacted to the types they contain, one seed, step sizes tuned on "
@@ -12,14 +12,13 @@ def _separation(gd_name, adam_name):
   """GD's loss grows from the frequent to the rare groups; Adam fits every group."""
 
   def measure(run):
-    gd, adam = run.summary[gd_name], run.summary[adam_name]
-    gd_frequent, gd_rare = group_losses(gd)
-    adam_frequent, adam_rare = group_losses(adam)
-    return {"gd_rarest": gd_rare, "gd_most_frequent": gd_frequent, "adam_rarest": adam_rare,
-            "gd_rarest_over_adam_rarest": gd_rare / adam_rare,
-            "gd_rarest_over_gd_most_frequent": gd_rare / gd_frequent,
-            "gd_rarest_final_over_initial": gd_rare / gd["initial_group_losses"][-1],
-            "adam_rarest_final_over_initial": adam_rare / adam["initial_group_losses"][-1]}
+    gd, adam = run.runs()[gd_name], run.runs()[adam_name]
+    return {"gd_rarest": gd.rarest_loss, "gd_most_frequent": gd.frequent_loss,
+            "adam_rarest": adam.rarest_loss,
+            "gd_rarest_over_adam_rarest": gd.rarest_loss / adam.rarest_loss,
+            "gd_rarest_over_gd_most_frequent": gd.rarest_loss / gd.frequent_loss,
+            "gd_rarest_final_over_initial": gd.rarest_loss / gd.initial_group_losses[-1],
+            "adam_rarest_final_over_initial": adam.rarest_loss / adam.initial_group_losses[-1]}
 
   return measure
 
@@ -30,23 +29,23 @@ _SEPARATION_CRITERIA = (at_least("gd_rarest_over_adam_rarest", 5.0),
 
 
 def _sqrt_reweighting(run):
-  plain, sqrt = run.summary["gd+m"], run.summary["gd+m@inverse_sqrt"]
-  return {"sqrt_reweighted_rarest": group_losses(sqrt)[1],
-          "plain_sgd_rarest": group_losses(plain)[1],
-          "sqrt_over_plain_rarest": group_losses(sqrt)[1] / group_losses(plain)[1],
-          "sqrt_over_plain_overall": sqrt["final_loss"] / plain["final_loss"]}
+  plain, sqrt = run.runs()["gd+m"], run.runs()["gd+m@inverse_sqrt"]
+  return {"sqrt_reweighted_rarest": sqrt.rarest_loss,
+          "plain_sgd_rarest": plain.rarest_loss,
+          "sqrt_over_plain_rarest": sqrt.rarest_loss / plain.rarest_loss,
+          "sqrt_over_plain_overall": sqrt.final_loss / plain.final_loss}
 
 
 def _inverse_reweighting(run):
-  plain, inverse = run.summary["gd+m"], run.summary["gd+m@inverse"]
-  return {"inverse_reweighted_overall": inverse["final_loss"],
-          "plain_sgd_overall": plain["final_loss"],
-          "inverse_over_plain_overall": inverse["final_loss"] / plain["final_loss"]}
+  plain, inverse = run.runs()["gd+m"], run.runs()["gd+m@inverse"]
+  return {"inverse_reweighted_overall": inverse.final_loss,
+          "plain_sgd_overall": plain.final_loss,
+          "inverse_over_plain_overall": inverse.final_loss / plain.final_loss}
 
 
 def _curvature(run):
-  adam = run.summary["adam+m"]["curvature"]["spearman"]
-  gd = run.summary["gd+m"]["curvature"]["spearman"]
+  adam = run.runs()["adam+m"].curvature["spearman"]
+  gd = run.runs()["gd+m"].curvature["spearman"]
   return {"spearman_adam_init": adam[0], "spearman_adam_end": adam[-1],
           "adam_gain_over_init": adam[-1] - adam[0],
           "spearman_gd_end": gd[-1], "gd_gain_over_init": gd[-1] - gd[0]}
@@ -56,6 +55,17 @@ EXPERIMENT = Experiment(
     binary="transformer_ptb",
     cpu_runs={"quick": 80.0, "quick_fig17": 150.0, "quick_fig22": 320.0, "quick_fig26": 220.0},
     paper_runs=("fig17", "fig18", "fig20", "fig22", "fig26", "gpt2_wikitext103"),
+    notes="Figs 1 and 10: GPT2-Small on WikiText-103",
+    # 4 saved units: the two tuning rounds, then the two curvature runs; killed after the
+    # first curvature run, so the rerun restores both rounds and one curvature run.
+    test_flags=("--config.preset=quick_fig26", "--config.corpus=ptb", "--config.num_windows=8",
+                "--config.seq_len=6", "--config.batch_size=4", "--config.num_steps=4",
+                "--config.log_every=2", "--config.runs=gd+m,adam+m@inverse_sqrt",
+                "--config.exponents=-2", "--config.num_groups=3", "--config.valid=True",
+                "--config.d_model=8", "--config.mlp_dim=8", "--config.curvature_windows=3",
+                "--config.num_probes=2"),
+    kill_after=3,
+    slow_test=True,
     figures=(
         Figure("H", "Fig 18", "quick", "overview.png",
                "One-layer transformer trained full batch on TinyPTB with GD and Adam: class "

@@ -2,15 +2,18 @@
 
 The studies of ``experiments/curvature_linear.py``,
 ``experiments/curvature_cnn.py`` and ``experiments/transformer_ptb.py``: a
-run is `imbalance_jax.train.make_train` with a curvature ``metrics_fn``
-(recorded inside the scan), and a summary is a rank correlation between
-per-block gradient norms and Hessian traces. Everything here returns data;
-`imbalance_jax.plotting.curvature` draws it.
+run is the `imbalance_jax.experiment.train_builder` training of a run spec
+with a curvature ``metrics_fn`` (recorded inside the scan), its step size
+fixed or tuned by `imbalance_jax.experiment.tune_runs`, and a summary is a
+rank correlation between per-block gradient norms and Hessian traces.
+Everything here returns data; `imbalance_jax.plotting.curvature` draws it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -19,6 +22,7 @@ import scipy.stats
 
 from imbalance_jax import _checks, optim, train
 from imbalance_jax.curvature.prop2 import prop2_training
+from imbalance_jax.experiment.runs import Grid, train_builder, tune_runs
 from imbalance_jax.types import Dataset
 
 
@@ -48,67 +52,115 @@ def rank_correlations(grad_norm_C, trace_C) -> dict[str, float]:
           "num_blocks": int(keep.sum())}
 
 
-def record_run(model_apply: Callable, params: Any, data: Dataset, run_name: str,
+def _spec(run: optim.RunSpec | str) -> optim.RunSpec:
+  return run if isinstance(run, optim.RunSpec) else optim.parse_run(run)
+
+
+def record_run(model_apply: Callable, params: Any, data: Dataset, run: optim.RunSpec | str,
                learning_rate: float, *, num_steps: int, log_every: int,
                metrics_fn: Callable, store: train.ResultStore | None = None,
                store_key: str | None = None) -> tuple[np.ndarray, dict[str, np.ndarray], Any]:
-  """Trains one run (``"adam+m"``, ``"gd"``, ...) recording ``metrics_fn``.
+  """Trains one run (a spec or a name: ``"adam+m"``, ``"gd"``, ...) recording ``metrics_fn``.
 
   Args:
     store: if given, the finished run (steps, history, final params) is saved
-      under ``store_key`` (default ``run_name``) and a rerun loads it instead
+      under ``store_key`` (default the run's name) and a rerun loads it instead
       of training: an interrupted experiment resumes after its finished runs.
 
   Returns:
     ``(steps [T], history {name: [T, ...]} as numpy, final params)``.
   """
-  spec = optim.parse_run(run_name)
+  spec = _spec(run)
   _checks.check_positive("learning_rate", learning_rate)
-  key = store_key or run_name
+  key = store_key or spec.name
   if store is not None and (saved := store.load(key)) is not None:
     return np.asarray(saved["steps"]), dict(saved["history"]), saved["params"]
-  run = train.make_train(train.classification_objective(model_apply, spec.weighting),
-                         optim.injectable(spec.optimizer, spec.momentum), num_steps=num_steps,
-                         log_every=log_every, metrics_fn=metrics_fn)
-  result = jax.jit(run)(params, data, learning_rate)
+  training = train_builder(model_apply, num_steps=num_steps, log_every=log_every,
+                           metrics_fn=metrics_fn)(spec)
+  result = jax.jit(training)(params, data, learning_rate)
   history = jax.tree.map(np.asarray, result.history)
   final_params = jax.device_get(result.params)
   if store is not None:
-    store.save(key, {"steps": np.asarray(run.history_steps), "history": history,
+    store.save(key, {"steps": np.asarray(training.history_steps), "history": history,
                      "params": final_params})
-  return run.history_steps, history, final_params
+  return training.history_steps, history, final_params
 
 
-def tune_learning_rate(model_apply: Callable, params: Any, data: Dataset, run_name: str, *,
-                       num_steps: int, exponents, log: Callable[[str], None] = print,
-                       store: train.ResultStore | None = None) -> float:
-  """Step size chosen by the library's tuning (paper H App. A.4) on one seed.
+@dataclasses.dataclass(frozen=True)
+class RecordedRuns:
+  """What `record_runs` returns, by the caller's run keys (e.g. ``"adam"``, ``"gd"``)."""
 
-  With ``store`` every sweep round is saved under ``tune/<run_name>`` and
-  reloaded on a rerun (see `imbalance_jax.train.tune_sweep`).
+  steps: np.ndarray  # [T], shared by every run
+  histories: dict[str, dict[str, np.ndarray]]
+  final_params: dict[str, Any]
+  wall_seconds: dict[str, float]  # a run restored on resume counts its loading
+
+
+def record_runs(model_apply: Callable, params: Any, data: Dataset,
+                runs: Mapping[str, optim.RunSpec | str], learning_rates: Mapping[str, float],
+                metrics_fns: Mapping[str, Callable], *, num_steps: int, log_every: int,
+                store: train.ResultStore | None = None,
+                log: Callable[..., None] = print) -> RecordedRuns:
+  """`record_run` of every ``runs[key]`` at ``learning_rates[key]`` with ``metrics_fns[key]``,
+  in order, each saved in ``store`` under ``run/<key>``."""
+  steps, histories, final_params, wall = None, {}, {}, {}
+  for key, run in runs.items():
+    start = time.perf_counter()
+    steps, histories[key], final_params[key] = record_run(
+        model_apply, params, data, run, learning_rates[key], num_steps=num_steps,
+        log_every=log_every, metrics_fn=metrics_fns[key], store=store, store_key=f"run/{key}")
+    wall[key] = time.perf_counter() - start
+    log("%s lr=%.3g: loss %.3f -> %.3f in %.1fs", _spec(run).name, learning_rates[key],
+        histories[key]["loss"][0], histories[key]["loss"][-1], wall[key])
+  return RecordedRuns(steps, histories, final_params, wall)
+
+
+def _formatting(log: Callable[[str], None]) -> Callable[..., None]:
+  """``log(text)`` as ``log(format, *args)`` (what `experiment.tune_runs` calls)."""
+  return lambda text, *args: log(text % args if args else text)
+
+
+def tune_learning_rates(model_apply: Callable, params: Any, data: Dataset,
+                        runs: Sequence[optim.RunSpec | str], *, num_steps: int, exponents,
+                        log: Callable[[str], None] = print,
+                        store: train.ResultStore | None = None) -> dict[str, float]:
+  """Step sizes chosen by the library's tuning (paper H App. A.4) on one seed, by run name.
+
+  Each run is swept over ``10**exponents``, then half powers around the best
+  (`imbalance_jax.experiment.tune_runs`); with ``store`` every sweep round is
+  saved under ``tune/<run name>`` and reloaded on a rerun.
   """
-  spec = optim.parse_run(run_name)
-  run = train.make_train(train.classification_objective(model_apply, spec.weighting),
-                         optim.injectable(spec.optimizer, spec.momentum), num_steps=num_steps,
-                         # Several segments, so members that diverge early are dropped.
-                         log_every=train.checkpoint.default_segment_steps(num_steps, 1))
+  # Several segments, so members that diverge early are dropped.
+  build = train_builder(model_apply, num_steps=num_steps,
+                        log_every=train.driver.default_segment_steps(num_steps, 1))
   add_seed = lambda tree: jax.tree.map(lambda v: v[None], tree)  # noqa: E731
-  tuned = train.tune_sweep(train.Sweep(run), add_seed(params), add_seed(data),
-                           exponents=tuple(float(e) for e in exponents), log=log, store=store,
-                           store_key=f"tune/{run_name}")
-  return tuned.selection.learning_rate
+  tuned = tune_runs([_spec(run) for run in runs], build, add_seed(params), add_seed(data),
+                    grid=Grid(tuple(float(e) for e in exponents)), store=store,
+                    key_prefix="tune/", log=_formatting(log))
+  return tuned.learning_rates()
 
 
-def select_step_sizes(model_apply: Callable, params: Any, data: Dataset, runs: dict[str, str],
-                      fixed: dict[str, float], *, tune: bool, num_steps: int,
-                      log: Callable[[str], None] = print,
+def tune_learning_rate(model_apply: Callable, params: Any, data: Dataset,
+                       run: optim.RunSpec | str, *, num_steps: int, exponents,
+                       log: Callable[[str], None] = print,
+                       store: train.ResultStore | None = None) -> float:
+  """`tune_learning_rates` of one run."""
+  return tune_learning_rates(model_apply, params, data, [run], num_steps=num_steps,
+                             exponents=exponents, log=log, store=store)[_spec(run).name]
+
+
+def select_step_sizes(model_apply: Callable, params: Any, data: Dataset,
+                      runs: Mapping[str, optim.RunSpec | str], fixed: Mapping[str, float], *,
+                      tune: bool, num_steps: int, log: Callable[[str], None] = print,
                       store: train.ResultStore | None = None) -> dict[str, float]:
-  """``fixed`` step sizes, or with ``tune`` those `tune_learning_rate` picks for ``runs``."""
+  """``fixed`` step sizes, or with ``tune`` those `tune_learning_rates` picks for ``runs``
+  (over paper H's sparse grid 1e-6..1e1), by the keys of ``runs``."""
   if not tune:
     return dict(fixed)
-  return {key: tune_learning_rate(model_apply, params, data, run, num_steps=num_steps,
-                                  exponents=train.SPARSE_EXPONENTS, log=log, store=store)
-          for key, run in runs.items()}
+  rates = tune_learning_rates(model_apply, params, data, list(runs.values()),
+                              num_steps=num_steps, exponents=train.SPARSE_EXPONENTS, log=log,
+                              store=store)
+  return {key: rates[_spec(run).name] for key, run in runs.items()}
 
 
 def closest_steps(steps, wanted) -> list[int]:

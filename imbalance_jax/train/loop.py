@@ -171,17 +171,21 @@ class Train:
   def _value_and_grad(self, params, model_state, data, key, chunk_size):
     """Objective, tracked loss, new model state, aux and gradient over ``data``."""
 
-    def chunk(batch, index):
-      chunk_key = None if key is None else jax.random.fold_in(key, index)
-
+    def value_and_grad(params, model_state, batch, chunk_key):
       def objective(p):
         value, loss, state, aux = self._objective(p, model_state, batch, chunk_key, True)
         return value, (loss, state, aux)
 
-      # On CPU every conv (and conv gradient) canonical and ungrouped, so XLA
-      # calls its conv kernels inside the scan: see `imbalance_jax.train.xla_cpu`.
-      value_and_grad = cpu_convolutions(jax.value_and_grad(objective, has_aux=True))
-      (value, (loss, state, aux)), grads = value_and_grad(params)
+      return jax.value_and_grad(objective, has_aux=True)(params)
+
+    # On CPU, a step with convolutions gets every conv (and conv gradient) canonical and
+    # ungrouped, so XLA calls its conv kernels inside the scan; any other step runs as it
+    # is. Decided once per run and argument types: see `imbalance_jax.train.xla_cpu`.
+    value_and_grad = cpu_convolutions(value_and_grad, cache_key=(self, "value_and_grad"))
+
+    def chunk(batch, index):
+      chunk_key = None if key is None else jax.random.fold_in(key, index)
+      (value, (loss, state, aux)), grads = value_and_grad(params, model_state, batch, chunk_key)
       return (value, loss, state, grads), aux
 
     (value, loss, state, grads), aux = accumulate(chunk, data, chunk_size)
@@ -191,9 +195,11 @@ class Train:
   def _evaluate(self, params, model_state, data, chunk_size):
     """Forward pass over ``data`` in evaluation mode: ``(loss, aux)``."""
 
+    evaluate = cpu_convolutions(lambda p, s, b: self._objective(p, s, b, None, False),
+                                cache_key=(self, "evaluate"))
+
     def chunk(batch, index):
       del index
-      evaluate = cpu_convolutions(lambda p, s, b: self._objective(p, s, b, None, False))
       _, loss, _, aux = evaluate(params, model_state, batch)
       return loss, aux
 

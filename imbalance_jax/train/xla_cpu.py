@@ -17,22 +17,49 @@ inside a scan (see ``docs/performance_conv.md``).
 
 `canonical_convolutions(fn)` applies the same rewrite at the JAX level, where
 it reaches every nested computation: it traces ``fn`` to a jaxpr and replays
-it with each non-canonical ``conv_general_dilated`` replaced by the
-equivalent canonical one between two transposes (exact: only the order of
-axes changes). Sub-jaxprs of ``jit``, ``custom_jvp``/``custom_vjp`` calls and
-``remat`` are inlined or rewritten; those of ``scan``, ``while`` and ``cond``
-are rewritten in place, so the loop structure (and the single compiled
-program) is kept.
+it with each ``conv_general_dilated`` replaced by the equivalent canonical one
+between two transposes (exact: only the order of axes changes), batched over
+vmapped members without grouped convolutions. Sub-jaxprs of ``jit``,
+``custom_jvp``/``custom_vjp`` calls are inlined; those of ``scan``, ``while``,
+``cond`` and ``remat`` are rewritten in place, so the loop structure (and the
+single compiled program) is kept.
 
-Apply it to an already differentiated function (e.g. the ``value_and_grad``
-of an objective): inlining drops ``custom_jvp``/``custom_vjp`` rules, which
-only matters if the result is differentiated again.
+When it is applied: only to a function whose jaxpr (sub-jaxprs included)
+contains a convolution, canonical or not (a canonical one still becomes a
+grouped convolution when `jax.vmap` batches both its input and its kernel, as a
+`Sweep` does). Anything else -- a linear model, an MLP, a transformer -- runs
+as ``fn`` itself, untouched: same program, same numbers, custom derivative rules
+kept. Deciding costs one trace of ``fn`` per argument signature (shapes, dtypes,
+pytree structure); `cpu_convolutions` ``(fn, cache_key=...)`` shares that
+decision across calls (the training loop keys it by its `Train`, so a run
+traced again is not checked again).
+
+Custom derivative rules are dropped where the rewrite applies: inlining a
+``custom_jvp``/``custom_vjp`` call keeps its primal computation only. That is
+exact for an already differentiated function (the training loop wraps the
+``value_and_grad`` of its objective and the evaluation forward pass), and
+wrong if the result is differentiated again (it would differentiate, e.g.,
+``relu``'s primal instead of its rule).
+
+JAX versions: the rewrite uses one private symbol
+(``jax._src.interpreters.partial_eval.convert_constvars_jaxpr``) and the
+parameter layout of the ``pjit``, ``custom_jvp_call``, ``custom_vjp_call``,
+``scan``, ``while``, ``cond`` and ``remat`` equations. It is known to work with
+JAX ``TESTED_JAX_RANGE`` = 0.10.2 to 0.10.2 (tests/test_xla_cpu.py and
+benchmarks/bench_conv_step.py were run on those; the test suite fails on any
+other version until they are re-run and the range extended). When the private
+symbol is missing or an equation that holds a non-canonical convolution is not
+understood, the rewrite raises `UnsupportedJaxError` naming the installed
+and the known-good versions, instead of leaving that convolution on XLA:CPU's
+slow path. Functions without convolutions never touch the private API.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import importlib
+import itertools
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import jax
@@ -41,10 +68,50 @@ import numpy as np
 from jax import lax
 from jax.extend import core as jex_core
 
+TESTED_JAX_RANGE = ("0.10.2", "0.10.2")  # (oldest, newest), inclusive
+"""JAX versions on which tests/test_xla_cpu.py and benchmarks/bench_conv_step.py passed."""
+
+_PRIVATE_MODULE, _PRIVATE_SYMBOL = "jax._src.interpreters.partial_eval", "convert_constvars_jaxpr"
 _CONV = "conv_general_dilated"
 _INLINED = {"jit": "jaxpr", "pjit": "jaxpr", "closed_call": "call_jaxpr",
             "core_call": "call_jaxpr", "custom_jvp_call": "call_jaxpr",
             "custom_vjp_call": "call_jaxpr", "custom_vjp_call_jaxpr": "fun_jaxpr"}
+
+
+class UnsupportedJaxError(RuntimeError):
+  """The installed JAX moved what the convolution rewrite relies on."""
+
+
+def _unsupported(what: str) -> UnsupportedJaxError:
+  oldest, newest = TESTED_JAX_RANGE
+  return UnsupportedJaxError(
+      f"imbalance_jax.train.xla_cpu cannot rewrite this function's convolutions on JAX "
+      f"{jax.__version__}: {what}. The rewrite is known to work with JAX {oldest} to {newest}; "
+      "install one of those, or adapt imbalance_jax/train/xla_cpu.py, re-run "
+      "tests/test_xla_cpu.py and benchmarks/bench_conv_step.py and extend TESTED_JAX_RANGE.")
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+  """``"0.10.2"`` -> ``(0, 10, 2)``; a suffix such as ``.dev20260101`` or ``rc1`` is ignored."""
+  parts = []
+  for part in version.split(".")[:3]:
+    digits = "".join(itertools.takewhile(str.isdigit, part))
+    if not digits:
+      break
+    parts.append(int(digits))
+  return tuple(parts)
+
+
+def jax_version_is_tested(version: str | None = None) -> bool:
+  """Whether ``version`` (default: the installed JAX) lies in `TESTED_JAX_RANGE`.
+
+  Example:
+    >>> jax_version_is_tested("0.10.2"), jax_version_is_tested("0.4.30")
+    (True, False)
+  """
+  oldest, newest = TESTED_JAX_RANGE
+  return (_version_tuple(oldest) <= _version_tuple(version or jax.__version__)
+          <= _version_tuple(newest))
 
 
 def is_canonical(dimension_numbers: lax.ConvDimensionNumbers) -> bool:
@@ -128,17 +195,30 @@ def _member_conv(params):
   return conv
 
 
-def canonical_convolutions(fn: Callable[..., Any]) -> Callable[..., Any]:
+def canonical_convolutions(fn: Callable[..., Any], *,
+                           cache_key: Hashable | None = None) -> Callable[..., Any]:
   """Wraps ``fn`` so that every convolution it runs has canonical dimension numbers.
 
   Args:
     fn: any JAX-traceable function of arrays/pytrees (typically
-      ``jax.value_and_grad(objective)``).
+      ``jax.value_and_grad(objective)``); keyword arguments are static.
+    cache_key: optional hashable that, with the types of the arguments,
+      determines ``fn``'s program (e.g. the `Train` whose objective ``fn``
+      differentiates, every traced value passed as an argument). Wrappers with
+      equal keys share their decisions; without one, a wrapper remembers its own.
 
   Returns:
     A function with ``fn``'s signature and outputs (bit-for-bit the same math:
     only transposes are added around non-canonical convolutions). Works under
-    ``jit``, ``vmap`` and inside ``lax.scan``.
+    ``jit``, ``vmap`` and inside ``lax.scan``. On a call whose argument types
+    (pytree structure, shapes, dtypes, static keyword arguments) are new, ``fn``
+    is traced once to look for convolutions; if there is none, this and every
+    later call with those types is ``fn(*args, **kwargs)`` itself.
+
+  Raises:
+    UnsupportedJaxError: (when called) ``fn`` has a convolution but the
+      installed JAX lacks the private symbol the rewrite uses, or an equation
+      holding a non-canonical convolution is not one the rewrite understands.
 
   Example:
     >>> from jax import lax
@@ -150,26 +230,57 @@ def canonical_convolutions(fn: Callable[..., Any]) -> Callable[..., Any]:
     >>> bool(jnp.allclose(grads, jax.grad(loss)(w, x)))
     True
   """
+  own_decisions: dict[Hashable, bool] = {}
 
   @functools.wraps(fn)
   def wrapped(*args, **kwargs):
+    decisions = own_decisions if cache_key is None else _SHARED_DECISIONS
+    try:
+      signature = (cache_key, _signature(args, kwargs))
+      has_conv = decisions.get(signature)
+    except TypeError:  # an unhashable static argument or key: decide on every call
+      signature, has_conv = None, None
+    if has_conv is False:
+      return fn(*args, **kwargs)
     closed, out_shape = jax.make_jaxpr(
         functools.partial(fn, **kwargs), return_shape=True)(*args)
-    if not _has_conv(closed.jaxpr):
+    has_conv = _has_conv(closed.jaxpr)
+    if signature is not None:
+      if len(decisions) >= _MAX_DECISIONS:
+        decisions.clear()
+      decisions[signature] = has_conv
+    if not has_conv:
       return fn(*args, **kwargs)  # nothing to rewrite: the program is exactly fn's
-    flat_args = jax.tree.leaves(args)
-    flat_out = _eval_jaxpr(closed.jaxpr, closed.consts, *flat_args)
+    _convert_constvars_jaxpr()  # fail now, not at the first nested loop, if JAX moved it
+    try:
+      flat_out = _eval_jaxpr(closed.jaxpr, closed.consts, *jax.tree.leaves(args))
+    except (AttributeError, KeyError) as error:
+      raise _unsupported(f"its jaxpr is not laid out as expected ({error!r})") from error
     return jax.tree.unflatten(jax.tree.structure(out_shape), flat_out)
 
   return wrapped
 
 
-def cpu_convolutions(fn: Callable[..., Any]) -> Callable[..., Any]:
-  """`canonical_convolutions` ``(fn)`` when JAX's default backend is the CPU, else ``fn``.
+def cpu_convolutions(fn: Callable[..., Any], *,
+                     cache_key: Hashable | None = None) -> Callable[..., Any]:
+  """`canonical_convolutions` ``(fn, cache_key=...)`` on the CPU backend, else ``fn``.
 
-  What the training loop wraps around every objective and gradient it evaluates.
+  What the training loop wraps around every objective and gradient it
+  evaluates; a function without convolutions still runs as itself.
   """
-  return canonical_convolutions(fn) if jax.default_backend() == "cpu" else fn
+  if jax.default_backend() != "cpu":
+    return fn
+  return canonical_convolutions(fn, cache_key=cache_key)
+
+
+_SHARED_DECISIONS: dict[Hashable, bool] = {}  # (cache_key, signature) -> has a convolution
+_MAX_DECISIONS = 1024  # either table is emptied when it reaches this size
+
+
+def _signature(args, kwargs) -> Hashable:
+  """Pytree structure and abstract values of ``args``; ``kwargs`` (static) as they are."""
+  leaves, treedef = jax.tree.flatten(args)
+  return treedef, tuple(jax.typeof(leaf) for leaf in leaves), tuple(sorted(kwargs.items()))
 
 
 def _rewrite_closed(closed: jex_core.ClosedJaxpr):
@@ -185,24 +296,36 @@ def _rewrite_closed(closed: jex_core.ClosedJaxpr):
     return _eval_jaxpr(closed.jaxpr, consts, *args)
 
   new = jax.make_jaxpr(replay)(const_avals, *avals)
-  jaxpr = jex_core.ClosedJaxpr(_pe().convert_constvars_jaxpr(new.jaxpr), ())
+  jaxpr = jex_core.ClosedJaxpr(_convert_constvars_jaxpr()(new.jaxpr), ())
   return jaxpr, [*new.consts, *closed.consts]
 
 
-@functools.cache
-def _pe():
-  from jax._src.interpreters import partial_eval  # pylint: disable=g-import-not-at-top
-  return partial_eval
+def _convert_constvars_jaxpr():
+  """JAX's private ``convert_constvars_jaxpr`` (a jaxpr's consts become its leading inputs)."""
+  try:
+    module = importlib.import_module(_PRIVATE_MODULE)
+  except ImportError as error:
+    raise _unsupported(f"the private module {_PRIVATE_MODULE} is gone") from error
+  if not hasattr(module, _PRIVATE_SYMBOL):
+    raise _unsupported(f"{_PRIVATE_MODULE}.{_PRIVATE_SYMBOL} is gone")
+  return getattr(module, _PRIVATE_SYMBOL)
+
+
+def _convs(jaxpr):
+  """Every convolution equation of ``jaxpr`` and of its sub-jaxprs, depth first."""
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == _CONV:
+      yield eqn
+    for sub in jex_core.subjaxprs(_as_open(eqn)):
+      yield from _convs(sub)
 
 
 def _has_conv(jaxpr) -> bool:
-  for eqn in jaxpr.eqns:
-    if eqn.primitive.name == _CONV:
-      return True
-    for sub in jex_core.subjaxprs(_as_open(eqn)):
-      if _has_conv(sub):
-        return True
-  return False
+  return any(True for _ in _convs(jaxpr))
+
+
+def _has_noncanonical_conv(jaxpr) -> bool:
+  return any(not is_canonical(e.params["dimension_numbers"]) for e in _convs(jaxpr))
 
 
 def _as_open(eqn):
@@ -267,7 +390,10 @@ def _eval_eqn(eqn, invals):
     jaxpr, extra = _rewrite_closed(jex_core.ClosedJaxpr(params["jaxpr"], ()))
     if not extra:
       return eqn.primitive.bind(*invals, **{**params, "jaxpr": jaxpr.jaxpr})
-  return _bind(eqn, invals)
+  if _has_noncanonical_conv(_as_open(eqn)):
+    raise _unsupported(f"a `{name}` equation holds a non-canonical convolution and the rewrite "
+                       f"does not know how to reach into it (params {sorted(params)})")
+  return _bind(eqn, invals)  # only canonical convolutions inside: fast as they are
 
 
 def _bind(eqn, invals):
