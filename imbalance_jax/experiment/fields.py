@@ -249,6 +249,11 @@ class Directory(Text):
   description: str = "an existing directory or ''"
   invalid: tuple[str, ...] = ("/no/such/directory",)
 
+  def check(self, name, value):
+    if value is None:  # a preset that leaves the directory to the user
+      raise ValueError(f"{name} is required by this preset: pass --{name}=<directory>")
+    return super().check(name, value)
+
 
 def Names(choices: Iterable[str], **kwargs) -> Text:  # noqa: N802
   """A comma-separated subset of ``choices`` (distinct, in the given order) -> a tuple."""
