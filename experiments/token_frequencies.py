@@ -33,6 +33,7 @@ import time
 import numpy as np
 from absl import logging
 
+from experiments.language_data import corpus_dir_for
 from imbalance_jax import data, experiment as ex, plotting
 from imbalance_jax.experiment import fields
 
@@ -49,15 +50,6 @@ def parse_corpora(text: str) -> tuple[str, ...]:
     if name.startswith("text:") and not os.path.isfile(name[len("text:"):]):
       raise ValueError(f"no such text file {name[len('text:'):]!r}")
   return names
-
-
-def corpus_dir_for(name: str, corpus_dir: str) -> str | None:
-  """PTB is read from ``corpus_dir`` only if it holds ptb.train.txt, else from the package."""
-  if not corpus_dir:
-    return None
-  if name in ("ptb", "tinyptb") and not os.path.isfile(os.path.join(corpus_dir, "ptb.train.txt")):
-    return None
-  return corpus_dir
 
 
 def estimate_bytes(config) -> int:
