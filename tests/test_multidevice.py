@@ -119,8 +119,12 @@ def one_device() -> dict[str, np.ndarray]:
 
 
 def start(script: str, devices: int, **env):
+  # cwd is tests/ (the script imports test_multidevice); the repo root on the path imports the
+  # working tree's package even where the installed one points elsewhere.
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-             JAX_PLATFORMS="cpu", **env)
+             JAX_PLATFORMS="cpu", PYTHONPATH=path, **env)
   return subprocess.Popen([sys.executable, "-c", script], env=env, cwd=os.path.dirname(__file__),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

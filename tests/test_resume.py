@@ -41,8 +41,9 @@ from experiments import claims
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMING_FIELDS = {"seconds", "total_seconds", "wall_seconds"}
 EXPERIMENTS = {name: claims.load(name) for name in claims.BINARIES}
-NAMES = [pytest.param(name, marks=pytest.mark.slow) if e.slow_test else name
-         for name, e in EXPERIMENTS.items()]
+# One test per speed class (not one per binary), so that a single xdist worker runs the
+# fixtures below: they start every binary's three runs at once.
+CLASSES = ["fast", pytest.param("slow", marks=pytest.mark.slow)]
 
 # Runs a binary and counts its saved units of work in a report file; with pause_after > 0
 # it freezes itself right after that many units are saved.
@@ -75,10 +76,9 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
 def selected(request) -> list[str]:
-  """The binaries whose tests this session runs (``-m "not slow"`` leaves out the slow ones)."""
-  return [name for name in EXPERIMENTS
-          if any(getattr(item, "callspec", None) and item.callspec.params.get("name") == name
-                 and item.module is request.module for item in request.session.items)]
+  """The binaries of this test's speed class (``slow_test`` binaries only with ``-m slow``)."""
+  slow = request.node.callspec.params["speed"] == "slow"
+  return [name for name, e in EXPERIMENTS.items() if e.slow_test == slow]
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def outputs(workdir):
   return without_timing(summary), [without_timing(line) for line in lines]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def uninterrupted(request, tmp_path_factory, environment):
   """``{binary: (workdir, units saved)}`` of an uninterrupted run of every selected binary."""
   root = tmp_path_factory.mktemp("uninterrupted")
@@ -137,7 +137,7 @@ def uninterrupted(request, tmp_path_factory, environment):
   return {name: (root / name, units_saved(report)) for name, (_, report) in runs.items()}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def resumed(request, tmp_path_factory, environment, uninterrupted):
   """``{binary: (workdir, paths right after the kill, units saved by the rerun)}``."""
   del uninterrupted  # runs first, so that its compiled programs are in the cache
@@ -166,32 +166,43 @@ def resumed(request, tmp_path_factory, environment, uninterrupted):
           for name, (_, report) in reruns.items()}
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_killed_and_rerun_equals_uninterrupted(name, uninterrupted, resumed):
-  (expected_dir, _), (workdir, after_kill, _) = uninterrupted[name], resumed[name]
-  assert "summary.json" not in after_kill, "the kill came after the run had finished"
+def check_equal_outputs(name, expected_dir, workdir, after_kill):
+  assert "summary.json" not in after_kill, f"{name}: the kill came after the run had finished"
   summary, lines = outputs(workdir)
   expected_summary, expected_lines = outputs(expected_dir)
-  assert summary == expected_summary
-  assert len(lines) == len(expected_lines)
-  assert lines == expected_lines
+  assert summary == expected_summary, name
+  assert len(lines) == len(expected_lines), name
+  assert lines == expected_lines, name
   arrays = sorted(os.path.basename(p) for p in glob.glob(str(expected_dir / "*.npz")))
-  assert arrays == sorted(os.path.basename(p) for p in glob.glob(str(workdir / "*.npz")))
+  assert arrays == sorted(os.path.basename(p) for p in glob.glob(str(workdir / "*.npz"))), name
   for name_npz in arrays:
     with np.load(workdir / name_npz) as got, np.load(expected_dir / name_npz) as want:
-      assert sorted(got.files) == sorted(want.files)
+      assert sorted(got.files) == sorted(want.files), name
       for key in want.files:
-        np.testing.assert_array_equal(got[key], want[key], err_msg=f"{name_npz}: {key}")
+        np.testing.assert_array_equal(got[key], want[key], err_msg=f"{name}: {name_npz}: {key}")
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_rerun_redoes_only_the_unsaved_work(name, uninterrupted, resumed):
+def check_redoes_only_unsaved_work(name, total, rerun):
   """Units saved before the kill are loaded, not recomputed (equal outputs alone would not
   tell a resumed run from one that started over)."""
   kill_after = EXPERIMENTS[name].kill_after
-  total, rerun = uninterrupted[name][1], resumed[name][2]
-  assert total > kill_after
-  assert rerun == total - kill_after
+  assert total > kill_after, f"{name}: kill_after={kill_after} but the run saves {total} units"
+  assert rerun == total - kill_after, f"{name}: the rerun saved {rerun} of {total} units"
+
+
+@pytest.mark.parametrize("speed", CLASSES)
+def test_killed_and_rerun_equals_uninterrupted_and_redoes_only_unsaved_work(
+    speed, uninterrupted, resumed):
+  assert resumed, f"no registered binary is {speed}"
+  failures = {}
+  for name, (workdir, after_kill, rerun) in resumed.items():
+    expected_dir, total = uninterrupted[name]
+    try:
+      check_equal_outputs(name, expected_dir, workdir, after_kill)
+      check_redoes_only_unsaved_work(name, total, rerun)
+    except AssertionError as error:
+      failures[name] = str(error)[:1500]
+  assert not failures, "\n\n".join(f"{k}: {v}" for k, v in failures.items())
 
 
 def test_progress_keeps_finished_units_in_order_as_json(tmp_path):
