@@ -86,31 +86,40 @@ def minutes(seconds: float) -> str:
   return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
-def main(argv):
-  del argv
-  workdir = os.path.abspath(_WORKDIR.value)
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise ValueError(f"--workdir={_WORKDIR.value} names a file; it must name a directory")
-  selected = select(list(claims.BINARIES), _ONLY.value, _SKIP.value)
-  experiments = claims.load_all()
-  os.makedirs(workdir, exist_ok=True)
-  state_path = os.path.join(workdir, STATE_FILE)
-  state = {}
-  if os.path.exists(state_path):
-    with open(state_path) as f:
-      state = json.load(f)
+def read_json(path: str, default, what: str):
+  """The JSON file at ``path`` (``default`` when absent); a damaged one is a clear error."""
+  if not os.path.exists(path):
+    return default
+  try:
+    with open(path) as f:
+      value = json.load(f)
+  except (OSError, ValueError) as error:
+    raise ValueError(f"cannot read {path} ({what}): {error}; remove it to rerun every preset "
+                     "(finished runs then resume from their own checkpoints)") from error
+  if not isinstance(value, type(default)):
+    raise ValueError(f"{path} ({what}) holds a {type(value).__name__}, expected a "
+                     f"{type(default).__name__}; remove it to start over")
+  return value
 
-  todo = [(e.binary, preset, expected) for e in experiments if e.binary in selected
-          for preset, expected in e.runs(_SCALE.value).items()]
+
+def pending_runs(experiments, selected, state, workdir) -> list[tuple[str, str, float | None]]:
+  """``(binary, preset, typical seconds)`` of the runs not done yet, longest first (so that
+  with --jobs=2 the last runs to finish are short ones)."""
   pending = []
-  for binary, preset, expected in todo:
-    if is_done(state, workdir, binary, preset):
-      print(f"{binary}/{preset}: already done "
-            f"({minutes(state[f'{binary}/{preset}']['seconds'])})", flush=True)
-    else:
-      pending.append((binary, preset, expected))
-  # Longest first, so that with --jobs=2 the last runs to finish are short ones.
-  pending.sort(key=lambda t: -(t[2] or 0))
+  for e in experiments:
+    for preset, expected in e.runs(_SCALE.value).items() if e.binary in selected else ():
+      key = f"{e.binary}/{preset}"
+      if is_done(state, workdir, e.binary, preset):
+        print(f"{key}: already done ({minutes(state[key]['seconds'])})", flush=True)
+      else:
+        pending.append((e.binary, preset, expected))
+  return sorted(pending, key=lambda t: -(t[2] or 0))
+
+
+def run_pending(workdir: str, pending, state: dict) -> tuple[list[str], list[str], float]:
+  """Runs ``pending`` ``--jobs`` at a time, recording each in ``state`` as it ends; returns
+  (finished keys, failed keys, wall seconds)."""
+  state_path = os.path.join(workdir, STATE_FILE)
   start = time.perf_counter()
   failures, finished, lock = [], [], threading.Lock()
 
@@ -139,16 +148,26 @@ def main(argv):
   with futures.ThreadPoolExecutor(_JOBS.value) as pool:
     for job in [pool.submit(run_and_record, *t) for t in pending]:
       job.result()
+  return finished, failures, time.perf_counter() - start
+
+
+def main(argv):
+  del argv
+  workdir = os.path.abspath(_WORKDIR.value)
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ValueError(f"--workdir={_WORKDIR.value} names a file; it must name a directory")
+  selected = select(list(claims.BINARIES), _ONLY.value, _SKIP.value)
+  experiments = claims.load_all()
+  os.makedirs(workdir, exist_ok=True)
+  state = read_json(os.path.join(workdir, STATE_FILE), {}, "the status of every run")
   sessions_path = os.path.join(workdir, SESSIONS_FILE)
-  sessions = []
-  if os.path.exists(sessions_path):
-    with open(sessions_path) as f:
-      sessions = json.load(f)
+  sessions = read_json(sessions_path, [], "the wall time of every invocation")
+  pending = pending_runs(experiments, selected, state, workdir)
+  finished, failures, seconds = run_pending(workdir, pending, state)
   if pending:
     sessions.append({"runs": finished, "jobs": _JOBS.value, "scale": _SCALE.value,
-                     "seconds": time.perf_counter() - start})
+                     "seconds": seconds})
     results.write_json(sessions_path, sessions)
-
   paths = report.write(workdir, experiments, state, sessions, publish=_PUBLISH.value)
   print(f"Wrote {', '.join(paths)}", flush=True)
   if failures:

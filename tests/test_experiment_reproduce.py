@@ -127,6 +127,19 @@ def test_unknown_binary_is_refused(tmp_path):
   assert "--only: unknown binaries ['theory_figure']" in proc.stderr
 
 
+def test_damaged_state_files_name_the_file_and_the_way_out(tmp_path):
+  from experiments import reproduce
+  path = tmp_path / reproduce.STATE_FILE
+  assert reproduce.read_json(str(path), {}, "run status") == {}
+  path.write_text('{"theory_figures/quick": {"status": "do')  # a partial copy
+  with pytest.raises(ValueError, match=rf"cannot read {re.escape(str(path))} \(run status\).*"
+                                       "remove it to rerun every preset"):
+    reproduce.read_json(str(path), {}, "run status")
+  path.write_text("[1, 2]")
+  with pytest.raises(ValueError, match="holds a list, expected a dict; remove it"):
+    reproduce.read_json(str(path), {}, "run status")
+
+
 def test_reproduce_runs_reports_and_resumes(tmp_path):
   proc = _reproduce(tmp_path, "--only=theory_figures", f"--publish={tmp_path / 'published'}")
   assert proc.returncode == 0, proc.stdout + proc.stderr
