@@ -86,17 +86,11 @@ def _format_number(value) -> str:
   return f"{value:.3e}"
 
 
-def render_markdown(workdir: str, experiments: Sequence[claims_lib.Experiment],
-                    state: Mapping[str, Mapping], sessions: Sequence[Mapping] = ()) -> str:
-  """The report as markdown; image paths are relative to ``workdir``."""
-  runs = {(e.binary, p): load_run(workdir, e.binary, p)
-          for e in experiments for p in {*e.cpu_runs, *e.paper_runs}}
-  verdicts = [(e, c, c.evaluate(runs[(e.binary, c.run)])) for e in experiments for c in e.claims]
+def _header(experiments, state, sessions, verdicts) -> list[str]:
   counts = {s: sum(v.status == s for _, _, v in verdicts) for s in _MARK}
   finished = {k: v for k, v in state.items() if v.get("status") == "done"}
   total = sum(v["seconds"] for v in finished.values())
   scales = sorted({v.get("scale", "cpu") for v in finished.values()}) or ["none"]
-
   out = ["# Reproduction report", ""]
   out += [f"Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} by "
           "`python -m experiments.reproduce`; scale: " + ", ".join(scales) + ". "
@@ -109,52 +103,69 @@ def render_markdown(workdir: str, experiments: Sequence[claims_lib.Experiment],
           ""]
   out += ["**Verdicts:** " + ", ".join(f"{n} {_MARK[s]}" for s, n in counts.items() if n), ""]
   out += ["| paper | figure | claim | run | verdict |", "|---|---|---|---|---|"]
+  out += [f"| {c.paper} | {c.figure} | {c.statement} | `{e.binary}/{c.run}` | "
+          f"{_MARK[v.status]} |" for e, c, v in verdicts]
+  return out + [""]
+
+
+def _by_figure(experiments, verdicts, paper: str) -> dict[str, dict[str, list]]:
+  """``{figure: {"figures": [(e, fig)], "claims": [(e, c, v)], "gpu": [e]}}`` of one paper."""
+  figures = {}
+  entry = lambda figure: figures.setdefault(  # noqa: E731
+      figure, {"figures": [], "claims": [], "gpu": []})
+  for e in experiments:
+    for fig in e.figures:
+      if fig.paper == paper:
+        entry(fig.figure)["figures"].append((e, fig))
+    for ident in e.gpu_only:
+      p, _, figure = ident.partition(" ")
+      if p == paper:
+        entry(figure)["gpu"].append(e)
   for e, c, v in verdicts:
-    out.append(f"| {c.paper} | {c.figure} | {c.statement} | `{e.binary}/{c.run}` | "
-               f"{_MARK[v.status]} |")
-  out.append("")
+    if c.paper == paper:
+      entry(c.figure)["claims"].append((e, c, v))
+  return figures
 
+
+def _figure_section(workdir, state, paper, figure, entry) -> list[str]:
+  out = [f"### {paper} {figure}", ""]
+  for e, fig in entry["figures"]:
+    rel = os.path.join(e.binary, fig.run, fig.file)
+    if os.path.exists(os.path.join(workdir, rel)):
+      out += [f"![{fig.caption}]({rel})", "", f"*{fig.caption}* (`{rel}`)", ""]
+    else:
+      out += [f"*{fig.caption}*: not produced (`{rel}` is missing; run "
+              f"`{e.binary}` preset `{fig.run}`).", ""]
+  for e, c, v in entry["claims"]:
+    seconds = state.get(f"{e.binary}/{c.run}", {}).get("seconds")
+    took = f", {seconds / 60:.1f} min" if seconds is not None else ""
+    out += [f"**Claim.** {c.statement}", "",
+            f"- Run: `{e.binary}` preset `{c.run}`{took}",
+            "- Criterion: " + "; ".join(f"`{k}`" for k in map(str, c.criteria)),
+            "- Numbers: " + (", ".join(f"`{k}` = {_format_number(x)}"
+                                      for k, x in v.numbers.items()) or "none"),
+            f"- Verdict: **{_MARK[v.status]}**"
+            + (f" (failed: {', '.join(v.failed)})" if v.failed else "")
+            + (f" ({v.error})" if v.error else ""), ""]
+  for e in entry["gpu"]:
+    out += [f"GPU scale only: `{e.binary}` at `--scale=paper` "
+            f"(presets {', '.join(e.paper_runs)}); not run here.", ""]
+  return out
+
+
+def render_markdown(workdir: str, experiments: Sequence[claims_lib.Experiment],
+                    state: Mapping[str, Mapping], sessions: Sequence[Mapping] = ()) -> str:
+  """The report as markdown; image paths are relative to ``workdir``."""
+  runs = {(e.binary, p): load_run(workdir, e.binary, p)
+          for e in experiments for p in {*e.cpu_runs, *e.paper_runs}}
+  verdicts = [(e, c, c.evaluate(runs[(e.binary, c.run)])) for e in experiments for c in e.claims]
+  out = _header(experiments, state, sessions, verdicts)
   for paper, title in claims_lib.PAPERS.items():
-    figures = {}
-    for e in experiments:
-      for fig in e.figures:
-        if fig.paper == paper:
-          figures.setdefault(fig.figure, {"figures": [], "claims": [], "gpu": []})["figures"].append((e, fig))
-      for ident in e.gpu_only:
-        p, _, figure = ident.partition(" ")
-        if p == paper:
-          figures.setdefault(figure, {"figures": [], "claims": [], "gpu": []})["gpu"].append(e)
-    for e, c, v in verdicts:
-      if c.paper == paper:
-        figures.setdefault(c.figure, {"figures": [], "claims": [], "gpu": []})["claims"].append((e, c, v))
-    if not figures:
-      continue
-    out += [f"## Paper {paper}: {title}", ""]
-    for figure in sorted(figures, key=_figure_order):
-      entry = figures[figure]
-      out += [f"### {paper} {figure}", ""]
-      for e, fig in entry["figures"]:
-        rel = os.path.join(e.binary, fig.run, fig.file)
-        if os.path.exists(os.path.join(workdir, rel)):
-          out += [f"![{fig.caption}]({rel})", "", f"*{fig.caption}* (`{rel}`)", ""]
-        else:
-          out += [f"*{fig.caption}*: not produced (`{rel}` is missing; run "
-                  f"`{e.binary}` preset `{fig.run}`).", ""]
-      for e, c, v in entry["claims"]:
-        seconds = state.get(f"{e.binary}/{c.run}", {}).get("seconds")
-        took = f", {seconds / 60:.1f} min" if seconds is not None else ""
-        out += [f"**Claim.** {c.statement}", "",
-                f"- Run: `{e.binary}` preset `{c.run}`{took}",
-                "- Criterion: " + "; ".join(f"`{k}`" for k in map(str, c.criteria)),
-                "- Numbers: " + (", ".join(f"`{k}` = {_format_number(x)}"
-                                          for k, x in v.numbers.items()) or "none"),
-                f"- Verdict: **{_MARK[v.status]}**"
-                + (f" (failed: {', '.join(v.failed)})" if v.failed else "")
-                + (f" ({v.error})" if v.error else ""), ""]
-      for e in entry["gpu"]:
-        out += [f"GPU scale only: `{e.binary}` at `--scale=paper` "
-                f"(presets {', '.join(e.paper_runs)}); not run here.", ""]
-
+    figures = _by_figure(experiments, verdicts, paper)
+    if figures:
+      out += [f"## Paper {paper}: {title}", ""]
+      for figure in sorted(figures, key=_figure_order):
+        out += _figure_section(workdir, state, paper, figure, figures[figure])
   out += ["## Runs", "", "| run | status | wall time |", "|---|---|---|"]
   for e in experiments:
     for preset in {**{p: None for p in e.cpu_runs}, **{p: None for p in e.paper_runs}}:
