@@ -74,6 +74,23 @@ def compact_vocabulary(windows: dict[str, data.TokenWindows], unk_token_id: int 
   return out
 
 
+# Real subword vocabularies stay below this (GPT-2: 50,257; the largest LLM vocabularies ~256k);
+# a cap declared by the binaries' fields keeps absurd sizes from reaching the tokenizer library.
+MAX_SUBWORD_VOCAB = 2**20
+
+
+def fit_tokenizer(kind: str, train_text: str, vocab_size: int | None, **kwargs):
+  """`data.train_tokenizer` whose size errors name the binaries' ``config.subword_vocab_size``."""
+  try:
+    return data.train_tokenizer(kind, train_text,
+                                vocab_size=None if kind == "word" else vocab_size, **kwargs)
+  except ValueError as error:
+    if kind == "word" or "vocab_size" not in str(error):
+      raise
+    raise ValueError(f"config.subword_vocab_size={vocab_size} is too large for {kind}: "
+                     f"{error}") from error
+
+
 def load_windows(corpus: str, corpus_dir: str, seq_len: int, *, num_windows: int = 0,
                  compact: bool = False, splits=("train",), tokenizer: str = "word",
                  vocab_size: int | None = None) -> tuple[dict[str, data.TokenWindows], dict]:
@@ -84,8 +101,7 @@ def load_windows(corpus: str, corpus_dir: str, seq_len: int, *, num_windows: int
     "num_classes", "train_tokens"}``.
   """
   text = data.load_corpus(corpus, corpus_dir_for(corpus, corpus_dir))
-  tok = data.train_tokenizer(tokenizer, text["train"],
-                             vocab_size=None if tokenizer == "word" else vocab_size)
+  tok = fit_tokenizer(tokenizer, text["train"], vocab_size)
   windows = data.language_model_data(text, tok, seq_len, max_windows=num_windows or None,
                                      splits=splits)
   if compact:

@@ -33,7 +33,7 @@ import time
 import numpy as np
 from absl import logging
 
-from experiments.language_data import corpus_dir_for
+from experiments import language_data
 from imbalance_jax import data, experiment as ex, plotting
 from imbalance_jax.experiment import fields
 
@@ -62,7 +62,7 @@ def estimate_bytes(config) -> int:
   for name in config.corpus:
     if name.startswith("text:"):
       paths = [name[len("text:"):]]
-    elif corpus_dir_for(name, config.corpus_dir):
+    elif language_data.corpus_dir_for(name, config.corpus_dir):
       prefix = "ptb." if name.endswith("ptb") else "wiki."
       paths = [p for pattern in ("*", os.path.join("*", "*"))
                for p in glob.glob(os.path.join(config.corpus_dir, pattern + "*"))
@@ -97,7 +97,8 @@ CONFIG = ex.Config(
                            f"{data.CORPORA}", invalid=("", "no_such_corpus", "text:/no/such/file"),
                            help="ptb|tinyptb|wikitext2|wikitext103|text:<path>, comma-separated"),
         tokenizers=fields.Names(data.TOKENIZERS, help="word,bpe,unigram"),
-        subword_vocab_size=fields.Int(minimum=2, help="BPE/Unigram target size"),
+        subword_vocab_size=fields.Int(minimum=2, maximum=language_data.MAX_SUBWORD_VOCAB,
+                                      help="BPE/Unigram target size"),
         corpus_dir=fields.Directory(help="local split files; '' = embedded PTB (other corpora "
                                     "need it)"),
         layout=fields.Choice(("auto", "tokens", "raw"), default="auto",
@@ -118,10 +119,9 @@ CONFIG = ex.Config(
 
 def _class_counts(kind: str, corpus, config):
   """The tokenizer fitted on the training split, and its token counts on ``config.split``."""
-  tokenizer = data.train_tokenizer(
-      kind, corpus["train"], eos_token=data.vocabulary.EOS if config.eos else None,
-      vocab_size=None if kind == "word" else config.subword_vocab_size,
-      min_frequency=config.min_frequency)
+  tokenizer = language_data.fit_tokenizer(
+      kind, corpus["train"], config.subword_vocab_size,
+      eos_token=data.vocabulary.EOS if config.eos else None, min_frequency=config.min_frequency)
   if config.split == "train":
     return tokenizer, np.asarray(tokenizer.counts)
   return tokenizer, np.bincount(tokenizer.encode(corpus[config.split]),
@@ -160,7 +160,7 @@ def _measure_all(config, progress: ex.Progress) -> dict:
         logging.info("%s: done in an earlier run", key)
       else:
         if corpus is None:
-          corpus = data.load_corpus(name, corpus_dir_for(name, config.corpus_dir),
+          corpus = data.load_corpus(name, language_data.corpus_dir_for(name, config.corpus_dir),
                                     layout=config.layout)
         progress.put(key, _measure(name, kind, corpus, config))
       units[name][kind] = progress[key]  # the stored form, in a fresh run and a resumed one

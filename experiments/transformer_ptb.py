@@ -146,9 +146,12 @@ def validate(config) -> None:
   if arch["d_model"] % arch["num_heads"]:
     raise ValueError(f"config.d_model={arch['d_model']} must be divisible by "
                      f"config.num_heads={arch['num_heads']}")
+  vocab = ("config.subword_vocab_size (the logits dominate), "
+           if config.tokenizer != "word" and _vocab_bound(config) > 4 * arch["d_model"] else "")
   ex.check_memory(estimate_bytes(config),
-                  what=f"config.preset={config.preset!r} ({config.model})",
-                  lower="config.batch_size/accumulation_steps, config.chunk_size, the "
+                  what=f"config.preset={config.preset!r} ({config.model}, vocabulary "
+                       f"{_vocab_bound(config)})",
+                  lower=f"{vocab}config.batch_size/accumulation_steps, config.chunk_size, the "
                         "widths or config.num_seeds")
 
 
@@ -177,7 +180,8 @@ CONFIG = ex.Config(
         valid=fields.Bool(help="also record the validation split"),
         curvature=fields.Bool(help="Fig 26 block diagnostics"),
         corpus_dir=fields.Directory(help="'' = embedded PTB; WikiText needs it"),
-        subword_vocab_size=fields.Int(minimum=2, default=50_608,
+        subword_vocab_size=fields.Int(minimum=2, maximum=language_data.MAX_SUBWORD_VOCAB,
+                                      default=50_608,
                                       help="BPE/Unigram (paper H's WikiText-103 vocabulary)"),
         dropout_rate=fields.Real(minimum=-1.0, maximum=1.0, default=-1.0, help=_WIDTH),
         learning_rate=fields.LearningRate(default=0.0),

@@ -277,6 +277,11 @@ API_CASES = [
      "class_to_group"),
     (lambda: metrics.classification_metrics(np.array([0, -1])), "class_to_group"),
     (lambda: _checks.check_int_list("cnn_features", "16,x", minimum=1), "cnn_features"),
+    # bounded before the tokenizer library is called: a huge size used to abort the process
+    (lambda: data.train_tokenizer("bpe", "ab ab abc", vocab_size=10**9),
+     "vocab_size=1000000000 is larger than the corpus supports: .* BPE makes at most 10 pieces"),
+    (lambda: data.train_tokenizer("unigram", "ab ab abc", vocab_size=10**9),
+     "vocab_size=1000000000 is larger than the corpus"),
 ]
 
 
@@ -284,6 +289,19 @@ API_CASES = [
 def test_bad_public_api_argument_is_named(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+def test_subword_size_errors_name_the_binaries_field():
+  from experiments import language_data
+  with pytest.raises(ValueError, match=r"config.subword_vocab_size=1000 is too large for bpe"):
+    language_data.fit_tokenizer("bpe", "ab ab abc", 1000)
+
+
+def test_memory_advice_names_the_vocabulary_when_the_logits_dominate(monkeypatch):
+  monkeypatch.setattr(_checks, "available_memory_bytes", lambda: 2**30)
+  with pytest.raises(ValueError, match=r"vocabulary 1048576\) needs about .* lower "
+                                       r"config.subword_vocab_size \(the logits dominate\)"):
+    resolve("transformer_ptb", preset="fig17", tokenizer="bpe", subword_vocab_size=2**20)
 
 
 def test_at_least_forty_bad_inputs():

@@ -141,6 +141,15 @@ def _train_subword(kind: str, text: str, vocab_size: int, eos_token: str | None)
         f"vocab_size={vocab_size} is larger than the corpus: its training text has "
         f"{len(words)} distinct words and {len(characters)} distinct characters "
         f"(at most {available} pieces)")
+  # A merge joins two adjacent symbols of a distinct word, and the alphabet holds each
+  # character alone and with the end-of-word mark: a bound checked before the call, because
+  # HuggingFace's trainer allocates for the requested size and a huge one aborts the process.
+  bpe_available = len(specials) + 2 * len(characters) + sum(len(w) - 1 for w in words)
+  if kind == "bpe" and vocab_size > bpe_available:
+    raise ValueError(
+        f"vocab_size={vocab_size} is larger than the corpus supports: its training text has "
+        f"{len(words)} distinct words and {len(characters)} distinct characters, so BPE makes "
+        f"at most {bpe_available} pieces")
   if kind == "bpe":  # Sennrich et al.: merges inside words, "</w>" marks a word's end
     hf = Tokenizer(models.BPE(unk_token=UNK, end_of_word_suffix=_END_OF_WORD))
     hf.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
