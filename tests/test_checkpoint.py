@@ -54,6 +54,56 @@ def test_interrupted_sweep_resumes_to_the_same_result(x64, tmp_path):
   np.testing.assert_array_equal(resumed.finite, reference.finite)
 
 
+def _damage(directory):
+  """A partial copy: every file of the checkpoint cut to its first 10 bytes."""
+  import os
+  for parent, _, files in os.walk(directory):
+    for name in files:
+      path = os.path.join(parent, name)
+      with open(path, "rb") as f:
+        head = f.read(10)
+      with open(path, "wb") as f:
+        f.write(head)
+
+
+def test_damaged_segment_checkpoint_is_set_aside_and_the_round_recomputed(x64, tmp_path):
+  ds, model, params_S = small_problem(num_seeds=1)
+  run = make_linear_train(model, ds.class_counts[0], "adam", 0.9, num_steps=12, log_every=3)
+  sweep, rates = train.Sweep(run), np.array([1e-2, 1e-1])
+  reference = train.run_sweep(sweep, params_S, ds, rates)
+
+  def crash_after_two(done, total):
+    if done == 2:
+      raise Interrupt
+
+  segments = tmp_path / "segments"
+  with pytest.raises(Interrupt):
+    train.run_sweep(sweep, params_S, ds, rates, checkpoint_dir=str(segments), segment_steps=3,
+                    on_segment=crash_after_two)
+  _damage(segments)
+  seen = []
+  resumed = train.run_sweep(sweep, params_S, ds, rates, checkpoint_dir=str(segments),
+                            segment_steps=3, on_segment=lambda d, t: seen.append(d))
+  assert seen == [1, 2, 3, 4]  # started afresh
+  assert (tmp_path / "segments.damaged").is_dir()  # kept for inspection, not deleted
+  np.testing.assert_allclose(resumed.final_loss, reference.final_loss, rtol=1e-12)
+
+
+def test_damaged_result_is_set_aside_and_reads_as_missing(tmp_path, caplog):
+  store = train.ResultStore(tmp_path)
+  store.save("gd/round0", {"final_loss": np.array([0.5, 0.25])})
+  _damage(tmp_path / "gd" / "round0")
+  with caplog.at_level("WARNING"):
+    assert store.load("gd/round0") is None
+  assert "checkpoint 'gd/round0' at" in caplog.text and "round0.damaged" in caplog.text
+  assert (tmp_path / "gd" / "round0.damaged").is_dir()
+  store.save("gd/round0", {"final_loss": np.array([1.0])})  # recomputed and saved again
+  np.testing.assert_array_equal(store.load("gd/round0")["final_loss"], [1.0])
+  _damage(tmp_path / "gd" / "round0")
+  assert store.load("gd/round0") is None
+  assert (tmp_path / "gd" / "round0.damaged-2").is_dir()
+
+
 def test_segment_steps_validated(x64, tmp_path):
   ds, model, params_S = small_problem(num_seeds=1)
   run = make_linear_train(model, ds.class_counts[0], num_steps=12, log_every=3)

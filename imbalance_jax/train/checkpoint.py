@@ -34,6 +34,23 @@ def quiet_orbax():
     logging.set_verbosity(verbosity)
 
 
+def set_aside(path: str, error: BaseException, what: str) -> str:
+  """Renames a checkpoint that cannot be read to ``<path>.damaged[-k]`` and warns.
+
+  Nothing is deleted (the files stay for inspection); the caller recomputes the
+  work. Returns the new name.
+  """
+  target, k = f"{path}.damaged", 1
+  while os.path.exists(target):
+    k += 1
+    target = f"{path}.damaged-{k}"
+  os.rename(path, target)
+  logging.warning("%s at %s cannot be read (%s: %s); moved it to %s and recomputing it (delete "
+                  "that directory once you no longer need it)", what, path,
+                  type(error).__name__, str(error)[:300], target)
+  return target
+
+
 class ResultStore:
   """Named pytrees of arrays saved under ``directory/<key>`` (one orbax checkpoint each).
 
@@ -57,12 +74,20 @@ class ResultStore:
     return os.path.join(self.directory, *parts)
 
   def load(self, key: str) -> Any | None:
-    """The pytree saved under ``key`` (numpy leaves), or None if there is none."""
+    """The pytree saved under ``key`` (numpy leaves), or None if there is none.
+
+    A checkpoint damaged on disk (e.g. a partial copy) is set aside with a
+    warning (`set_aside`) and reads as None, so the caller recomputes it.
+    """
     path = self._path(key)
     if not os.path.isdir(path):
       return None
-    with quiet_orbax():
-      return self._checkpointer.restore(path)
+    try:
+      with quiet_orbax():
+        return self._checkpointer.restore(path)
+    except Exception as error:  # noqa: BLE001  orbax/tensorstore raise many kinds
+      set_aside(path, error, f"checkpoint {key!r}")
+      return None
 
   def save(self, key: str, tree: Any) -> None:
     """Saves ``tree`` under ``key`` (replacing what was there); returns once it is committed."""

@@ -47,7 +47,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding
 
 from imbalance_jax import _checks
-from imbalance_jax.train.checkpoint import quiet_orbax
+from imbalance_jax.train.checkpoint import quiet_orbax, set_aside
 from imbalance_jax.train.loop import Train, TrainResult
 from imbalance_jax.train.selection import diverged_so_far
 from imbalance_jax.train.sweep import Layout, Sweep, gather_members, to_host
@@ -262,20 +262,35 @@ class SegmentCheckpoints:
   """
 
   def __init__(self, directory: str | os.PathLike):
+    self._directory = os.path.abspath(os.fspath(directory))
+    self._manager = self._open()
+
+  def _open(self):
     with quiet_orbax():
-      self._manager = ocp.CheckpointManager(
-          os.path.abspath(os.fspath(directory)),
-          options=ocp.CheckpointManagerOptions(max_to_keep=1))
+      return ocp.CheckpointManager(self._directory,
+                                   options=ocp.CheckpointManagerOptions(max_to_keep=1))
 
   def restore(self, fresh: Progress, sharding: NamedSharding | None = None
               ) -> tuple[int, Progress]:
     """``(segments done, progress)`` of the latest checkpoint; ``(0, fresh)`` if none.
+
+    A checkpoint damaged on disk is set aside with a warning
+    (`imbalance_jax.train.checkpoint.set_aside`) and the round starts afresh.
 
     Args:
       fresh: the sweep before its first segment; gives the saved trees'
         structure, dtypes and key types.
       sharding: where the restored state goes (None: one device).
     """
+    try:
+      return self._restore(fresh, sharding)
+    except Exception as error:  # noqa: BLE001  orbax/tensorstore raise many kinds
+      self.close()
+      set_aside(self._directory, error, "sweep segment checkpoint")
+      self._manager = self._open()
+      return 0, fresh
+
+  def _restore(self, fresh: Progress, sharding: NamedSharding | None) -> tuple[int, Progress]:
     done = self._manager.latest_step() or 0
     if not done:
       return 0, fresh
