@@ -140,3 +140,12 @@ def test_imbalance_helpers_refuse_bad_counts_and_labels():
   rank = np.empty(counts.size, int)
   rank[np.lexsort((np.arange(counts.size), -counts))] = np.arange(1, counts.size + 1)
   np.testing.assert_array_equal(data.heavy_tail_counts(counts), np.minimum(counts, -(-4 // rank)))
+
+
+def test_max_per_class_above_the_largest_class_is_refused():
+  # On a balanced set of 1300 per class, n_1 = 100,000 would clamp every class to 1300 ... and
+  # the "heavy-tailed" subset would come out balanced.
+  np.testing.assert_array_equal(data.heavy_tail_counts([7, 3], max_per_class=7), [7, 3])
+  with pytest.raises(ValueError, match=r"max_per_class=100000 exceeds the largest class \(1300 "
+                                       r"examples\).*at most 1300"):
+    data.heavy_tail_counts(np.full(1000, 1300), max_per_class=100_000)

@@ -145,6 +145,8 @@ def heavy_tail_counts(class_counts, max_per_class: int | None = None) -> np.ndar
   Classes are ranked by count (descending, ties by class id); ``n_1`` is
   ``max_per_class`` or the largest count. A class never keeps more than it
   has. ImageNet's 1000 classes with ``n_1 = 1300``: 10,217 examples.
+  ``max_per_class`` above the largest count is a ValueError (the profile would
+  be clamped to the data's own, e.g. exactly balanced on a balanced set).
 
   Example:
     >>> heavy_tail_counts([5, 8, 8, 2]).tolist()
@@ -155,6 +157,10 @@ def heavy_tail_counts(class_counts, max_per_class: int | None = None) -> np.ndar
     raise ValueError(f"class_counts must be non-negative [C] with C >= 1, got {counts}")
   n_1 = int(counts.max()) if max_per_class is None else _checks.check_int(
       "max_per_class", max_per_class, minimum=1)
+  if n_1 > counts.max():  # every class would be clamped towards its own size: not 1/k
+    raise ValueError(f"max_per_class={n_1} exceeds the largest class ({int(counts.max())} "
+                     "examples): the subset would keep what each class has instead of 1/k "
+                     f"(lower max_per_class to at most {int(counts.max())})")
   order = np.argsort(-counts, kind="stable")
   rank = np.empty_like(order)
   rank[order] = np.arange(1, counts.size + 1)
