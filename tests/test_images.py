@@ -1,5 +1,6 @@
 """Image loaders: IDX files, TFDS-prepared directories, embedded digits, ImageNet subsets."""
 
+import re
 import math
 import pathlib
 
@@ -341,3 +342,28 @@ def test_tfds_sources_never_download(tmp_path, monkeypatch):
 def test_imagenet_thread_count_is_checked_first(tmp_path):
   with pytest.raises(ValueError, match="^num_threads must be >= 1"):
     data.load_imagenet_subset(jax.random.key(0), tmp_path, num_threads=0)
+
+
+def test_unreadable_image_names_its_file(tmp_path):
+  _image_folder(tmp_path / "train", [[(12, 16)] * 2, [(12, 16)]])
+  first_class = sorted(p for p in (tmp_path / "train").iterdir())[0]
+  for broken in first_class.iterdir():
+    broken.write_bytes(b"not a JPEG at all")
+  with pytest.raises(ValueError, match=rf"cannot decode the image {re.escape(str(first_class))}/"
+                                       r".* "
+                                       r"\(UnidentifiedImageError: .*replace or remove that file"):
+    data.load_imagenet_subset(jax.random.key(0), tmp_path, "uniform", per_class=1, image_size=4,
+                              resize_size=4, num_threads=1)
+
+
+def test_tfds_directory_without_the_split_names_data_dir(tmp_path):
+  rng = np.random.default_rng(0)
+  data.write_tfds_images(tmp_path, "mnist", "train",
+                         rng.integers(0, 256, (3, 28, 28, 1), dtype=np.uint8), [0, 1, 2])
+  with pytest.raises(ValueError, match=rf"data_dir={re.escape(str(tmp_path))}: the TFDS dataset "
+                                       r"mnist there has no 'test' split \(it has \['train'\]\)"):
+    data.load_images("mnist", "test", tmp_path)
+  data.write_tfds_images(tmp_path / "inet", "imagenet2012", "train",
+                         [rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)] * 2, [4, 4])
+  with pytest.raises(ValueError, match=r"imagenet2012 there has no 'validation' split"):
+    data.load_imagenet_subset(jax.random.key(0), tmp_path / "inet", split="validation")

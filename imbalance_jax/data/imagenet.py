@@ -33,7 +33,7 @@ import numpy as np
 
 from imbalance_jax import _checks
 from imbalance_jax.data import imbalance
-from imbalance_jax.data.images import make_image_dataset, read_tfds_examples
+from imbalance_jax.data.images import make_image_dataset, open_tfds_split, read_tfds_examples
 from imbalance_jax.data.normalization import Normalizer
 
 IMAGENET_SUBSETS = ("heavy_tail", "uniform")
@@ -123,13 +123,10 @@ class _Source:
 
   def __init__(self, data_dir, split: str):
     self.kind, self.root = _find_source(pathlib.Path(os.fspath(data_dir)).expanduser(), split)
+    self.split = split
     if self.kind == "tfds":
-      import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-      self._source = tfds.data_source(TFDS_NAME, split=split, data_dir=os.fspath(self.root),
-                                      download=False,
-                                      decoders={"image": tfds.decode.SkipDecoding()})
-      self.num_classes = tfds.builder(TFDS_NAME, data_dir=os.fspath(self.root)).info.features[
-          "label"].num_classes
+      self._source, info = open_tfds_split(TFDS_NAME, split, self.root, image_decoding=False)
+      self.num_classes = info.features["label"].num_classes
       self.size = len(self._source)
     else:
       self._paths, self._labels, self.num_classes = _image_folder(self.root)
@@ -139,6 +136,12 @@ class _Source:
     if self.kind == "tfds":   # a full pass over the records (images are not decoded)
       return np.asarray([int(e["label"]) for e in read_tfds_examples(self._source)], np.int32)
     return self._labels
+
+  def describe(self, index: int) -> str:
+    """Where example ``index`` lives, for error messages."""
+    if self.kind == "tfds":
+      return f"record {index} of {TFDS_NAME}/{self.split} under {self.root}"
+    return str(self._paths[index])
 
   def read(self, indices) -> list[bytes]:
     if self.kind == "tfds":
@@ -205,6 +208,14 @@ def load_imagenet_subset(key: jax.Array, data_dir, subset: str = "heavy_tail", *
   wanted = _subset_counts(subset, class_counts, per_class, max_per_class)
   chosen = imbalance.per_class_indices(key, labels, wanted, source.num_classes)
   encoded = source.read(chosen)
+
+  def decode(i):
+    try:
+      return resize_and_center_crop(encoded[i], image_size, resize_size)
+    except Exception as error:  # noqa: BLE001  PIL raises many kinds for a damaged file
+      raise ValueError(f"cannot decode the image {source.describe(int(chosen[i]))} "
+                       f"({type(error).__name__}: {error}); replace or remove that file") from error
+
   with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
-    images = list(pool.map(lambda b: resize_and_center_crop(b, image_size, resize_size), encoded))
+    images = list(pool.map(decode, range(len(encoded))))
   return make_image_dataset(np.stack(images), labels[chosen], source.num_classes)

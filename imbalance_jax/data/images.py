@@ -161,9 +161,35 @@ def _tfds_prepared(data_dir: pathlib.Path, name: str) -> bool:
   return any(data_dir.glob(f"{name}/*/dataset_info.json"))
 
 
-def _load_tfds(name: str, split: str, data_dir) -> Dataset:
+def open_tfds_split(name: str, split: str, data_dir, *, image_decoding: bool = True):
+  """``(tfds.data_source, DatasetInfo)`` of a prepared local ``name`` (never downloads).
+
+  A missing split or damaged files raise a ValueError naming ``data_dir``, the
+  split and the splits that are there, instead of TFDS's own message.
+  """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+  data_dir = os.fspath(data_dir)
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+    available = sorted(builder.info.splits)
+  except Exception as error:  # noqa: BLE001  TFDS raises many kinds for a damaged directory
+    raise ValueError(f"data_dir={data_dir}: cannot read the TFDS dataset {name} there "
+                     f"({type(error).__name__}: {error}); check its dataset_info.json") from error
+  if available and split not in available:  # (TFDS's mock_data builders list no splits)
+    raise ValueError(f"data_dir={data_dir}: the TFDS dataset {name} there has no {split!r} split "
+                     f"(it has {available}); prepare that split or point data_dir elsewhere")
+  decoders = None if image_decoding else {"image": tfds.decode.SkipDecoding()}
+  try:
+    return tfds.data_source(name, split=split, data_dir=data_dir, download=False,
+                            decoders=decoders), builder.info
+  except Exception as error:  # noqa: BLE001
+    raise ValueError(f"data_dir={data_dir}: cannot open the {split!r} split of {name} "
+                     f"({type(error).__name__}: {error}); its record files may be missing or "
+                     "damaged") from error
+
+
+def _load_tfds(name: str, split: str, data_dir) -> Dataset:
+  source, _ = open_tfds_split(name, split, data_dir)
   examples = read_tfds_examples(source)
   if not examples:
     raise ValueError(f"the TFDS split {name}/{split} under {data_dir} holds no examples")
