@@ -58,6 +58,12 @@ def validate(config) -> None:
   logits and gradients); the unigram figure's vectors of size ``10^k``; the
   UFM's ``hidden_dim x 2 (R + 1)`` features.
   """
+  if "ufm_dynamics" in config.figures:
+    try:
+      studies.ufm_dynamics_steps(config.ufm_R, config.ufm_delta, config.ufm_lr)
+    except ValueError as error:
+      raise ValueError(f"config.ufm_lr={config.ufm_lr} (with config.ufm_R={config.ufm_R}, "
+                       f"config.ufm_delta={config.ufm_delta}): {error}") from None
   lower = " (or pick --config.preset=quick)"
   c = config.quadratic_classes
   ex.check_memory(_FLOAT64_BYTES * 3 * (config.quadratic_steps + 1) * c * 2,

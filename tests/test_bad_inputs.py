@@ -39,6 +39,10 @@ def resolve(name, **overrides):
 # (binary, overrides, text the message must contain). Sizes flagged "memory" are
 # far beyond any machine (e.g. m=40: n = 40 * 2^40 examples).
 CONFIG_CASES = [
+    # a derived value (the UFM's step count) is refused as the field the user set
+    ("theory_figures", dict(figures="ufm_dynamics", ufm_lr=100.0),
+     r"config.ufm_lr=100.0 \(with config.ufm_R=10, config.ufm_delta=8.0\): .* use lr <= 0.168"),
+    ("imagenet_resnet", dict(max_per_class=0), "config.max_per_class"),
     ("heavy_tailed_linear", dict(num_seeds=0), "config.num_seeds must be >= 1"),
     ("heavy_tailed_linear", dict(learning_rate=float("nan")), "config.learning_rate must be"),
     ("heavy_tailed_linear", dict(learning_rate=-1.0), "config.learning_rate must be"),

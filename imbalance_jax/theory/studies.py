@@ -193,6 +193,24 @@ def ufm_spectrum_study(num_classes: int = 4, R: int = 10) -> Study:
                                                                   np.sort(numeric[:len(s)]))))})
 
 
+def ufm_dynamics_steps(R: int, delta: float, lr: float) -> dict[str, int]:
+  """GD steps of `ufm_dynamics_study`'s panels: 1.6x the slowest mode's learning time, in
+  hundreds of steps; a ValueError naming ``lr`` when a panel would get fewer than 100.
+
+  Example:
+    >>> ufm_dynamics_steps(10, 8.0, 5e-3)["erm"] > 100
+    True
+  """
+  steps = {}
+  for reweight in (False, True):
+    horizon = delta * max(ufm_dynamics.ufm_learning_times(R, reweight).values()) * 1.6 + 4.0
+    steps["reweighted" if reweight else "erm"] = int(horizon / lr) // 100 * 100
+    if steps["reweighted" if reweight else "erm"] < 100:
+      raise ValueError(f"lr={lr} is too large for the UFM dynamics: the horizon t = {horizon:.3g} "
+                       f"takes fewer than 100 GD steps; use lr <= {horizon / 100:.3g}")
+  return steps
+
+
 def ufm_dynamics_study(R: int = 10, delta: float = 8.0, hidden_dim: int = 8, lr: float = 5e-3,
                        seed: int = 0) -> Study:
   """Paper R Fig. 5 (middle/bottom): mode strengths under GD, ERM vs reweighting.
@@ -210,10 +228,10 @@ def ufm_dynamics_study(R: int = 10, delta: float = 8.0, hidden_dim: int = 8, lr:
     / delta and the limits.
   """
   panels, summary = {}, {}
+  num_steps = ufm_dynamics_steps(R, delta, lr)
   for reweight in (False, True):
     limits = ufm_dynamics.ufm_learning_times(R, reweight)
-    horizon = delta * max(limits.values()) * 1.6 + 4.0
-    steps = int(horizon / lr) // 100 * 100
+    steps = num_steps["reweighted" if reweight else "erm"]
     with jax.enable_x64(True):
       problem = ufm_dynamics.ufm_problem(4, R, reweight=reweight, dtype=jnp.float64)
       inits = {"svd_init": ufm_dynamics.svd_aligned_init(problem, hidden_dim, delta),
