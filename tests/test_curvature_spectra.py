@@ -1,0 +1,262 @@
+"""Block spectra (Lanczos, SLQ) and block-structure measures against dense float64 truth."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.spatial.distance
+import scipy.stats
+from jax.flatten_util import ravel_pytree
+
+from imbalance_jax import data, models, optim, train
+from imbalance_jax.curvature import heterogeneity as het
+from imbalance_jax.curvature import spectra
+from imbalance_jax.curvature.hvp import restrict_to_layer
+from imbalance_jax.models.mlp import MLP
+
+N, D, C = 24, 5, 4
+
+
+def _mlp_problem():
+  kx, ky, kp = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(kx, (N, D), jnp.float64)
+  y = jax.random.randint(ky, (N,), 0, C)
+  model = MLP(num_classes=C, hidden=(6,), param_dtype=jnp.float64)
+  params = model.init(kp, x)
+
+  def loss(p):
+    logits = model.apply(p, x)
+    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1))
+  return params, loss
+
+
+def _dense_blocks(loss, params, block_ids, num_blocks):
+  flat, unravel = ravel_pytree(params)
+  dense = np.asarray(jax.hessian(lambda f: loss(unravel(f)))(flat))
+  idx = spectra.block_indices(params, block_ids, num_blocks)
+  return [dense[np.ix_(i, i)] for i in idx], dense, idx
+
+
+def _quadratic(matrix):
+  a = jnp.asarray(matrix)
+  return lambda w: 0.5 * w @ a @ w
+
+
+def _random_symmetric(key, n, scale=1.0):
+  a = jax.random.normal(key, (n, n), jnp.float64)
+  return np.asarray(scale * (a + a.T) / 2)
+
+
+def _rotation(key, n):
+  return np.linalg.qr(np.asarray(jax.random.normal(key, (n, n), jnp.float64)))[0]
+
+
+@pytest.mark.parametrize("scheme", ["layer", "parameter", "whole"])
+def test_lanczos_top5_matches_dense_hessian_of_mlp(x64, scheme):
+  params, loss = _mlp_problem()
+  if scheme == "whole":
+    ids, names = jax.tree.map(lambda v: np.zeros(np.shape(v), np.int32), params), ["all"]
+  else:
+    ids, names = spectra.block_partition(params, scheme)
+  blocks, _, idx = _dense_blocks(loss, params, ids, len(names))
+  big = [b for b, i in enumerate(idx) if i.size >= 20]
+  assert big  # the test compares blocks with at least 20 coordinates
+  # Lanczos needs num_steps <= every block size: compare the big blocks on their own.
+  sub_ids = jax.tree.map(lambda i: np.where(np.isin(i, big), np.searchsorted(big, i), -1), ids)
+  num_steps = min(idx[b].size for b in big)
+  spec = jax.jit(lambda p: spectra.block_spectra(
+      loss, p, sub_ids, num_blocks=len(big), key=jax.random.key(1), num_probes=1,
+      num_steps=num_steps))(params)
+  top = np.asarray(spectra.top_eigenvalues(spec, 5))
+  for j, b in enumerate(big):
+    expected = np.linalg.eigvalsh(blocks[b])[::-1][:5]
+    np.testing.assert_allclose(top[j], expected, rtol=1e-6, atol=1e-10 * abs(expected[0]))
+
+
+def _head_problem(num_examples, dim, num_classes, feature_scales, seed, weight_scale=0.3):
+  kx, ky, kw = jax.random.split(jax.random.key(seed), 3)
+  x = jax.random.normal(kx, (num_examples, dim), jnp.float64) * feature_scales
+  y = jax.random.randint(ky, (num_examples,), 0, num_classes)
+  head = {"kernel": weight_scale * jax.random.normal(kw, (dim, num_classes), jnp.float64),
+          "bias": jnp.zeros(num_classes, jnp.float64)}
+
+  def loss(p):
+    logits = x @ p["kernel"] + p["bias"]
+    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1))
+  ids, names = spectra.block_partition(head, "class")
+  blocks, _, _ = _dense_blocks(loss, head, ids, len(names))
+  return loss, head, ids, blocks
+
+
+def test_lanczos_top5_per_class_head_blocks_with_fewer_steps_than_coordinates(x64):
+  # Class rows of a 40-wide head: 41 coordinates each, 30 Lanczos steps.
+  loss, head, ids, blocks = _head_problem(60, 40, 3, jnp.linspace(0.2, 3.0, 40), seed=5)
+  spec = spectra.block_spectra(loss, head, ids, num_blocks=3, key=jax.random.key(2),
+                               num_probes=2, num_steps=30)
+  top = np.asarray(spectra.top_eigenvalues(spec, 5))
+  for b in range(3):
+    np.testing.assert_allclose(top[b], np.linalg.eigvalsh(blocks[b])[::-1][:5], rtol=1e-6)
+
+
+def test_slq_moments_match_dense_spectrum(x64):
+  # The moments carry the Hutchinson error only (the quadrature is exact for p <= 7), whose
+  # relative size is ~ sqrt(2 / effective rank of H^p / K): a full-rank head Hessian.
+  loss, head, ids, blocks = _head_problem(1000, 20, 3, 1.0, seed=6, weight_scale=0.05)
+  spec = jax.jit(lambda p: spectra.block_spectra(
+      loss, p, ids, num_blocks=3, key=jax.random.key(3), num_probes=2000, num_steps=4))(head)
+  moments = np.asarray(spectra.density_moments(spec, 4))
+  for b, block in enumerate(blocks):
+    eig = np.linalg.eigvalsh(block)
+    np.testing.assert_allclose(moments[b], [np.mean(eig**p) for p in range(1, 5)], rtol=1e-2)
+
+
+def test_quadrature_is_exact_for_polynomials_with_an_orthonormal_set_of_probes(x64):
+  # sum_i q_i^T A^p q_i = tr(A^p) for any orthonormal basis: no probe error left, so
+  # m = 3 Lanczos nodes must reproduce the moments p <= 5 to rounding.
+  a = _random_symmetric(jax.random.key(4), 12)
+  q = _rotation(jax.random.key(5), 12)
+  nodes, weights = jax.vmap(lambda v: spectra.lanczos_quadrature(
+      lambda u: jnp.asarray(a) @ u, v, 3))(jnp.asarray(q.T))
+  eig = np.linalg.eigvalsh(a)
+  for p in range(1, 6):
+    np.testing.assert_allclose(float(jnp.sum(weights * nodes**p)), np.sum(eig**p), rtol=1e-9)
+
+
+def _exact_density(matrices):
+  eig = np.stack([np.linalg.eigvalsh(m) for m in matrices])  # [B, n]
+  return jnp.asarray(eig[:, None, :]), jnp.full(eig[:, None, :].shape, 1.0 / eig.shape[1])
+
+
+def test_heterogeneity_zero_for_identical_and_rotated_blocks_and_matches_scipy(x64):
+  a = _random_symmetric(jax.random.key(6), 8)
+  q = _rotation(jax.random.key(7), 8)
+  b = _random_symmetric(jax.random.key(8), 8, scale=4.0) + 3 * np.eye(8)
+  nodes, weights = _exact_density([a, a, q @ a @ q.T, b])
+  score, dist = het.block_heterogeneity(nodes, weights, num_points=400)
+  assert float(dist[0, 1]) == 0.0
+  assert float(dist[0, 2]) < 1e-6  # same eigenvalues to rounding
+  grid, sigma = het.density_grid(nodes, 400, weights=weights)
+  rho = np.asarray(het.spectral_density(nodes, weights, grid, sigma))
+  brute = np.array([[scipy.spatial.distance.jensenshannon(p, r) for r in rho] for p in rho])
+  brute = np.nan_to_num(brute)  # scipy takes sqrt of a rounding-negative divergence
+  np.testing.assert_allclose(dist, brute, atol=1e-8)  # sqrt of rounding-level JSD
+  assert 0.3 < float(dist[0, 3]) <= np.sqrt(np.log(2))
+  np.testing.assert_allclose(score, brute[np.triu_indices(4, 1)].mean(), atol=1e-8)
+  # A fixed-width blur by hand (the density itself, not only the distance).
+  t = np.asarray(grid)
+  by_hand = np.exp(-0.5 * ((t[:, None] - np.linalg.eigvalsh(b)[None]) / float(sigma))**2).sum(1)
+  np.testing.assert_allclose(rho[3], by_hand / by_hand.sum(), rtol=1e-10)
+
+
+def test_heterogeneity_from_slq_on_a_block_diagonal_quadratic(x64):
+  # Blocks A, Q A Q^T (same spectrum, other eigenvectors) and 5 A + 10 I (other spectrum).
+  n = 30
+  a = _random_symmetric(jax.random.key(9), n)
+  q = _rotation(jax.random.key(10), n)
+  h = np.zeros((3 * n, 3 * n))
+  h[:n, :n], h[n:2 * n, n:2 * n], h[2 * n:, 2 * n:] = a, q @ a @ q.T, 5 * a + 10 * np.eye(n)
+  ids = np.repeat(np.arange(3), n)
+  spec = spectra.block_spectra(_quadratic(h), jnp.zeros(3 * n), ids, num_blocks=3,
+                               key=jax.random.key(11), num_probes=200, num_steps=n)
+  _, dist = het.block_heterogeneity(spec.nodes, spec.weights, relative_sigma=0.02)
+  exact_nodes, exact_weights = _exact_density([a, q @ a @ q.T, 5 * a + 10 * np.eye(n)])
+  _, exact = het.block_heterogeneity(exact_nodes, exact_weights, relative_sigma=0.02)
+  assert float(dist[0, 1]) < 0.1 < 0.5 < float(dist[0, 2])
+  np.testing.assert_allclose(dist, exact, atol=0.1)
+
+
+def test_offdiag_share_block_diagonal_identical_and_dense(x64):
+  n = 6
+  a = _random_symmetric(jax.random.key(12), n)
+  ids = np.repeat(np.arange(2), n)
+  key = jax.random.key(13)
+  # Block-diagonal: every probe's H v is zero off its block.
+  diag = np.block([[a, np.zeros((n, n))], [np.zeros((n, n)), 2 * a]])
+  mass = het.block_frobenius_mass(_quadratic(diag), jnp.zeros(2 * n), ids, num_blocks=2,
+                                  key=key, num_probes=3)
+  assert float(het.offdiag_share(mass)) == 0.0
+  # Identical blocks [[A, A], [A, A]]: (H v)_0 = (H v)_1 for every probe, share 1/2 exactly.
+  same = np.block([[a, a], [a, a]])
+  mass = het.block_frobenius_mass(_quadratic(same), jnp.zeros(2 * n), ids, num_blocks=2,
+                                  key=key, num_probes=3)
+  np.testing.assert_allclose(het.offdiag_share(mass), 0.5, rtol=1e-12)
+  # A dense matrix: the estimate converges to the exact block masses.
+  h = _random_symmetric(jax.random.key(14), 3 * n)
+  ids3 = np.repeat(np.arange(3), n)
+  mass = het.block_frobenius_mass(_quadratic(h), jnp.zeros(3 * n), ids3, num_blocks=3,
+                                  key=key, num_probes=4000, columns=np.array([2, 0]))
+  exact = np.array([[np.sum(h[b * n:(b + 1) * n, c * n:(c + 1) * n] ** 2) for c in (2, 0)]
+                    for b in range(3)])
+  np.testing.assert_allclose(mass, exact, rtol=0.05)
+  exact_share = 1 - (exact[2, 0] + exact[0, 1]) / exact.sum()
+  np.testing.assert_allclose(het.offdiag_share(mass, [2, 0]), exact_share, rtol=0.05)
+
+
+def test_one_one_norm_exact_with_all_columns_and_unbiased_when_sampled(x64):
+  n = 8
+  d = np.linspace(1.0, 4.0, n)
+  q = _rotation(jax.random.key(15), n)
+  rotated = q @ np.diag(d) @ q.T
+  h = np.block([[np.diag(d), 0.1 * np.ones((n, n))], [0.1 * np.ones((n, n)), rotated]])
+  ids = np.repeat(np.arange(2), n)
+  one_one = het.block_one_one_norms(_quadratic(h), jnp.zeros(2 * n), ids, num_blocks=2,
+                                    key=jax.random.key(16), num_columns=n)
+  np.testing.assert_allclose(one_one, [d.sum(), np.abs(rotated).sum()], rtol=1e-12)
+  # The ratio to n_b ||H_bb||_2: 1 for identity, > 1 once rotated (entries spread out).
+  ratio = het.one_one_ratio(one_one, jnp.array([d.max(), d.max()]), [n, n])
+  np.testing.assert_allclose(ratio[0], d.sum() / (n * d.max()), rtol=1e-12)
+  assert float(ratio[1]) > float(ratio[0])
+  sampled = jax.vmap(lambda k: het.block_one_one_norms(
+      _quadratic(h), jnp.zeros(2 * n), ids, num_blocks=2, key=k, num_columns=3))(
+          jax.random.split(jax.random.key(17), 2000))
+  np.testing.assert_allclose(sampled.mean(0), one_one, rtol=0.02)
+  assert float(sampled[:, 0].std()) > 0  # sampling, not a disguised full sum
+
+
+def test_recorded_measures_along_training_match_direct_computation(x64):
+  ds = data.heavy_tailed_labels(jax.random.key(0), m=3, dtype=jnp.float64)
+  model = models.LinearSoftmax(ds.num_classes, param_dtype=jnp.float64)
+  objective = train.classification_objective(model.apply)
+  key = jax.random.key(2)
+  metrics_fn = het.spectral_curvature_metrics(objective, key=key, num_steps=8, top_k=3,
+                                              one_one_columns=33, num_probes=2)
+  run = train.make_train(objective, optim.injectable("adam", 0.0), num_steps=6, log_every=3,
+                         metrics_fn=metrics_fn)
+  params = model.init(jax.random.key(1), ds.x)
+  history = jax.jit(run)(params, ds, 0.01).history
+  assert history["top_eigs_BK"].shape == (3, ds.num_classes, 3)  # steps 0, 3, 6
+  # Step 0: the top eigenvalue of every class block equals the dense Hessian's.
+  head_loss, head = restrict_to_layer(lambda p: objective(p, ds)[0], params, "head")
+  ids, names = spectra.block_partition(head, "class")
+  blocks, dense, idx = _dense_blocks(head_loss, head, ids, len(names))
+  np.testing.assert_allclose(history["top_eigs_BK"][0, :, 0],
+                             [np.linalg.eigvalsh(b)[-1] for b in blocks], rtol=1e-6)
+  # J = 33 = n_b (32 inputs + bias): the (1,1)-norms are exact.
+  np.testing.assert_allclose(history["one_one_B"][0], [np.abs(b).sum() for b in blocks],
+                             rtol=1e-10)
+  assert np.all(np.isfinite(history["heterogeneity"]))
+  assert np.all((history["offdiag_share"] >= 0) & (history["offdiag_share"] <= 1))
+  # The Frobenius share against the dense head Hessian (2 probes: loose).
+  off = sum(np.sum(dense[np.ix_(i, j)] ** 2) for i in idx for j in idx if i is not j)
+  np.testing.assert_allclose(history["offdiag_share"][0], off / np.sum(dense**2), rtol=0.5)
+
+
+def test_bad_inputs_name_the_argument():
+  loss = _quadratic(np.eye(4))
+  ids = np.array([0, 0, 1, 1])
+  with pytest.raises(ValueError, match="num_steps"):
+    spectra.block_spectra(loss, jnp.zeros(4), ids, num_blocks=2, key=jax.random.key(0),
+                          num_probes=1, num_steps=3)
+  with pytest.raises(ValueError, match="no coordinate"):
+    spectra.block_spectra(loss, jnp.zeros(4), ids, num_blocks=3, key=jax.random.key(0),
+                          num_probes=1, num_steps=1)
+  with pytest.raises(ValueError, match="scheme"):
+    spectra.block_partition({"w": jnp.zeros(2)}, "rows")
+  with pytest.raises(ValueError, match="columns"):
+    het.block_frobenius_mass(loss, jnp.zeros(4), ids, num_blocks=2, key=jax.random.key(0),
+                             num_probes=1, columns=[2])
+  with pytest.raises(ValueError, match="top_k"):
+    het.spectral_curvature_metrics(lambda p, d: (0.0, {}), key=jax.random.key(0),
+                                   num_steps=4, top_k=5)
+  with pytest.raises(ValueError, match="B >= 2"):
+    het.block_heterogeneity(jnp.zeros((1, 1, 2)), jnp.ones((1, 1, 2)))
