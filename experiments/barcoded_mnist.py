@@ -169,6 +169,29 @@ def describe(ds, groups, group_names, source) -> dict:
           "min_class_count": int(counts.min())}
 
 
+def variant_classes(config, variant: str) -> int:
+  """Classes of ``variant``: 10 digits, ``10 x 2^num_bits`` barcoded classes, or both."""
+  barcoded = 10 * 2**config.num_bits
+  return {"mnist": 10, "barcoded": barcoded, HEAVY_TAILED: barcoded + 10}[variant]
+
+
+def plan_steps(config) -> list[ex.plan.StepPlan]:
+  """Each variant's sweep on abstract shapes (`experiment.plan`)."""
+  steps = []
+  for variant in config.variants:
+    n, c = num_train_examples(config, variant), variant_classes(config, variant)
+    ds = ex.plan.abstract_dataset(n, (28, 28, 1), c)
+    model = SmallCNN(c, features=config.cnn_features, kernel_size=config.kernel_size)
+    build = ex.train_builder(model.apply, num_steps=config.num_steps, log_every=config.log_every,
+                             groups=ex.plan.spread_groups(c, 2),
+                             batching=train.FullBatch(config.chunk_size or None))
+    specs = config.runs + (config.heavy_tailed_runs if variant == HEAVY_TAILED else ())
+    steps.append(ex.plan.StepPlan(variant, build(specs[0]), ex.plan.init_shapes(model.init, ds.x),
+                                  ds, num_runs=len(specs), num_seeds=config.num_seeds,
+                                  grid=ex.Grid.from_config(config)))
+  return steps
+
+
 def tune_variant(variant, ds, groups, init_key, config, store) -> tuple[ex.TunedRuns, dict]:
   """Tunes every run of ``variant``: ``(tuned runs, {run: wall seconds})``."""
   model = SmallCNN(ds.num_classes, features=config.cnn_features, kernel_size=config.kernel_size)

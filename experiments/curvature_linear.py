@@ -227,6 +227,33 @@ def _problem(config):
   return ds, model, params, maps, dims
 
 
+def plan_steps(config) -> list[ex.plan.StepPlan]:
+  """Both recorded runs on abstract shapes (`experiment.plan`; the logged step holds the
+  curvature metrics). ``config.tune`` adds paper H's grid per run."""
+  ds = jax.eval_shape(lambda k: data.heavy_tailed_labels(k, config.m, config.input_dist),
+                      jax.random.key(0))
+  model = models.LinearSoftmax(ds.num_classes, init_scheme=config.init_scheme)
+  counts = data.heavy_tailed_class_counts(config.m)
+  groups = data.frequency_groups(counts, config.num_groups)
+  keys = jax.random.split(jax.random.key(0), 3)
+  dims = curvature.sample_dims(keys[2], ds.x.shape[1], config.map_dims)
+  maps = {s: (curvature.sample_classes(k, counts, config.map_classes, s), dims)
+          for s, k in zip(curvature.SCHEMES, keys)}
+  (n, d), c = ds.x.shape, ds.num_classes
+  steps = []
+  for k, spec in {"adam": config.adam_run, "gd": config.gd_run}.items():
+    metrics_fn = curvature.linear_curvature_metrics(
+        groups, include_bias=config.include_bias, negated=k == "adam",
+        maps=maps if k == "adam" else None)
+    run = ex.train_builder(model.apply, num_steps=config.num_steps, log_every=config.log_every,
+                           metrics_fn=metrics_fn)(spec)
+    rate = config.adam_lr if k == "adam" else config.gd_lr
+    grid = ex.Grid() if config.tune else ex.Grid((float(np.log10(rate)),), 0)
+    steps.append(ex.plan.StepPlan(spec.name, run, ex.plan.init_shapes(model.init, ds.x), ds,
+                                  grid=grid, analytic_flops=4.0 * n * d * c))
+  return steps
+
+
 def _prop2_along_adam(config, ds, recorded, snaps) -> dict:
   """Prop 2 eq. (2) with the measured per-class p_k, at the snapshots after init."""
   steps, adam = recorded.steps, recorded.histories["adam"]

@@ -84,6 +84,23 @@ CONFIG = ex.Config(
     validate=validate)
 
 
+def plan_steps(config) -> list[ex.plan.StepPlan]:
+  """The sweep on abstract shapes (`experiment.plan`); analytic FLOPs: the logits and the
+  weight gradient, ``2 n d c`` each."""
+  key = jax.random.key(0)
+  ds = jax.eval_shape(lambda k: data.heavy_tailed_labels(k, config.m, config.input_dist), key)
+  model = models.LinearSoftmax(ds.num_classes, init_scheme=config.init_scheme)
+  groups = data.frequency_groups(data.heavy_tailed_class_counts(config.m), config.num_groups)
+  build = ex.train_builder(model.apply, num_steps=config.num_steps, log_every=config.log_every,
+                           groups=groups)
+  (n, d), c = ds.x.shape, ds.num_classes
+  return [ex.plan.StepPlan("all runs", build(config.runs[0]),
+                           ex.plan.init_shapes(model.init, ds.x), ds,
+                           num_runs=len(config.runs), num_seeds=config.num_seeds,
+                           grid=ex.Grid.from_config(config), data_per_seed=True,
+                           analytic_flops=4.0 * n * d * c)]
+
+
 def run(config, workdir: str) -> dict:
   specs = [s if "@" in s.name else dataclasses.replace(s, weighting=config.loss_weighting)
            for s in config.runs]

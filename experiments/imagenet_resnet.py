@@ -153,18 +153,45 @@ def load_subsets(key, config) -> tuple[dict, str]:
            for s in config.subsets}, description)
 
 
-def tune_model(model_name, sets, groups, init_key, keys_S, config, store) -> dict:
-  """``{subset: ex.TunedRuns}`` of one model."""
+def builder(model_name, model, groups, config):
+  """spec -> the model's `train.Train` (mini-batches; BatchNorm's state carried)."""
   batching = train.MiniBatch(config.batch_size, eval_chunk_size=config.eval_chunk_size or None)
   stateful = model_name == "resnet18_bn"  # BatchNorm carries state; LN ResNets, ViTs do not
+  return ex.train_builder(model.apply, num_steps=config.num_steps, log_every=config.log_every,
+                          groups=groups, batching=batching, stateful=stateful)
+
+
+# Images of the paper subsets (`data.heavy_tail_counts` of ImageNet's classes at n_1 = 1300;
+# 10 per class): the sizes `plan_steps` lowers without reading ImageNet.
+IMAGENET_SUBSET_SIZES = {"heavy_tail": 10_217, "uniform": 10_000}
+
+
+def plan_steps(config) -> list[ex.plan.StepPlan]:
+  """Each model's sweep on abstract shapes (`experiment.plan`), the larger subset's cost
+  counted once per subset (their steps differ only in the full-set evaluation)."""
+  if config.source != "imagenet":
+    raise ValueError("plan_steps: only config.source='imagenet' has known sizes")
+  n = max(IMAGENET_SUBSET_SIZES[s] for s in config.subsets)
+  ds = ex.plan.abstract_dataset(n, (config.image_size, config.image_size, 3), 1000)
+  steps = []
+  for name in config.models:
+    model = build_model(name, 1000, config)
+    run = builder(name, model, ex.plan.spread_groups(1000, config.num_groups), config)
+    steps.append(ex.plan.StepPlan(
+        name, run(config.runs[0]), ex.plan.init_shapes(model.init, ds.x), ds,
+        num_runs=len(config.runs) * len(config.subsets), num_seeds=config.num_seeds,
+        grid=ex.Grid.from_config(config)))
+  return steps
+
+
+def tune_model(model_name, sets, groups, init_key, keys_S, config, store) -> dict:
+  """``{subset: ex.TunedRuns}`` of one model."""
   out = {}
   for subset, ds in sets.items():
     model = build_model(model_name, ds.num_classes, config)
     params_S = jax.vmap(lambda k: model.init(k, ds.x[:1]))(  # noqa: B023
         jax.random.split(init_key, config.num_seeds))
-    build = ex.train_builder(model.apply, num_steps=config.num_steps,
-                             log_every=config.log_every, groups=groups[subset],
-                             batching=batching, stateful=stateful)
+    build = builder(model_name, model, groups[subset], config)
     out[subset] = ex.tune_runs(config.runs, build, params_S, ds, grid=ex.Grid.from_config(config),
                                store=store, keys_S=keys_S, data_per_seed=False,
                                threshold=config.divergence_threshold,

@@ -132,6 +132,30 @@ def step_imbalanced_digits(key, config):
                                                                                 normalizer)}
 
 
+# MNIST test digits per class (the standard split): the test set `plan_steps` lowers.
+MNIST_TEST_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
+
+
+def plan_steps(config) -> list[ex.plan.StepPlan]:
+  """Both runs' sweep on abstract shapes (`experiment.plan`)."""
+  num_classes = len(config.classes)
+  minority = round(config.majority_count / config.ratio)
+  n = (config.num_majority * config.majority_count
+       + (num_classes - config.num_majority) * minority)
+  sets = {"train": ex.plan.abstract_dataset(n, (28, 28, 1), num_classes),
+          "test": ex.plan.abstract_dataset(sum(MNIST_TEST_COUNTS[c] for c in config.classes),
+                                           (28, 28, 1), num_classes)}
+  model = ThreeLayerCNN(num_classes, width=config.width)
+  groups = (np.arange(num_classes) >= config.num_majority).astype(np.int32)
+  build = ex.train_builder(model.apply, num_steps=config.num_steps, log_every=config.log_every,
+                           metrics_fn=recorded_metrics(groups),
+                           batching=train.MiniBatch(config.batch_size))
+  return [ex.plan.StepPlan("erm, reweighted", build(config.optimizer),
+                           ex.plan.init_shapes(model.init, sets["train"].x), sets,
+                           num_runs=len(RUNS), num_seeds=config.num_seeds,
+                           grid=ex.Grid.from_config(config))]
+
+
 def recorded_metrics(class_to_group):
   """Majority/minority loss and accuracy plus the confusion matrix, from the step's outputs."""
   groups_fn = metrics.classification_metrics(class_to_group)

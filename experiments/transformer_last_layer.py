@@ -129,6 +129,23 @@ def frozen_head_problem(config, train_windows):
   return head, language_data.head_params(params_S), datasets
 
 
+def plan_steps(config) -> list[ex.plan.StepPlan]:
+  """The head's sweep on abstract shapes (`experiment.plan`; the frozen body's one forward
+  pass is not counted); analytic FLOPs: the logits and the head's gradient, ``2 N d V`` each."""
+  windows = {"tinyptb": 2095, "ptb": 26_411}[config.corpus]  # at seq_len 35 (transformer_ptb)
+  tokens = min(windows, config.num_windows or windows) * config.seq_len
+  v = TINYPTB_VOCAB if config.corpus == "tinyptb" else 9922
+  ds = ex.plan.abstract_dataset(tokens, (config.d_model,), v)
+  head = models.LinearSoftmax(v)
+  build = ex.train_builder(head.apply, num_steps=config.num_steps, log_every=config.log_every,
+                           groups=ex.plan.spread_groups(v, config.num_groups),
+                           batching=train.FullBatch(config.chunk_size or None))
+  return [ex.plan.StepPlan("all runs", build(config.runs[0]), ex.plan.init_shapes(head.init, ds.x),
+                           ds, num_runs=len(config.runs), num_seeds=config.num_seeds,
+                           grid=ex.Grid.from_config(config), data_per_seed=True,
+                           analytic_flops=4.0 * tokens * config.d_model * v)]
+
+
 def run(config, workdir: str) -> dict:
   start = time.perf_counter()
   windows, info = language_data.load_windows(config.corpus, config.corpus_dir, config.seq_len,

@@ -206,6 +206,41 @@ def step_cost(config, vocab_size: int, num_train_windows: int) -> dict:
           "flops_per_step": per_token * tokens}
 
 
+# Tokens per split (train, valid) and vocabulary: PTB and TinyPTB measured with
+# `load_data` (word tokenizer); WikiText-103 under BPE assumed 1.13 x its 103.2M / 217.6k
+# words (not measured: the corpus is not on this machine), vocabulary subword_vocab_size.
+CORPUS_TOKENS = {"ptb": (924_385, 73_325, 9922), "tinyptb": (73_325, 82_110, 5980),
+                 "wikitext103": (116_650_000, 245_940, None)}
+
+
+def abstract_windows(config) -> dict:
+  """The run's windows by split as ``ShapeDtypeStruct``s (`CORPUS_TOKENS`; no data read)."""
+  train_tokens, valid_tokens, vocab = CORPUS_TOKENS[config.corpus]
+  vocab = vocab or config.subword_vocab_size
+  def split(tokens):
+    n = tokens // config.seq_len
+    n = min(n, config.num_windows) if config.num_windows else n
+    ids = jax.ShapeDtypeStruct((n, config.seq_len), np.int32)
+    return data.TokenWindows(ids, ids, jax.ShapeDtypeStruct((vocab,), np.int32), vocab)
+  out = {"train": split(train_tokens)}
+  return {**out, "valid": split(valid_tokens)} if config.valid else out
+
+
+def plan_steps(config) -> list[ex.plan.StepPlan]:
+  """The sweep on abstract shapes (`experiment.plan`); analytic FLOPs: `step_cost`."""
+  windows = abstract_windows(config)
+  train_windows = windows["train"]
+  model = models.make_transformer(config.model, train_windows.num_classes,
+                                  **model_fields(config))
+  groups = ex.plan.spread_groups(train_windows.num_classes, config.num_groups)
+  flops = step_cost(config, train_windows.num_classes, train_windows.num_examples)
+  return [ex.plan.StepPlan("all runs", train_builder(config, model, groups)(config.runs[0]),
+                           ex.plan.init_shapes(model.init, train_windows.x), windows,
+                           num_runs=len(config.runs), num_seeds=config.num_seeds,
+                           grid=ex.Grid.from_config(config),
+                           analytic_flops=flops["flops_per_step"])]
+
+
 def load_data(config):
   """``(windows by split, info)``: the training (and with ``valid`` validation) windows."""
   return language_data.load_windows(

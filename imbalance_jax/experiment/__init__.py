@@ -24,12 +24,13 @@ Example (a whole binary, ``experiments/<name>.py``)::
 
 Modules: `fields` (field kinds), `config` (`Config`, `Values`), `cli` (flags,
 workdir checks, `Progress`), `runs` (`tune_runs`), `outputs` (`write_outputs`,
-`RunSummary`), `claims` (`Claim`, `Experiment`).
+`RunSummary`), `claims` (`Claim`, `Experiment`), `plan` (a preset's step on abstract
+shapes: FLOPs, memory, hours).
 """
 
 import os
 
-from imbalance_jax.experiment import fields
+from imbalance_jax.experiment import fields, plan
 from imbalance_jax.experiment.claims import (Claim, Criterion, Experiment, Figure, RunResult,
                                              Verdict, at_least, at_most)
 from imbalance_jax.experiment.cli import Progress, launch, prepare_workdir, run_in, start
@@ -47,6 +48,6 @@ def store(workdir: str):
 
 __all__ = ["Claim", "Config", "Criterion", "Experiment", "Figure", "Grid", "Progress",
            "RunResult", "RunSummary", "TunedRuns", "Values", "Verdict", "at_least", "at_most",
-           "check_memory", "check_step_schedule", "fields", "float_bytes", "launch",
+           "check_memory", "check_step_schedule", "fields", "float_bytes", "launch", "plan",
            "prepare_workdir", "run_in", "run_summaries", "start", "store", "train_builder",
            "tune_runs", "write_outputs"]

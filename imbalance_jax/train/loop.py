@@ -322,6 +322,11 @@ class Train:
                       initial_loss=jnp.full((), jnp.nan, dtype),
                       max_loss=jnp.full((), -jnp.inf, dtype), finite=jnp.ones((), bool))
 
+  def step(self, state: TrainState, data, record: bool = False):
+    """One optimizer step: ``(state, metrics)``, metrics None unless ``record`` (what
+    `run` scans; lowered alone by `experiment.plan` for its cost and memory)."""
+    return self._step(state, data, record)
+
   def run(self, state: TrainState, data, num_steps: int | None = None):
     """Runs ``num_steps`` (a multiple of ``log_every``) steps; returns ``(state, history)``."""
     num_steps = self.num_steps if num_steps is None else num_steps
