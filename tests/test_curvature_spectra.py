@@ -8,7 +8,7 @@ import scipy.spatial.distance
 import scipy.stats
 from jax.flatten_util import ravel_pytree
 
-from imbalance_jax import data, models, optim, train
+from imbalance_jax import data, models, train
 from imbalance_jax.curvature import heterogeneity as het
 from imbalance_jax.curvature import spectra
 from imbalance_jax.curvature.hvp import restrict_to_layer
@@ -51,6 +51,7 @@ def _rotation(key, n):
   return np.linalg.qr(np.asarray(jax.random.normal(key, (n, n), jnp.float64)))[0]
 
 
+@pytest.mark.slow  # ~10 s of compiles (jax.hessian of the MLP); the fast tests below cover it
 @pytest.mark.parametrize("scheme", ["layer", "parameter", "whole"])
 def test_lanczos_top5_matches_dense_hessian_of_mlp(x64, scheme):
   params, loss = _mlp_problem()
@@ -73,6 +74,23 @@ def test_lanczos_top5_matches_dense_hessian_of_mlp(x64, scheme):
     np.testing.assert_allclose(top[j], expected, rtol=1e-6, atol=1e-10 * abs(expected[0]))
 
 
+def test_blocks_of_different_sizes_are_each_their_own_restriction(x64):
+  # Blocks of 4 and 6 coordinates (two vmapped size groups) of a dense 10 x 10 matrix,
+  # interleaved; 4 steps exhaust block 0's Krylov space: exact Ritz values there.
+  h = _random_symmetric(jax.random.key(20), 10)
+  ids = np.array([1, 0, 1, 1, 0, 1, 0, 1, 1, 0])
+  spec = jax.jit(lambda w: spectra.block_spectra(
+      _quadratic(h), w, ids, num_blocks=2, key=jax.random.key(21), num_probes=3,
+      num_steps=4))(jnp.zeros(10))
+  assert spec.sizes.tolist() == [4, 6]
+  block0, block1 = h[np.ix_(ids == 0, ids == 0)], h[np.ix_(ids == 1, ids == 1)]
+  for k in range(3):
+    np.testing.assert_allclose(spec.nodes[0, k], np.linalg.eigvalsh(block0), rtol=1e-10)
+  eig1 = np.linalg.eigvalsh(block1)  # Ritz values of block 1 lie inside its spectrum
+  assert np.all(spec.nodes[1] >= eig1[0] - 1e-12) and np.all(spec.nodes[1] <= eig1[-1] + 1e-12)
+  assert float(spec.nodes[1].max()) > eig1[-2]  # ... and the top one is already close
+
+
 def _head_problem(num_examples, dim, num_classes, feature_scales, seed, weight_scale=0.3):
   kx, ky, kw = jax.random.split(jax.random.key(seed), 3)
   x = jax.random.normal(kx, (num_examples, dim), jnp.float64) * feature_scales
@@ -91,8 +109,9 @@ def _head_problem(num_examples, dim, num_classes, feature_scales, seed, weight_s
 def test_lanczos_top5_per_class_head_blocks_with_fewer_steps_than_coordinates(x64):
   # Class rows of a 40-wide head: 41 coordinates each, 30 Lanczos steps.
   loss, head, ids, blocks = _head_problem(60, 40, 3, jnp.linspace(0.2, 3.0, 40), seed=5)
-  spec = spectra.block_spectra(loss, head, ids, num_blocks=3, key=jax.random.key(2),
-                               num_probes=2, num_steps=30)
+  spec = jax.jit(lambda p: spectra.block_spectra(loss, p, ids, num_blocks=3,
+                                                 key=jax.random.key(2), num_probes=2,
+                                                 num_steps=30))(head)
   top = np.asarray(spectra.top_eigenvalues(spec, 5))
   for b in range(3):
     np.testing.assert_allclose(top[b], np.linalg.eigvalsh(blocks[b])[::-1][:5], rtol=1e-6)
@@ -115,8 +134,8 @@ def test_quadrature_is_exact_for_polynomials_with_an_orthonormal_set_of_probes(x
   # m = 3 Lanczos nodes must reproduce the moments p <= 5 to rounding.
   a = _random_symmetric(jax.random.key(4), 12)
   q = _rotation(jax.random.key(5), 12)
-  nodes, weights = jax.vmap(lambda v: spectra.lanczos_quadrature(
-      lambda u: jnp.asarray(a) @ u, v, 3))(jnp.asarray(q.T))
+  nodes, weights = jax.jit(jax.vmap(lambda v: spectra.lanczos_quadrature(
+      lambda u: jnp.asarray(a) @ u, v, 3)))(jnp.asarray(q.T))
   eig = np.linalg.eigvalsh(a)
   for p in range(1, 6):
     np.testing.assert_allclose(float(jnp.sum(weights * nodes**p)), np.sum(eig**p), rtol=1e-9)
@@ -156,11 +175,14 @@ def test_heterogeneity_from_slq_on_a_block_diagonal_quadratic(x64):
   h = np.zeros((3 * n, 3 * n))
   h[:n, :n], h[n:2 * n, n:2 * n], h[2 * n:, 2 * n:] = a, q @ a @ q.T, 5 * a + 10 * np.eye(n)
   ids = np.repeat(np.arange(3), n)
-  spec = spectra.block_spectra(_quadratic(h), jnp.zeros(3 * n), ids, num_blocks=3,
-                               key=jax.random.key(11), num_probes=200, num_steps=n)
-  _, dist = het.block_heterogeneity(spec.nodes, spec.weights, relative_sigma=0.02)
+  measure = jax.jit(lambda nodes, weights: het.block_heterogeneity(
+      nodes, weights, num_points=256, relative_sigma=0.02)[1])
+  spec = jax.jit(lambda w: spectra.block_spectra(
+      _quadratic(h), w, ids, num_blocks=3, key=jax.random.key(11), num_probes=64,
+      num_steps=n))(jnp.zeros(3 * n))
+  dist = measure(spec.nodes, spec.weights)
   exact_nodes, exact_weights = _exact_density([a, q @ a @ q.T, 5 * a + 10 * np.eye(n)])
-  _, exact = het.block_heterogeneity(exact_nodes, exact_weights, relative_sigma=0.02)
+  exact = measure(exact_nodes, exact_weights)
   assert float(dist[0, 1]) < 0.1 < 0.5 < float(dist[0, 2])
   np.testing.assert_allclose(dist, exact, atol=0.1)
 
@@ -170,21 +192,18 @@ def test_offdiag_share_block_diagonal_identical_and_dense(x64):
   a = _random_symmetric(jax.random.key(12), n)
   ids = np.repeat(np.arange(2), n)
   key = jax.random.key(13)
+  share = jax.jit(lambda m: het.offdiag_share(het.block_frobenius_mass(
+      _quadratic(m), jnp.zeros(2 * n), ids, num_blocks=2, key=key, num_probes=3)))
   # Block-diagonal: every probe's H v is zero off its block.
-  diag = np.block([[a, np.zeros((n, n))], [np.zeros((n, n)), 2 * a]])
-  mass = het.block_frobenius_mass(_quadratic(diag), jnp.zeros(2 * n), ids, num_blocks=2,
-                                  key=key, num_probes=3)
-  assert float(het.offdiag_share(mass)) == 0.0
+  assert float(share(np.block([[a, np.zeros((n, n))], [np.zeros((n, n)), 2 * a]]))) == 0.0
   # Identical blocks [[A, A], [A, A]]: (H v)_0 = (H v)_1 for every probe, share 1/2 exactly.
-  same = np.block([[a, a], [a, a]])
-  mass = het.block_frobenius_mass(_quadratic(same), jnp.zeros(2 * n), ids, num_blocks=2,
-                                  key=key, num_probes=3)
-  np.testing.assert_allclose(het.offdiag_share(mass), 0.5, rtol=1e-12)
+  np.testing.assert_allclose(share(np.block([[a, a], [a, a]])), 0.5, rtol=1e-12)
   # A dense matrix: the estimate converges to the exact block masses.
   h = _random_symmetric(jax.random.key(14), 3 * n)
   ids3 = np.repeat(np.arange(3), n)
-  mass = het.block_frobenius_mass(_quadratic(h), jnp.zeros(3 * n), ids3, num_blocks=3,
-                                  key=key, num_probes=4000, columns=np.array([2, 0]))
+  mass = jax.jit(lambda w: het.block_frobenius_mass(
+      _quadratic(h), w, ids3, num_blocks=3, key=key, num_probes=4000,
+      columns=np.array([2, 0])))(jnp.zeros(3 * n))
   exact = np.array([[np.sum(h[b * n:(b + 1) * n, c * n:(c + 1) * n] ** 2) for c in (2, 0)]
                     for b in range(3)])
   np.testing.assert_allclose(mass, exact, rtol=0.05)
@@ -206,25 +225,26 @@ def test_one_one_norm_exact_with_all_columns_and_unbiased_when_sampled(x64):
   ratio = het.one_one_ratio(one_one, jnp.array([d.max(), d.max()]), [n, n])
   np.testing.assert_allclose(ratio[0], d.sum() / (n * d.max()), rtol=1e-12)
   assert float(ratio[1]) > float(ratio[0])
-  sampled = jax.vmap(lambda k: het.block_one_one_norms(
-      _quadratic(h), jnp.zeros(2 * n), ids, num_blocks=2, key=k, num_columns=3))(
+  sampled = jax.jit(jax.vmap(lambda k: het.block_one_one_norms(
+      _quadratic(h), jnp.zeros(2 * n), ids, num_blocks=2, key=k, num_columns=3)))(
           jax.random.split(jax.random.key(17), 2000))
   np.testing.assert_allclose(sampled.mean(0), one_one, rtol=0.02)
   assert float(sampled[:, 0].std()) > 0  # sampling, not a disguised full sum
 
 
-def test_recorded_measures_along_training_match_direct_computation(x64):
+def test_recorded_measures_match_the_dense_head_hessian(x64):
+  # The metrics_fn as make_train calls it (its use inside the scan is the doctest's).
   ds = data.heavy_tailed_labels(jax.random.key(0), m=3, dtype=jnp.float64)
   model = models.LinearSoftmax(ds.num_classes, param_dtype=jnp.float64)
   objective = train.classification_objective(model.apply)
   key = jax.random.key(2)
   metrics_fn = het.spectral_curvature_metrics(objective, key=key, num_steps=8, top_k=3,
                                               one_one_columns=33, num_probes=2)
-  run = train.make_train(objective, optim.injectable("adam", 0.0), num_steps=6, log_every=3,
-                         metrics_fn=metrics_fn)
   params = model.init(jax.random.key(1), ds.x)
-  history = jax.jit(run)(params, ds, 0.01).history
-  assert history["top_eigs_BK"].shape == (3, ds.num_classes, 3)  # steps 0, 3, 6
+  (_, aux), grads = jax.value_and_grad(objective, has_aux=True)(params, ds)
+  history = jax.tree.map(lambda v: np.asarray(v)[None],
+                         jax.jit(metrics_fn)(params, grads, aux, ds))
+  assert history["top_eigs_BK"].shape == (1, ds.num_classes, 3)
   # Step 0: the top eigenvalue of every class block equals the dense Hessian's.
   head_loss, head = restrict_to_layer(lambda p: objective(p, ds)[0], params, "head")
   ids, names = spectra.block_partition(head, "class")
