@@ -27,6 +27,8 @@ MODULES = [
     "imbalance_jax.curvature.linear_exact",
     "imbalance_jax.curvature.prop2",
     "imbalance_jax.curvature.study",
+    "imbalance_jax.curvature.spectra",
+    "imbalance_jax.curvature.heterogeneity",
     "imbalance_jax.data.synthetic",
     "imbalance_jax.data.theory_problems",
     "imbalance_jax.losses",
