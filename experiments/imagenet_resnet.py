@@ -71,6 +71,9 @@ PRESETS = {
 def validate(config) -> None:
   """The checks across fields: step schedule, data source, image and patch sizes."""
   ex.check_step_schedule(config)
+  if config.batch_size % config.accumulation_steps:
+    raise ValueError(f"config.accumulation_steps={config.accumulation_steps} must divide "
+                     f"config.batch_size={config.batch_size}")
   if config.source != "mnist" and not config.data_dir:
     raise ValueError(f"config.source={config.source!r} needs config.data_dir (only 'mnist' has "
                      "embedded digits)")
@@ -96,6 +99,9 @@ CONFIG = ex.Config(
         max_per_class=fields.Int(minimum=1, help="n_1 of the heavy-tail subset"),
         per_class=fields.Int(minimum=0, help="uniform subset; 0: match the heavy-tail size"),
         batch_size=fields.Int(minimum=1),
+        accumulation_steps=fields.Int(minimum=1, default=1,
+                                      help="micro-batches per step (memory / k; BatchNorm "
+                                           "statistics then per micro-batch)"),
         num_steps=fields.Int(minimum=1),
         log_every=fields.Int(minimum=1),
         num_seeds=fields.Int(minimum=1),
@@ -155,7 +161,8 @@ def load_subsets(key, config) -> tuple[dict, str]:
 
 def builder(model_name, model, groups, config):
   """spec -> the model's `train.Train` (mini-batches; BatchNorm's state carried)."""
-  batching = train.MiniBatch(config.batch_size, eval_chunk_size=config.eval_chunk_size or None)
+  batching = train.MiniBatch(config.batch_size, config.accumulation_steps,
+                             eval_chunk_size=config.eval_chunk_size or None)
   stateful = model_name == "resnet18_bn"  # BatchNorm carries state; LN ResNets, ViTs do not
   return ex.train_builder(model.apply, num_steps=config.num_steps, log_every=config.log_every,
                           groups=groups, batching=batching, stateful=stateful)

@@ -14,6 +14,12 @@ written from the runs' own files and `experiments.claims`.
   python -m experiments.reproduce --workdir runs/all --only=theory_figures,heavy_tailed_linear
   python -m experiments.reproduce --workdir runs/all --skip=imagenet_resnet
   python -m experiments.reproduce --workdir runs/gpu --scale=paper      # GPU-scale
+  python -m experiments.reproduce --workdir runs/plan --scale=paper --plan  # cost, no run
+
+``--plan`` runs nothing: it lowers each preset's training step on abstract shapes
+(`imbalance_jax.experiment.plan`, through the binary's ``plan_steps(config)``) and
+prints, and writes to ``plan.json``, FLOPs per step, memory per member, sweep members,
+rounds and hours on one H100 at ``--peak`` and ``--mfu`` (docs/paper_scale.md).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from absl import app, flags, logging
 
 from experiments import claims, report
 from imbalance_jax import results
+from imbalance_jax.experiment import plan
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for every run and the report.")
 _SCALE = flags.DEFINE_enum("scale", "cpu", ["cpu", "paper"],
@@ -40,10 +47,18 @@ _SKIP = flags.DEFINE_list("skip", [], "Binaries not to run.")
 _JOBS = flags.DEFINE_integer("jobs", 2, "Runs at a time. Most runs keep about one core busy, "
                              "so 2 fills a 2-core machine; 1 gives each run's own time.",
                              lower_bound=1)
+_PLAN = flags.DEFINE_bool("plan", False, "Run nothing: print and write plan.json, each "
+                          "preset's step cost on abstract shapes and its hours on one H100.")
+_PEAK = flags.DEFINE_enum("peak", "tf32", ["tf32", "bf16", "fp32"],
+                          "--plan: the H100 peak assumed (tf32: float32 dots at JAX's default "
+                          "precision on tensor cores).")
+_MFU = flags.DEFINE_float("mfu", 0.3, "--plan: the fraction of --peak assumed reached.",
+                          lower_bound=0.01, upper_bound=1.0)
 _PUBLISH = flags.DEFINE_string("publish", None,
                                "Also copy report.md and its figures to this directory.")
 flags.mark_flag_as_required("workdir")
 
+PLAN_FILE = "plan.json"  # --plan: the rows and the assumptions
 STATE_FILE = "reproduce.json"  # per run: status, wall seconds, exit code
 SESSIONS_FILE = "sessions.json"  # per invocation: the runs it made and its wall seconds
 
@@ -151,6 +166,37 @@ def run_pending(workdir: str, pending, state: dict) -> tuple[list[str], list[str
   return finished, failures, time.perf_counter() - start
 
 
+def preset_rows(binary: str, preset: str, peak_flops: float, mfu: float) -> list[dict]:
+  """The plan's rows of one preset: one per compiled program, or one with a ``note``."""
+  module = claims.binary_module(binary)
+  if not hasattr(module, "plan_steps"):
+    return [{"binary": binary, "preset": preset,
+             "note": "not lowered: no plan_steps (not a sweep of training steps)"}]
+  config = plan.preset_values(module.CONFIG, preset)
+  return [{"binary": binary, "preset": preset,
+           **plan.describe(step, peak_flops=peak_flops, mfu=mfu)}
+          for step in module.plan_steps(config)]
+
+
+def write_plan(workdir: str, experiments, selected) -> dict:
+  """--plan: every selected preset's rows, printed as a table and written to plan.json."""
+  peak, start, rows = plan.PEAK_FLOPS[_PEAK.value], time.perf_counter(), []
+  for e in experiments:
+    for preset in e.runs(_SCALE.value) if e.binary in selected else ():
+      rows += preset_rows(e.binary, preset, peak, _MFU.value)
+      print(f"{e.binary}/{preset}: lowered ({minutes(time.perf_counter() - start)})", flush=True)
+  gpt2 = {("transformer_ptb", "gpt2_wikitext103")}
+  out = {"peak": _PEAK.value, "peak_flops": peak, "mfu": _MFU.value, "memory_bytes": plan.H100_BYTES,
+         "total_hours": plan.total_hours(rows),
+         "total_hours_without_gpt2": plan.total_hours(rows, gpt2), "rows": rows}
+  print(plan.format_table(rows))
+  print(f"Total: {out['total_hours']:.1f} h on one H100 at {_MFU.value:.0%} of {peak / 1e12:.1f} "
+        f"TFLOP/s ({_PEAK.value}); without GPT2/WikiText-103: "
+        f"{out['total_hours_without_gpt2']:.1f} h", flush=True)
+  results.write_json(os.path.join(workdir, PLAN_FILE), out)
+  return out
+
+
 def main(argv):
   del argv
   workdir = os.path.abspath(_WORKDIR.value)
@@ -159,6 +205,9 @@ def main(argv):
   selected = select(list(claims.BINARIES), _ONLY.value, _SKIP.value)
   experiments = claims.load_all()
   os.makedirs(workdir, exist_ok=True)
+  if _PLAN.value:
+    write_plan(workdir, experiments, selected)
+    return
   state = read_json(os.path.join(workdir, STATE_FILE), {}, "the status of every run")
   sessions_path = os.path.join(workdir, SESSIONS_FILE)
   sessions = read_json(sessions_path, [], "the wall time of every invocation")

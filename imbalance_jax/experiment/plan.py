@@ -106,14 +106,14 @@ class Measured:
   data_bytes: int
 
 
-def preset_values(config: Config, preset: str) -> Values:
+def preset_values(config: Config, preset: str, **overrides) -> Values:
   """A preset's typed values without the binary's ``validate`` (which checks this machine's
   memory and the data directories; a plan needs neither). Directories read ``"."``: no data
   is read, but a binary may size its data by whether a directory is given (full MNIST)."""
   unchecked = dataclasses.replace(config, validate=None)
   directories = {name: "." for name, field in config.fields.items()
                  if isinstance(field, Directory)}
-  return unchecked.resolve({"preset": preset, **directories})
+  return unchecked.resolve({"preset": preset, **directories, **overrides})
 
 
 def _bytes(tree) -> int:
@@ -150,14 +150,15 @@ def one_pass(train):
   return dataclasses.replace(train, batching=flat)
 
 
-def measure(step: StepPlan) -> Measured:
+def measure(step: StepPlan, memory: bool = True) -> Measured:
   """`Measured`: FLOPs from the one-pass steps' lowered HLO, temporaries from the compiled
-  program as the run chunks it (the larger of the quiet and logged steps)."""
+  program as the run chunks it (the larger of the quiet and logged steps; 0 unless
+  ``memory``: compiling is most of a plan's time)."""
   flat = one_pass(step.train)
   quiet, logged = (_flops(lowered_step(step, record, flat)) for record in (False, True))
   every = step.train.log_every
   temp = max(lowered_step(step, record).compile().memory_analysis().temp_size_in_bytes
-             for record in (False, True))
+             for record in (False, True)) if memory else 0
   return Measured(parameters=int(sum(x.size for x in jax.tree.leaves(step.params))),
                   step_flops=quiet, mean_flops=(quiet * (every - 1) + logged) / every,
                   state_bytes=_bytes(abstract_state(step)), temp_bytes=int(temp),
@@ -211,3 +212,40 @@ def abstract_dataset(num_examples: int, example_shape: tuple[int, ...], num_clas
   return types.Dataset(jax.ShapeDtypeStruct((num_examples, *example_shape), dtype),
                        jax.ShapeDtypeStruct((num_examples,), jnp.int32),
                        jax.ShapeDtypeStruct((num_classes,), jnp.int32), num_classes)
+
+
+COLUMNS = (("binary", "binary"), ("preset", "preset"), ("program", "program"),
+           ("parameters", "params"), ("step_flops", "FLOPs/step (XLA)"),
+           ("analytic_flops", "FLOPs/step (formula)"), ("mean_flops", "FLOPs/step (with logging)"),
+           ("bytes_per_member", "GB/member"), ("members_fit", "members in 80 GB"),
+           ("steps", "steps"), ("members", "members"), ("rounds", "rounds"), ("runs", "runs"),
+           ("hours", "hours"))
+
+
+def _cell(name: str, value) -> str:
+  if value is None:
+    return "–"
+  if name == "bytes_per_member":
+    return f"{value / 1e9:.3g}"
+  if name == "hours":
+    return f"{value:.3g}"
+  return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def format_table(rows) -> str:
+  """The plan's rows as a Markdown table (a row with a ``note`` is a preset not lowered)."""
+  lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |",
+           "|" + "---|" * len(COLUMNS)]
+  for row in rows:
+    if "note" in row:
+      cells = [row["binary"], row["preset"], row["note"]] + [""] * (len(COLUMNS) - 3)
+    else:
+      cells = [_cell(name, row.get(name)) for name, _ in COLUMNS]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def total_hours(rows, exclude_presets=()) -> float:
+  """Hours of every lowered row, less the ``(binary, preset)`` pairs in ``exclude_presets``."""
+  return float(sum(r["hours"] for r in rows
+                   if "hours" in r and (r["binary"], r["preset"]) not in exclude_presets))
