@@ -216,3 +216,14 @@ def test_progress_keeps_finished_units_in_order_as_json(tmp_path):
   again = experiment.Progress(str(tmp_path))
   assert "a" in again and again["a"] == {"x": 1.0} and again.values() == [{"x": 1.0}, [1, 2]]
   assert sorted(os.listdir(tmp_path)) == ["progress.json"]  # no temporary files left
+
+
+def test_damaged_progress_file_is_set_aside_and_recomputed(tmp_path, caplog):
+  from imbalance_jax import experiment
+  (tmp_path / "progress.json").write_text('{"quadratic": {"loss": 0.')  # a partial copy
+  with caplog.at_level("WARNING"):
+    progress = experiment.Progress(str(tmp_path))
+  assert progress.values() == [] and "progress file at" in caplog.text
+  assert (tmp_path / "progress.json.damaged").read_text().startswith('{"quadratic"')
+  progress.put("quadratic", {"loss": 0.5})
+  assert experiment.Progress(str(tmp_path))["quadratic"] == {"loss": 0.5}

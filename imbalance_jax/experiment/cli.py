@@ -30,6 +30,7 @@ from ml_collections import config_flags
 from imbalance_jax import results
 from imbalance_jax.experiment.config import Config, Values
 from imbalance_jax.train import distributed
+from imbalance_jax.train.checkpoint import set_aside
 
 
 def prepare_workdir(workdir: str | None, config: Values | Any) -> str:
@@ -103,8 +104,14 @@ class Progress:
     self.path = os.path.join(workdir, filename)
     self._done: dict[str, Any] = {}
     if os.path.exists(self.path):
-      with open(self.path) as f:
-        self._done = json.load(f)
+      try:
+        with open(self.path) as f:
+          self._done = json.load(f)
+        if not isinstance(self._done, dict):
+          raise ValueError(f"it holds a {type(self._done).__name__}, not an object")
+      except (OSError, ValueError) as error:  # damaged on disk: recompute, keep the file
+        self._done = {}
+        set_aside(self.path, error, "progress file")
 
   def __contains__(self, key: str) -> bool:
     return key in self._done

@@ -35,7 +35,7 @@ def quiet_orbax():
 
 
 def set_aside(path: str, error: BaseException, what: str) -> str:
-  """Renames a checkpoint that cannot be read to ``<path>.damaged[-k]`` and warns.
+  """Renames a checkpoint (or progress file) that cannot be read to ``<path>.damaged[-k]``.
 
   Nothing is deleted (the files stay for inspection); the caller recomputes the
   work. Returns the new name.
@@ -46,7 +46,7 @@ def set_aside(path: str, error: BaseException, what: str) -> str:
     target = f"{path}.damaged-{k}"
   os.rename(path, target)
   logging.warning("%s at %s cannot be read (%s: %s); moved it to %s and recomputing it (delete "
-                  "that directory once you no longer need it)", what, path,
+                  "that copy once you no longer need it)", what, path,
                   type(error).__name__, str(error)[:300], target)
   return target
 
