@@ -8,7 +8,8 @@
          -> head (untied Dense)
 
 as in PyTorch's ``TransformerEncoderLayer`` (the authors' 2-layer model) with a
-causal mask. ``layer_norm=False`` and ``mlp_dim=0`` remove LayerNorm and the
+causal mask. ``"gpt2_small"`` is a different network, the authors' GPT2
+(`imbalance_jax.models.gpt2.GPT2`). ``layer_norm=False`` and ``mlp_dim=0`` remove LayerNorm and the
 MLP; with ``dropout_rate=0`` this is the simplified transformer of Fig 5
 (embedding -> attention -> classifier, residual kept). Named configurations:
 `TRANSFORMER_CONFIGS` / `make_transformer`.
@@ -16,6 +17,8 @@ MLP; with ``dropout_rate=0`` this is the simplified transformer of Fig 5
 Initialisation: N(0, 0.02) for the embedding, MLP and head kernels, zero biases;
 the attention projections follow PyTorch's ``nn.MultiheadAttention``
 (Xavier-uniform fused q/k/v kernel, ``U(±1/sqrt(d))`` output kernel, zero biases).
+LayerNorm scales start at 1; ``layer_norm_scale_std=0.02`` draws them from
+``N(1, 0.02)`` as the authors' ``TransformerEncoderInitializer.default()`` does.
 
 Training only the head (Fig 5): `head_only` wraps any optax optimizer so every
 parameter outside ``head`` gets an exactly-zero update (Adam included), and
@@ -46,10 +49,10 @@ TRANSFORMER_CONFIGS: dict[str, dict[str, Any]] = {
     "one_layer": dict(num_layers=1, d_model=1200, num_heads=1, mlp_dim=1200, dropout_rate=0.2),
     # Figs 17, 22, 26: PTB, batch 512.
     "two_layer": dict(num_layers=2, d_model=1000, num_heads=4, mlp_dim=1000, dropout_rate=0.2),
-    # Figs 1, 10: WikiText-103, 1024-token windows (dropout 0.1 as in GPT-2; the paper
-    # does not give the rate).
-    "gpt2_small": dict(num_layers=12, d_model=768, num_heads=12, mlp_dim=3072,
-                       dropout_rate=0.1),
+    # Figs 1, 10: WikiText-103, 1024-token windows: the authors' GPT2 network
+    # (`models.gpt2.GPT2`: pre-LN, GELU, final LayerNorm; dropout 0.1 as in their code).
+    "gpt2_small": dict(architecture="gpt2", num_layers=12, d_model=768, num_heads=12,
+                       mlp_dim=3072, dropout_rate=0.1),
 }
 
 _normal = nn.initializers.normal(stddev=0.02)
@@ -121,6 +124,8 @@ class Transformer(nn.Module):
     layer_norm: post-LN after each residual sum (``False``: no LayerNorm).
     train_only_head: ``jax.lax.stop_gradient`` on the head's input, so only the
       head receives gradients (exactly zero elsewhere).
+    layer_norm_scale_std: 0: LayerNorm scales start at 1 (ours); > 0: drawn from
+      ``N(1, layer_norm_scale_std)`` (the authors' 0.02).
     param_dtype: parameter (and computation) dtype.
 
   ``__call__(tokens [N, T] int, train=False, return_features=False)`` returns
@@ -141,11 +146,14 @@ class Transformer(nn.Module):
   dropout_rate: float = 0.0
   layer_norm: bool = True
   train_only_head: bool = False
+  layer_norm_scale_std: float = 0.0
   param_dtype: Any = jnp.float32
 
   def _check_fields(self):
     _checks.check_int("vocab_size", self.vocab_size, minimum=1)
     _checks.check_int("num_layers", self.num_layers, minimum=0)
+    if not self.layer_norm_scale_std >= 0:
+      raise ValueError(f"layer_norm_scale_std must be >= 0, got {self.layer_norm_scale_std}")
     _checks.check_int("d_model", self.d_model, minimum=2)
     _checks.check_int("num_heads", self.num_heads, minimum=1)
     _checks.check_int("mlp_dim", self.mlp_dim, minimum=0)
@@ -162,7 +170,12 @@ class Transformer(nn.Module):
   def _norm(self, h, name):
     if not self.layer_norm:
       return h
-    return nn.LayerNorm(epsilon=1e-5, param_dtype=self.param_dtype, name=name)(h)
+    scale_init = nn.initializers.ones
+    if self.layer_norm_scale_std:
+      std = self.layer_norm_scale_std
+      scale_init = lambda key, shape, dtype: 1 + std * jax.random.normal(key, shape, dtype)  # noqa: E731
+    return nn.LayerNorm(epsilon=1e-5, scale_init=scale_init, param_dtype=self.param_dtype,
+                        name=name)(h)
 
   @nn.compact
   def __call__(self, tokens, train: bool = False, return_features: bool = False):
@@ -191,18 +204,25 @@ class Transformer(nn.Module):
     return (logits, features) if return_features else logits
 
 
-def make_transformer(name: str, vocab_size: int, **overrides) -> Transformer:
-  """A `Transformer` from `TRANSFORMER_CONFIGS` (``"simplified"``, ``"one_layer"``,
-  ``"two_layer"``, ``"gpt2_small"``), with fields overridden by keyword.
+def make_transformer(name: str, vocab_size: int, **overrides) -> nn.Module:
+  """The model of `TRANSFORMER_CONFIGS` ``name`` (``"simplified"``, ``"one_layer"``,
+  ``"two_layer"``: a `Transformer`; ``"gpt2_small"``: the authors' `models.gpt2.GPT2`),
+  with fields overridden by keyword.
 
   Example:
     >>> make_transformer("two_layer", 9922).d_model
     1000
     >>> make_transformer("simplified", 100, d_model=32, train_only_head=True).mlp_dim
     0
+    >>> type(make_transformer("gpt2_small", 100)).__name__
+    'GPT2'
   """
   _checks.check_choice("name", name, TRANSFORMER_CONFIGS)
-  return Transformer(vocab_size=vocab_size, **{**TRANSFORMER_CONFIGS[name], **overrides})
+  fields = {**TRANSFORMER_CONFIGS[name], **overrides}
+  if fields.pop("architecture", "post_ln") == "gpt2":
+    from imbalance_jax.models.gpt2 import GPT2  # gpt2 builds on this module's attention
+    return GPT2(vocab_size=vocab_size, **fields)
+  return Transformer(vocab_size=vocab_size, **fields)
 
 
 def head_mask(params, head_name: str = HEAD):

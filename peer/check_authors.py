@@ -1,0 +1,306 @@
+"""Peer check: our transformers against the authors' PyTorch modules (paper H), float64.
+
+One command (see peer/README.md) runs two processes:
+
+1. this script under the project's Python (JAX, float64): builds each of our
+   models at a tiny size, initialises it, and writes its initial weights in
+   PyTorch layout, the tokens, and our logits, gradients and 20-step losses
+   per optimizer to a temporary .npz;
+2. the same script under ``--peer_python`` (a virtualenv with torch, never a
+   dependency of the project) with ``--torch_side``: imports the authors'
+   modules from ``--authors_dir`` (their release at commit `AUTHORS_COMMIT`),
+   loads our weights into them (``load_state_dict``, strict but for the
+   positional-encoding buffer), and computes the same quantities with their
+   network and ``torch.optim``.
+
+The first process then prints, per model, the largest absolute differences
+of the logits, of any gradient entry, and of the 20 recorded losses of each
+optimizer, and exits with status 1 if any exceeds ``--tolerance`` (1e-12).
+Dropout is 0 on both sides (the draws cannot match); recording-mode and
+dropout differences are documented in docs/language.md.
+
+``--write_reference PATH`` also stores the tiny GPT2's weights (our layout)
+and the *authors'* logits and gradients at them, the reference of
+tests/test_gpt2.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import types
+
+import numpy as np
+
+AUTHORS_REPO = "https://github.com/fKunstner/class-imbalance-sgd-adam"
+AUTHORS_COMMIT = "f67a9fa2094acf66f9bbe519db96a8382400b4df"
+V, T, N, STEPS = 23, 6, 3, 20
+# name: (our make_transformer name, overrides, learning rates per optimizer)
+MODELS = {
+    "simplified": ("simplified", dict(d_model=8)),
+    "one_layer": ("one_layer", dict(d_model=8, mlp_dim=12, dropout_rate=0.0)),
+    "two_layer": ("two_layer", dict(d_model=8, num_heads=2, mlp_dim=12, dropout_rate=0.0)),
+    "gpt2_small": ("gpt2_small", dict(num_layers=2, d_model=8, num_heads=2, mlp_dim=32,
+                                      dropout_rate=0.0)),
+}
+OPTIMIZERS = {"gd": ("gd", 0.0, 0.5), "gd+m": ("gd", 0.9, 0.1), "adam": ("adam", 0.0, 1e-2),
+              "adam+m": ("adam", 0.9, 1e-2)}
+
+
+# --------------------------------------------------------------------------- JAX side
+def name_map(params) -> list[tuple[tuple[str, str], str, bool]]:
+  """``[((our module, our leaf), the authors' state_dict name, transposed)]`` of ``params``."""
+  p = params["params"]
+  pairs = [(("embed", "embedding"), "embedding.weight", False),
+           (("head", "kernel"), "classifier_head.weight", True),
+           (("head", "bias"), "classifier_head.bias", False)]
+  for i in sorted(int(k.split("_")[1]) for k in p if k.startswith("attn_")):
+    pre = f"transformer_encoder.layers.{i}."
+    pairs += [((f"attn_{i}/qkv", "kernel"), pre + "self_attn.in_proj_weight", True),
+              ((f"attn_{i}/qkv", "bias"), pre + "self_attn.in_proj_bias", False),
+              ((f"attn_{i}/out", "kernel"), pre + "self_attn.out_proj.weight", True),
+              ((f"attn_{i}/out", "bias"), pre + "self_attn.out_proj.bias", False)]
+    for ours, theirs in ((f"mlp_in_{i}", "linear1"), (f"mlp_out_{i}", "linear2")):
+      if ours in p:
+        pairs += [((ours, "kernel"), pre + theirs + ".weight", True),
+                  ((ours, "bias"), pre + theirs + ".bias", False)]
+    for ours, theirs in ((f"ln_attn_{i}", "norm1"), (f"ln_mlp_{i}", "norm2")):
+      if ours in p:
+        pairs += [((ours, "scale"), pre + theirs + ".weight", False),
+                  ((ours, "bias"), pre + theirs + ".bias", False)]
+  if "ln_final" in p:
+    pairs += [(("ln_final", "scale"), "transformer_encoder.norm.weight", False),
+              (("ln_final", "bias"), "transformer_encoder.norm.bias", False)]
+  return pairs
+
+
+def _leaf(params, module: str, leaf: str):
+  node = params["params"]
+  for part in module.split("/"):
+    node = node[part]
+  return node[leaf]
+
+
+def torch_state(params) -> dict:
+  """Our Flax params -> the authors' ``state_dict`` names and layouts (kernels transposed)."""
+  out = {}
+  for (module, leaf), name, transposed in name_map(params):
+    value = np.asarray(_leaf(params, module, leaf))
+    out[name] = value.T if transposed else value
+  return out
+
+
+def flax_arrays(params, state: dict) -> dict:
+  """The authors' arrays ``state`` (torch names) as ``{"module/leaf": array}`` in our layout."""
+  return {f"{module}/{leaf}": (state[name].T if transposed else state[name])
+          for (module, leaf), name, transposed in name_map(params)}
+
+
+def our_side(name: str, seed: int) -> dict:
+  """Initial weights (torch layout), tokens, and our logits, grads and losses of ``name``."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  from imbalance_jax import losses, models, optim
+
+  config, overrides = MODELS[name]
+  model = models.make_transformer(config, V, param_dtype=jnp.float64, **overrides)
+  key_init, key_tokens = jax.random.split(jax.random.key(seed))
+  tokens = jax.random.randint(key_tokens, (N, T), 0, V)
+  params = model.init(key_init, tokens)
+  loss_fn = lambda p: jnp.mean(losses.cross_entropy(model.apply(p, tokens), tokens))  # noqa: E731
+  out = {"tokens": np.asarray(tokens), "logits": np.asarray(model.apply(params, tokens))}
+  out.update({f"param/{k}": v for k, v in torch_state(params).items()})
+  out.update({f"grad/{k}": v for k, v in torch_state(jax.grad(loss_fn)(params)).items()})
+  for opt_name, (opt, momentum, lr) in OPTIMIZERS.items():
+    tx = optim.injectable(opt, momentum)(lr)
+
+    def step(carry, _):
+      p, s = carry
+      loss, g = jax.value_and_grad(loss_fn)(p)
+      updates, s = tx.update(g, s, p)
+      return (optax.apply_updates(p, updates), s), loss
+
+    _, traj = jax.lax.scan(step, (params, tx.init(params)), None, length=STEPS)
+    out[f"losses/{opt_name}"] = np.asarray(traj)
+  out["_params_flax"] = params
+  return out
+
+
+# ------------------------------------------------------------------------- torch side
+def import_authors(authors_dir: str):
+  """The authors' ``optexp.models.transformer_encoder`` without running ``optexp/__init__``
+  (which imports their whole experiment stack: wandb, lightning, datasets)."""
+  src = os.path.join(authors_dir, "code", "src", "optexp")
+  if not os.path.isdir(src):
+    raise SystemExit(f"--authors_dir={authors_dir!r} has no code/src/optexp (see peer/README.md)")
+  for pkg, path in (("optexp", src), ("optexp.models", os.path.join(src, "models"))):
+    module = types.ModuleType(pkg)
+    module.__path__ = [path]
+    sys.modules[pkg] = module
+  import importlib
+  return importlib.import_module("optexp.models.transformer_encoder")
+
+
+def accept_is_causal(layer_cls):
+  """torch >= 2.0's ``TransformerEncoder`` passes ``is_causal=`` to every layer; the authors'
+  own layers (written for torch 1.x) do not take it. Their mask is passed as well, so
+  dropping the flag changes nothing."""
+  forward = layer_cls.forward
+  if getattr(forward, "_accepts_is_causal", False):
+    return
+  def patched(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+    del is_causal
+    return forward(self, src, src_mask, src_key_padding_mask)
+  patched._accepts_is_causal = True
+  layer_cls.forward = patched
+
+
+def their_model(te, name: str, state: dict):
+  d = state["embedding.weight"].shape[1]
+  layers = sum(k.endswith("in_proj_weight") for k in state)
+  heads = MODELS[name][1].get("num_heads", 1)
+  mlp = MODELS[name][1].get("mlp_dim")
+  accept_is_causal(te.TransformerEncoderLayerModifiable)
+  accept_is_causal(te.GPTEncoderLayerModifiable)
+  if name in ("one_layer", "two_layer"):  # their TransformerModel
+    model = te._TransformerTorch(ntoken=V, d_model=d, nhead=heads, d_hid=mlp, nlayers=layers,
+                                 dropout=0.0)
+  elif name == "simplified":  # BasicTransformerModel(width_mlp=None) raises; d_hid unused
+    model = te._TransformerTorchModifiable(ntoken=V, d_model=d, nhead=heads, d_hid=1,
+                                           nlayers=layers, layer_norm=False, linear=False,
+                                           pos_encoding=True, dropout=0.0)
+  else:  # their GPTModel
+    model = te._GPTModifiable(ntoken=V, d_model=d, nhead=heads, d_hid=mlp, nlayers=layers,
+                              attn_dropout=0.0, embd_dropout=0.0, resid_dropout=0.0)
+  return model
+
+
+def torch_side(te, name: str, ours: dict) -> dict:
+  import torch
+  torch.set_default_dtype(torch.float64)
+  state = {k[len("param/"):]: v for k, v in ours.items() if k.startswith("param/")}
+  tokens = torch.tensor(ours["tokens"].T.copy())  # theirs: [seq_len, batch]
+  target = tokens.reshape(-1)
+
+  def fresh():
+    model = their_model(te, name, state).double()
+    missing, unexpected = model.load_state_dict(
+        {k: torch.tensor(v) for k, v in state.items()}, strict=False)
+    if unexpected or [m for m in missing if not m.endswith(".pe")]:
+      raise SystemExit(f"{name}: state_dict mismatch: missing {missing}, unexpected {unexpected}")
+    return model.train()  # as their loop; dropout is 0
+
+  def loss_of(model):
+    return torch.nn.functional.cross_entropy(model(tokens), target)
+
+  model = fresh()
+  logits = model(tokens).reshape(T, N, V).permute(1, 0, 2)
+  loss_of(model).backward()
+  out = {"logits": logits.detach().numpy()}
+  out.update({f"grad/{k}": p.grad.numpy() for k, p in model.named_parameters()})
+  for opt_name, (opt, momentum, lr) in OPTIMIZERS.items():
+    model = fresh()
+    if opt == "gd":
+      tx = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    else:
+      tx = torch.optim.Adam(model.parameters(), lr=lr, betas=(momentum, 0.999), eps=1e-8)
+    traj = []
+    for _ in range(STEPS):
+      tx.zero_grad()
+      loss = loss_of(model)
+      loss.backward()
+      tx.step()
+      traj.append(loss.item())
+    out[f"losses/{opt_name}"] = np.array(traj)
+  return out
+
+
+def torch_main(inp: str, outp: str, authors_dir: str):
+  import warnings
+  warnings.filterwarnings("ignore", message="enable_nested_tensor is True")
+  te = import_authors(authors_dir)
+  with np.load(inp) as f:
+    data = dict(f)
+  results = {}
+  for name in MODELS:
+    ours = {k[len(name) + 1:]: v for k, v in data.items() if k.startswith(name + "/")}
+    results.update({f"{name}/{k}": v for k, v in torch_side(te, name, ours).items()})
+  np.savez(outp, **results)
+
+
+# ------------------------------------------------------------------------------ main
+def table(ours: dict, theirs: dict) -> list[tuple[str, dict]]:
+  """Per model: the largest absolute differences of logits, gradients and each trajectory."""
+  rows = []
+  for name, o in ours.items():
+    t = {k[len(name) + 1:]: v for k, v in theirs.items() if k.startswith(name + "/")}
+    grads = [k for k in o if k.startswith("grad/")]
+    if sorted(grads) != sorted(k for k in t if k.startswith("grad/")):
+      raise SystemExit(f"{name}: gradient names differ: ours {sorted(grads)}, theirs "
+                       f"{sorted(k for k in t if k.startswith('grad/'))}")
+    row = {"logits": np.abs(o["logits"] - t["logits"]).max(),
+           "gradients": max(np.abs(o[k] - t[k]).max() for k in grads)}
+    row.update({opt: np.abs(o[f"losses/{opt}"] - t[f"losses/{opt}"]).max()
+                for opt in OPTIMIZERS})
+    rows.append((name, row))
+  return rows
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--authors_dir", default="/tmp/class-imbalance-sgd-adam")
+  parser.add_argument("--peer_python", default="/tmp/peer_venv/bin/python")
+  parser.add_argument("--tolerance", type=float, default=1e-12)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--write_reference", default="")
+  parser.add_argument("--torch_side", nargs=2, metavar=("IN", "OUT"))
+  args = parser.parse_args()
+  if args.torch_side:
+    return torch_main(*args.torch_side, args.authors_dir)
+
+  os.environ.setdefault("JAX_ENABLE_X64", "1")
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  import jax
+  jax.config.update("jax_enable_x64", True)
+  ours = {name: our_side(name, args.seed) for name in MODELS}
+  with tempfile.TemporaryDirectory() as tmp:
+    inp, outp = os.path.join(tmp, "ours.npz"), os.path.join(tmp, "theirs.npz")
+    np.savez(inp, **{f"{n}/{k}": v for n, o in ours.items() for k, v in o.items()
+                     if not k.startswith("_")})
+    subprocess.run([args.peer_python, os.path.abspath(__file__), "--torch_side", inp, outp,
+                    "--authors_dir", args.authors_dir], check=True)
+    with np.load(outp) as f:
+      theirs = dict(f)
+
+  rows = table(ours, theirs)
+  columns = list(rows[0][1])
+  print("| model | " + " | ".join(columns) + " |")
+  print("|---" * (len(columns) + 1) + "|")
+  for name, row in rows:
+    print(f"| {name} | " + " | ".join(f"{row[c]:.1e}" for c in columns) + " |")
+  worst = max(max(r.values()) for _, r in rows)
+  print(f"largest difference {worst:.2e} (tolerance {args.tolerance:g}); float64, "
+        f"V={V}, T={T}, N={N}, {STEPS} steps; authors' commit {AUTHORS_COMMIT[:7]}")
+  if args.write_reference:
+    o, params = ours["gpt2_small"], ours["gpt2_small"]["_params_flax"]
+    t = {k[len("gpt2_small/"):]: v for k, v in theirs.items() if k.startswith("gpt2_small/")}
+    grads = flax_arrays(params, {k[len("grad/"):]: v for k, v in t.items()
+                                 if k.startswith("grad/")})
+    weights = flax_arrays(params, {k[len("param/"):]: v for k, v in o.items()
+                                   if k.startswith("param/")})
+    np.savez_compressed(args.write_reference, tokens=o["tokens"], logits=t["logits"],
+                        **{f"param/{k}": v for k, v in weights.items()},
+                        **{f"grad/{k}": v for k, v in grads.items()},
+                        config=np.array(repr(MODELS["gpt2_small"])),
+                        commit=np.array(AUTHORS_COMMIT))
+    print(f"wrote {args.write_reference}")
+  return 1 if worst > args.tolerance else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
