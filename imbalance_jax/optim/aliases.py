@@ -13,11 +13,13 @@ Sweeps pass the learning rate as a traced value through
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 
 import optax
 
 from imbalance_jax import _checks
+from imbalance_jax.optim import catalogue, research
 from imbalance_jax.optim.transforms import normalize_by_global_norm
 
 ScalarOrSchedule = optax.ScalarOrSchedule
@@ -62,28 +64,49 @@ def adam(learning_rate: ScalarOrSchedule, momentum: float = 0.9, b2: float = 0.9
   return optax.adam(learning_rate, b1=momentum, b2=b2, eps=eps)
 
 
-OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+PAPER_OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "gd": gd,
     "normalized_gd": normalized_gd,
     "sign_descent": sign_descent,
     "adam": adam,
 }
 
+# Every run name's optimizer: paper H's four, the optax catalogue
+# (`imbalance_jax.optim.catalogue`), our research variants
+# (`imbalance_jax.optim.research`) and paper H's four in a random basis of the
+# classifier (`research.rotated`).
+OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    **PAPER_OPTIMIZERS,
+    **catalogue.OPTIMIZERS,
+    **research.OPTIMIZERS,
+    **{f"rotated_{name}": research.rotated(factory) for name, factory in PAPER_OPTIMIZERS.items()},
+}
 
-def injectable(name: str, momentum: float) -> Callable[[ScalarOrSchedule],
-                                                       optax.GradientTransformation]:
+
+def injectable(name: str, momentum: float, **options) -> Callable[[ScalarOrSchedule],
+                                                                  optax.GradientTransformation]:
   """``learning_rate -> optimizer`` with the rate held in the optimizer state.
 
   The returned factory wraps the alias in ``optax.inject_hyperparams``, so a
   traced (e.g. vmapped) learning rate lives in ``state.hyperparams`` and one
-  compiled program serves every rate of a sweep.
+  compiled program serves every rate of a sweep. ``options`` are passed to the
+  alias as static keywords (e.g. ``class_counts`` for ``"frequency_oracle"``).
+  Beyond paper H's four (whose numeric defaults stay injected, as before), only
+  the learning rate is injected.
 
   Example:
     >>> make = injectable("sign_descent", momentum=0.9)
     >>> opt = make(1e-3)
+    >>> opt = injectable("frequency_oracle", 0.0, class_counts=[4, 1])(1e-3)
   """
   _checks.check_choice("optimizer", name, OPTIMIZERS)
   momentum = _checks.check_fraction("momentum", momentum)
-  alias = functools.partial(OPTIMIZERS[name], momentum=momentum)
-  factory = optax.inject_hyperparams(alias, static_args=("momentum",))
+  alias = functools.partial(OPTIMIZERS[name], momentum=momentum, **options)
+  alias(learning_rate=1.0)  # refuses bad options here rather than at the first init
+  if name in PAPER_OPTIMIZERS and not options:
+    static = ("momentum",)
+  else:
+    static = tuple(p.name for p in inspect.signature(alias).parameters.values()
+                   if p.name != "learning_rate" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+  factory = optax.inject_hyperparams(alias, static_args=static)
   return lambda learning_rate: factory(learning_rate=learning_rate)
