@@ -14,6 +14,8 @@ that would overrun ``--budget_s`` are skipped (listed). Results also go to
   python -m benchmarks.gpu_check                         # a GPU machine, <= 8 minutes
   python -m benchmarks.gpu_check --platform=cpu --tiny   # degraded: CPU presets on the CPU
 
+  JAX_DEFAULT_MATMUL_PRECISION=BF16_BF16_F32 python -m benchmarks.gpu_check --peak=bf16
+
 ``--tiny`` times each binary's first CPU preset instead of its paper presets.
 On the CPU there is no peak to compare with (MFU and projection print "–"
 unless ``--peak_tflops`` is given).

@@ -54,6 +54,11 @@ _PEAK = flags.DEFINE_enum("peak", "tf32", ["tf32", "bf16", "fp32"],
                           "precision on tensor cores).")
 _MFU = flags.DEFINE_float("mfu", 0.3, "--plan: the fraction of --peak assumed reached.",
                           lower_bound=0.01, upper_bound=1.0)
+_PRECISION = flags.DEFINE_enum(
+    "matmul_precision", None, ["BF16_BF16_F32", "TF32_TF32_F32", "F32_F32_F32"],
+    "Runs: JAX_DEFAULT_MATMUL_PRECISION of every run (BF16_BF16_F32: bfloat16 tensor-core "
+    "dots and convolutions, float32 accumulation and storage; plan with --peak=bf16). "
+    "Default: JAX's (TF32 on NVIDIA GPUs).")
 _PUBLISH = flags.DEFINE_string("publish", None,
                                "Also copy report.md and its figures to this directory.")
 flags.mark_flag_as_required("workdir")
@@ -92,8 +97,10 @@ def run_one(workdir: str, binary: str, preset: str) -> tuple[int, float]:
   with open(os.path.join(path, "log.txt"), "a") as log:
     log.write(f"$ {' '.join(command)}\n")
     log.flush()
+    precision = {"JAX_DEFAULT_MATMUL_PRECISION": _PRECISION.value} if _PRECISION.value else {}
     code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT,
-                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           env={**os.environ, **precision})
   return code, time.perf_counter() - start
 
 
@@ -147,7 +154,8 @@ def run_pending(workdir: str, pending, state: dict) -> tuple[list[str], list[str
     with lock:
       status = "done" if code == 0 else "failed"
       state[key] = {"status": status, "seconds": seconds, "exit_code": code,
-                    "scale": _SCALE.value, "jobs": _JOBS.value}
+                    "scale": _SCALE.value, "jobs": _JOBS.value,
+                    "matmul_precision": _PRECISION.value}
       results.write_json(state_path, state)
       finished.append(key)
       line = f"{status} in {minutes(seconds)}"
