@@ -81,6 +81,7 @@ MODULES = [
     "imbalance_jax.experiment.runs",
     "imbalance_jax.experiment.outputs",
     "imbalance_jax.experiment.claims",
+    "imbalance_jax.experiment.plan",
     "experiments.claims",
     "imbalance_jax.theory.unigram_scaling",
     "imbalance_jax._checks",
