@@ -101,6 +101,8 @@ def model_fields(config) -> dict:
   out = {name: config[name] for name in ("d_model", "num_heads", "mlp_dim") if config[name] >= 0}
   if config.dropout_rate >= 0:
     out["dropout_rate"] = config.dropout_rate
+  if config.layer_norm_scale_std:
+    out["layer_norm_scale_std"] = config.layer_norm_scale_std
   return out
 
 
@@ -133,6 +135,9 @@ def estimate_bytes(config) -> int:
 
 def validate(config) -> None:
   ex.check_step_schedule(config)
+  if config.layer_norm_scale_std and TRANSFORMER_CONFIGS[config.model].get("architecture"):
+    raise ValueError(f"config.layer_norm_scale_std applies to the post-LN models, not "
+                     f"config.model={config.model!r} (the authors' GPT2 starts its scales at 1)")
   if config.corpus.startswith("wikitext") and not config.corpus_dir:
     raise ValueError(f"config.corpus_dir is required for config.corpus={config.corpus!r}: "
                      "the directory holding the unpacked WikiText files (nothing is downloaded)")
@@ -184,6 +189,12 @@ CONFIG = ex.Config(
                                       default=50_608,
                                       help="BPE/Unigram (paper H's WikiText-103 vocabulary)"),
         dropout_rate=fields.Real(minimum=-1.0, maximum=1.0, default=-1.0, help=_WIDTH),
+        record_mode=fields.Choice(("eval", "train"), default="eval",
+                                  help="recorded losses: eval = the model's (no dropout); "
+                                       "train = dropout active, the authors' way"),
+        layer_norm_scale_std=fields.Real(minimum=0.0, maximum=1.0, default=0.0,
+                                         help="0: LayerNorm scales start at 1; 0.02: "
+                                              "N(1, 0.02), the authors' init"),
         learning_rate=fields.LearningRate(default=0.0),
         curvature_every=fields.Int(minimum=0, default=0,
                                    help="steps between curvature records (0: log_every)"),
@@ -268,7 +279,8 @@ def train_builder(config, model, groups, num_steps=None, log_every=None):
     batching = train.FullBatch(config.chunk_size or None)
   return ex.train_builder(model.apply, num_steps=num_steps or config.num_steps,
                           log_every=log_every or config.log_every, groups=groups,
-                          batching=batching, stateful=True)
+                          batching=batching, stateful=True,
+                          record_train_mode=config.record_mode == "train")
 
 
 def dataset_json(config, windows, info, counts, groups) -> dict:

@@ -56,12 +56,14 @@ class Grid:
 def train_builder(model_apply: Callable, *, num_steps: int, log_every: int,
                   groups=None, metrics_fn: Callable | None = None,
                   batching: train.FullBatch | train.MiniBatch | None = None,
-                  stateful: bool = False) -> Callable[[optim.RunSpec], train.Train]:
+                  stateful: bool = False, record_train_mode: bool = False
+                  ) -> Callable[[optim.RunSpec], train.Train]:
   """spec -> the `train.Train` of a classifier under the spec's optimizer and weighting.
 
   Args:
     model_apply: the Flax model's ``apply``.
-    num_steps, log_every, batching, stateful: as for `train.make_train`.
+    num_steps, log_every, batching, stateful, record_train_mode: as for
+      `train.make_train`.
     groups: ``class_to_group [C]``: record `metrics.classification_metrics` (group
       losses, accuracies) unless ``metrics_fn`` is given.
     metrics_fn: what to record every ``log_every`` steps (see `train.make_train`).
@@ -74,7 +76,8 @@ def train_builder(model_apply: Callable, *, num_steps: int, log_every: int,
     return train.make_train(
         train.classification_objective(model_apply, spec.weighting, stateful=stateful),
         optim.injectable(spec.optimizer, spec.momentum), num_steps=num_steps,
-        log_every=log_every, metrics_fn=metrics_fn, stateful=stateful, **kwargs)
+        log_every=log_every, metrics_fn=metrics_fn, stateful=stateful,
+        record_train_mode=record_train_mode, **kwargs)
 
   return build
 

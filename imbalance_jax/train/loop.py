@@ -115,6 +115,11 @@ class Train:
       evaluation mode, ``grads=None``).
     stateful: whether ``objective_fn`` takes model state and a key.
     batching: `FullBatch` or `MiniBatch`.
+    record_train_mode: record in training mode (dropout active, as paper H's
+      authors' loop, which never switches to evaluation mode): a full-batch
+      run records the step's own forward pass and gradient; a mini-batch run
+      evaluates every split with fresh dropout keys (distinct from the steps').
+      Needs ``stateful=True``.
   """
 
   objective_fn: ObjectiveFn
@@ -124,6 +129,7 @@ class Train:
   metrics_fn: MetricsFn
   stateful: bool = False
   batching: FullBatch | MiniBatch = FullBatch()
+  record_train_mode: bool = False
 
   @property
   def history_steps(self) -> np.ndarray:
@@ -136,7 +142,7 @@ class Train:
 
   @property
   def _tracks_every_step(self) -> bool:
-    return not (self.minibatch or self.stateful)
+    return not self.minibatch and (not self.stateful or self.record_train_mode)
 
   @property
   def needs_key(self) -> bool:
@@ -192,15 +198,16 @@ class Train:
     aux["loss"] = loss
     return value, loss, state, aux, grads
 
-  def _evaluate(self, params, model_state, data, chunk_size):
-    """Forward pass over ``data`` in evaluation mode: ``(loss, aux)``."""
-
-    evaluate = cpu_convolutions(lambda p, s, b: self._objective(p, s, b, None, False),
-                                cache_key=(self, "evaluate"))
+  def _evaluate(self, params, model_state, data, chunk_size, key=None):
+    """Forward pass over ``data`` in evaluation mode (with ``key``: training mode, chunk
+    ``i`` drawing its dropout from ``fold_in(key, i)``): ``(loss, aux)``."""
+    training = key is not None
+    evaluate = cpu_convolutions(lambda p, s, b, k: self._objective(p, s, b, k, training),
+                                cache_key=(self, "evaluate", training))
 
     def chunk(batch, index):
-      del index
-      _, loss, _, aux = evaluate(params, model_state, batch)
+      chunk_key = None if key is None else jax.random.fold_in(key, index)
+      _, loss, _, aux = evaluate(params, model_state, batch, chunk_key)
       return loss, aux
 
     loss, aux = accumulate(chunk, data, chunk_size)
@@ -211,16 +218,20 @@ class Train:
   def _eval_chunk_size(self):
     return (self.batching.eval_chunk_size if self.minibatch else self.batching.chunk_size)
 
-  def _record(self, params, model_state, data, step_metrics=None):
-    """Metrics of the training split (and of held-out splits) at the current iterate."""
+  def _record(self, params, model_state, data, step_metrics=None, key=None):
+    """Metrics of the training split (and of held-out splits) at the current iterate
+    (with ``key``: in training mode, split ``i`` with ``fold_in(key, i)``)."""
     train_data, held_out = split_data(data)
+    split_key = lambda i: None if key is None else jax.random.fold_in(key, i)  # noqa: E731
     if step_metrics is None:
-      loss, aux = self._evaluate(params, model_state, train_data, self._eval_chunk_size)
+      loss, aux = self._evaluate(params, model_state, train_data, self._eval_chunk_size,
+                                 split_key(0))
       metrics = self.metrics_fn(params, None, aux, train_data)
     else:
       loss, metrics = step_metrics
-    for name, split in held_out.items():
-      _, aux = self._evaluate(params, model_state, split, self._eval_chunk_size)
+    for i, (name, split) in enumerate(held_out.items()):
+      _, aux = self._evaluate(params, model_state, split, self._eval_chunk_size,
+                              split_key(i + 1))
       for k, v in self.metrics_fn(params, None, aux, split).items():
         metrics[f"{name}/{k}"] = v
     return loss, metrics
@@ -240,6 +251,14 @@ class Train:
     if state.key is None:
       return None
     return jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
+
+  def _record_key(self, state: TrainState):
+    """Dropout key of a training-mode record (None in evaluation mode or without a key)."""
+    if not self.record_train_mode or state.key is None:
+      return None
+    # Step keys are fold_in(key, step) with step < 2**31 - 2: this one is distinct.
+    record_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), 2**31 - 2)
+    return jax.random.fold_in(record_key, state.step)
 
   def _batch(self, state: TrainState, train_data):
     """The step's mini-batch indices ``[accumulation_steps, micro_batch]``."""
@@ -285,10 +304,12 @@ class Train:
       if record:
         train_data, _ = split_data(data)
         step_metrics = (loss, self.metrics_fn(state.params, grads, aux, train_data))
-        _, metrics = self._record(state.params, state.model_state, data, step_metrics)
+        _, metrics = self._record(state.params, state.model_state, data, step_metrics,
+                                  self._record_key(state))
     else:
       if record:
-        eval_loss, metrics = self._record(state.params, state.model_state, data)
+        eval_loss, metrics = self._record(state.params, state.model_state, data,
+                                          key=self._record_key(state))
         state = self._track(state, eval_loss)
       state = self._track(state, loss, track_value=False)
     optimizer = self.make_optimizer(state.learning_rate)
@@ -349,9 +370,11 @@ class Train:
       loss, _, aux, grads = self._gradient(state, data)
       train_data, _ = split_data(data)
       step_metrics = (loss, self.metrics_fn(state.params, grads, aux, train_data))
-      loss, metrics = self._record(state.params, state.model_state, data, step_metrics)
+      loss, metrics = self._record(state.params, state.model_state, data, step_metrics,
+                                   self._record_key(state))
     else:
-      loss, metrics = self._record(state.params, state.model_state, data)
+      loss, metrics = self._record(state.params, state.model_state, data,
+                                   key=self._record_key(state))
     tracked = self._track(state, loss)
     result = TrainResult(params=self._join_variables(state.params, state.model_state),
                          history=None, initial_loss=tracked.initial_loss,
@@ -369,7 +392,8 @@ class Train:
 def make_train(objective_fn: ObjectiveFn,
                make_optimizer: Callable[[Any], optax.GradientTransformation], *,
                num_steps: int, log_every: int = 1, metrics_fn: MetricsFn | None = None,
-               stateful: bool = False, batching: FullBatch | MiniBatch | None = None) -> Train:
+               stateful: bool = False, batching: FullBatch | MiniBatch | None = None,
+               record_train_mode: bool = False) -> Train:
   """Builds a pure training run (see `Train`).
 
   Args:
@@ -385,6 +409,8 @@ def make_train(objective_fn: ObjectiveFn,
     stateful: the model carries state (BatchNorm) and/or randomness (dropout);
       ``train`` then takes the full variables dict as ``params``.
     batching: `FullBatch` (default: one pass) or `MiniBatch`.
+    record_train_mode: record losses in training mode, dropout active (paper
+      H's authors' way; see `Train`); needs ``stateful=True``.
 
   Returns:
     A `Train`; ``train(params, data, learning_rate, key=None) -> TrainResult``
@@ -413,6 +439,10 @@ def make_train(objective_fn: ObjectiveFn,
     raise ValueError(f"batching must be a FullBatch or MiniBatch, got {batching!r}")
   if not callable(objective_fn):
     raise ValueError(f"objective_fn must be callable, got {objective_fn!r}")
+  if record_train_mode and not stateful:
+    raise ValueError("record_train_mode=True needs stateful=True (a model with dropout "
+                     "and a key); a stateless full-batch run already records its steps")
   return Train(objective_fn=objective_fn, make_optimizer=make_optimizer, num_steps=num_steps,
                log_every=log_every, metrics_fn=metrics_fn or _default_metrics,
-               stateful=bool(stateful), batching=batching)
+               stateful=bool(stateful), batching=batching,
+               record_train_mode=bool(record_train_mode))
