@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.spatial.distance
-import scipy.stats
 from jax.flatten_util import ravel_pytree
 
 from imbalance_jax import data, models, train

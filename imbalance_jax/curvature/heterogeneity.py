@@ -36,7 +36,7 @@ from jax.flatten_util import ravel_pytree
 
 from imbalance_jax import _checks
 from imbalance_jax.curvature.hvp import hvp, restrict_to_layer
-from imbalance_jax.curvature.spectra import (BlockSpectra, block_indices, block_partition,
+from imbalance_jax.curvature.spectra import (block_indices, block_partition,
                                              block_spectra, density_moments, flat_block_ids,
                                              size_groups, top_eigenvalues)
 
@@ -93,7 +93,9 @@ def spectral_density(nodes: jax.Array, weights: jax.Array, grid: jax.Array,
 
 
 def js_distances(p_BG: jax.Array) -> jax.Array:
-  """Pairwise Jensen-Shannon distances ``sqrt(JSD)`` (natural log) of probability vectors, ``[B, B]``.
+  """Pairwise Jensen-Shannon distances ``sqrt(JSD)`` (natural log) of rows, ``[B, B]``.
+
+  Rows of ``p_BG`` are probability vectors.
 
   ``JSD(p, q) = KL(p || m) / 2 + KL(q || m) / 2`` with ``m = (p + q) / 2``;
   ``0`` for equal densities, at most ``sqrt(log 2)`` (disjoint supports). The
@@ -362,6 +364,6 @@ def spectral_curvature_metrics(objective_fn: Callable[[Any, Any], tuple[jax.Arra
   return metrics_fn
 
 
-__all__ = ["BlockSpectra", "block_frobenius_mass", "block_heterogeneity", "block_one_one_norms",
+__all__ = ["block_frobenius_mass", "block_heterogeneity", "block_one_one_norms",
            "density_grid", "js_distances", "offdiag_share", "one_one_ratio",
            "spectral_curvature_metrics", "spectral_density"]

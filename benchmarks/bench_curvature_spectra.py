@@ -1,0 +1,106 @@
+"""Cost of the per-block Lanczos (issue 23), as ratios to a baseline timed in the same run.
+
+  python benchmarks/bench_curvature_spectra.py [--m 5] [--steps 32] [--probes 2] [--repeats 3]
+
+1. Lanczos with k steps on one block (the whole head of the linear model, and
+   one class row) vs k x one Hessian-vector product of the same block (target
+   about 1: Lanczos costs about k hvps; full reorthogonalisation adds
+   O(n k^2)).
+2. `block_spectra` of all c class blocks, K probes of k steps, vs c K k x one
+   block hvp (extrapolated from the k timed in 1; vmapped over blocks and
+   probes, so the ratio can be below 1).
+
+Each timing is the min and median over --repeats runs after a warm-up
+(compile) call; the k hvps of the baseline run inside one jitted lax.scan
+(no dispatch per hvp), as the Lanczos steps run inside one fori_loop.
+"""
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from imbalance_jax import curvature, data, models, train
+from imbalance_jax.curvature import spectra
+
+
+def timeit(fn, repeats):
+  jax.block_until_ready(fn())  # compile + warm-up
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return np.min(times), np.median(times)
+
+
+def report(name, value, baseline, target=None):
+  ratio_min, ratio_med = value[0] / baseline[0], value[1] / baseline[1]
+  flag = "" if target is None else ("  OK" if ratio_min <= target else f"  ABOVE {target}")
+  print(f"{name:62s} {value[0] * 1e3:9.2f} ms  ratio {ratio_min:6.3f} (median {ratio_med:6.3f})"
+        f"{flag}")
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--m", type=int, default=5)
+  parser.add_argument("--steps", type=int, default=32)
+  parser.add_argument("--probes", type=int, default=2)
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--all_blocks", type=int, default=1, help="0 skips part 2")
+  args = parser.parse_args()
+
+  ds = data.heavy_tailed_labels(jax.random.key(0), args.m)
+  model = models.LinearSoftmax(ds.num_classes)
+  params = model.init(jax.random.key(1), ds.x[:1])
+  objective = train.classification_objective(model.apply)
+  head_loss, head = curvature.restrict_to_layer(lambda p: objective(p, ds)[0], params)
+  k = args.steps
+  print(f"m={args.m}: n={ds.x.shape[0]} d={ds.x.shape[1]} c={ds.num_classes}; "
+        f"{jax.devices()[0].platform}, k={k} Lanczos steps, repeats={args.repeats}")
+
+  for label, scheme in (("whole head", None), ("one class row", "class")):
+    if scheme is None:
+      ids = jax.tree.map(lambda v: np.zeros(np.shape(v), np.int32), head)
+      num_blocks = 1
+    else:
+      ids, _ = spectra.block_partition(head, "class")
+      ids = jax.tree.map(lambda i: np.where(i == 0, 0, -1), ids)  # block 0 only
+      num_blocks = 1
+    idx = jnp.asarray(spectra.block_indices(head, ids, num_blocks)[0])
+    matvec = spectra.block_matvec(head_loss, head)
+    probe = jax.random.rademacher(jax.random.key(2), idx.shape, jnp.float32)
+
+    lanczos = jax.jit(lambda v, idx=idx, matvec=matvec: spectra.lanczos_quadrature(
+        lambda u: matvec(u, idx), v, k))
+
+    def k_hvps(v, idx=idx, matvec=matvec):
+      def body(u, _):
+        w = matvec(u, idx)
+        return w / jnp.linalg.norm(w), None
+      return jax.lax.scan(body, v, None, length=k)[0]
+    k_hvps = jax.jit(k_hvps)
+    t_lanczos = timeit(lambda: lanczos(probe), args.repeats)
+    t_hvps = timeit(lambda: k_hvps(probe), args.repeats)
+    report(f"Lanczos k={k} on the {label} (n={idx.size}) / {k} x one hvp", t_lanczos,
+           t_hvps, target=1.5)
+
+  if not args.all_blocks:
+    return
+  ids, names = spectra.block_partition(head, "class")
+  c, kp = len(names), args.probes
+  block = jax.jit(lambda p: spectra.block_spectra(head_loss, p, ids, num_blocks=c,
+                                                  key=jax.random.key(3), num_probes=kp,
+                                                  num_steps=k))
+  t_block = timeit(lambda: block(head), args.repeats)
+  # Baseline: c K k sequential block hvps, extrapolated from the k timed above (the last
+  # loop iteration is the class row).
+  t_all = (t_hvps[0] * c * kp, t_hvps[1] * c * kp)
+  report(f"block_spectra, {c} class blocks x {kp} probes x {k} steps / {c * kp * k} x one hvp",
+         t_block, t_all)
+
+
+if __name__ == "__main__":
+  main()
