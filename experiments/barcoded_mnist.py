@@ -49,7 +49,7 @@ from absl import logging
 from imbalance_jax import data, experiment as ex, optim, plotting, train
 from imbalance_jax.data import BARCODED_VARIANTS
 from imbalance_jax.experiment import fields
-from imbalance_jax.models.cnn import SmallCNN
+from imbalance_jax.models.cnn import SmallCNN, check_pooled_layers
 
 HEAVY_TAILED = "mnist+barcoded"
 _HT_EXTRA = ",".join([r for r in optim.PAPER_RUNS if r not in ("gd+m", "adam+m")]
@@ -104,6 +104,7 @@ def estimate_bytes(config) -> int:
 def validate(config) -> None:
   """The checks across fields: step schedule, split sizes, runs, memory."""
   ex.check_step_schedule(config)
+  check_pooled_layers("config.cnn_features", len(config.cnn_features), 28, 28)
   digits = training_digits(config)
   if config.num_validation >= digits:
     embedded = "" if config.data_dir else " embedded (config.data_dir gives full MNIST)"

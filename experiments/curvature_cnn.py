@@ -51,7 +51,7 @@ from absl import logging
 from imbalance_jax import curvature, data, experiment as ex, metrics, plotting, train
 from imbalance_jax.curvature import study
 from imbalance_jax.experiment import fields
-from imbalance_jax.models.cnn import SmallCNN
+from imbalance_jax.models.cnn import SmallCNN, check_pooled_layers
 from imbalance_jax.models.mlp import MLP
 from imbalance_jax.train import SPARSE_EXPONENTS
 
@@ -120,9 +120,8 @@ def validate(config) -> None:
     raise ValueError(f"config.snapshot_steps must lie in [0, config.num_steps="
                      f"{config.num_steps}], got {config.raw.snapshot_steps!r}")
   num_layers = len(config.cnn_features)
-  if config.model == "cnn" and IMAGE_SIZE < 2**num_layers:
-    raise ValueError(f"config.cnn_features has {num_layers} conv layers; 28x28 digits allow "
-                     "at most 4 (each halves the image)")
+  if config.model == "cnn":
+    check_pooled_layers("config.cnn_features", num_layers, IMAGE_SIZE, IMAGE_SIZE)
   _check_digits(config)
   widths = config.raw.cnn_features if config.model == "cnn" else config.raw.mlp_hidden
   ex.check_memory(

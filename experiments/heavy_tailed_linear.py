@@ -65,7 +65,8 @@ CONFIG = ex.Config(
                       "gd+m@inverse"),
     },
     fields=dict(
-        m=fields.Int(minimum=1, maximum=60, help="frequency levels: n = m 2^m, d = (m+1) 2^m"),
+        m=fields.Int(minimum=2, maximum=60,
+                     help="frequency levels: n = m 2^m, d = (m+1) 2^m, 2^m - 1 classes (m=1: one)"),
         num_seeds=fields.Int(minimum=1),
         num_steps=fields.Int(minimum=1, help="full-batch steps per run"),
         log_every=fields.Int(minimum=1),

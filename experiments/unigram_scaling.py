@@ -35,6 +35,9 @@ def validate(config) -> None:
   sizes = config.sizes
   if list(sizes) != sorted(set(sizes)):
     raise ValueError(f"config.sizes must be strictly increasing, got {config.raw.sizes!r}")
+  if len(sizes) < 2:
+    raise ValueError(f"config.sizes needs at least two sizes to fit a scaling exponent, got "
+                     f"{config.raw.sizes!r}")
   if config.max_steps % config.segment_steps:
     raise ValueError(f"config.max_steps={config.max_steps} must be a multiple of "
                      f"config.segment_steps={config.segment_steps}")

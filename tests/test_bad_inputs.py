@@ -9,6 +9,7 @@ registered binary (`experiments.claims.BINARIES`, new ones included) gets each
 value its fields' kinds refuse, and a bad ``--config`` field on its command line.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -43,6 +44,11 @@ CONFIG_CASES = [
     ("theory_figures", dict(figures="ufm_dynamics", ufm_lr=100.0),
      r"config.ufm_lr=100.0 \(with config.ufm_R=10, config.ufm_delta=8.0\): .* use lr <= 0.168"),
     ("imagenet_resnet", dict(max_per_class=0), "config.max_per_class"),
+    ("unigram_scaling", dict(sizes="500"), "config.sizes needs at least two sizes"),
+    # a network whose feature map pools to nothing
+    ("barcoded_mnist", dict(cnn_features="4,8,8,8,8"),
+     r"config.cnn_features has 5 conv \+ pool layers, but a 28x28 input allows at most 4"),
+    ("curvature_cnn", dict(cnn_features="4,8,8,8,8"), "allows at most 4"),
     ("heavy_tailed_linear", dict(num_seeds=0), "config.num_seeds must be >= 1"),
     ("heavy_tailed_linear", dict(learning_rate=float("nan")), "config.learning_rate must be"),
     ("heavy_tailed_linear", dict(learning_rate=-1.0), "config.learning_rate must be"),
@@ -236,6 +242,14 @@ def _tiny():
   return data.heavy_tailed_labels(jax.random.key(0), 3)
 
 
+def _binary_file():
+  import tempfile
+  path = os.path.join(tempfile.mkdtemp(), "binary.txt")
+  with open(path, "wb") as f:
+    f.write(b"\xff\xfe\x00 not text")
+  return path
+
+
 def _aux(ds):
   return {"loss_N": jnp.zeros(ds.y.shape), "prediction_N": ds.y, "logits": None}
 
@@ -281,6 +295,18 @@ API_CASES = [
      "class_to_group"),
     (lambda: metrics.classification_metrics(np.array([0, -1])), "class_to_group"),
     (lambda: _checks.check_int_list("cnn_features", "16,x", minimum=1), "cnn_features"),
+    (lambda: train.classification_objective(lambda p, x: x)(
+        None, dataclasses.replace(_tiny(), y=_tiny().y.astype(jnp.float32))),
+     "data.y must hold integer class ids, got float32"),
+    (lambda: train.classification_objective(lambda p, x: x[:, :2])(None, _tiny()),
+     r"the model's logits \(24, 2\) do not match data.y \(24,\) and data.num_classes=7"),
+    (lambda: train.classification_objective(lambda p, x: x[:, 0])(None, _tiny()),
+     r"the model's logits \(24,\) do not match"),
+    (lambda: models.SmallCNN(3, features=(2,) * 4).init(jax.random.key(0), jnp.ones((1, 12, 12))),
+     r"SmallCNN features=\(2, 2, 2, 2\) has 4 conv \+ pool layers, but a 12x12 input allows "
+     "at most 3"),
+    (lambda: data.load_corpus(f"text:{_binary_file()}"),
+     r"binary.txt is not UTF-8 text \(byte 0: invalid start byte\)"),
     # bounded before the tokenizer library is called: a huge size used to abort the process
     (lambda: data.train_tokenizer("bpe", "ab ab abc", vocab_size=10**9),
      "vocab_size=1000000000 is larger than the corpus supports: .* BPE makes at most 10 pieces"),

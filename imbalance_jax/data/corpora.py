@@ -50,8 +50,14 @@ class Corpus:
 
 
 def _read(path: str) -> str:
-  with open(path, encoding="utf-8") as f:
-    return f.read()
+  try:
+    with open(path, encoding="utf-8") as f:
+      return f.read()
+  except UnicodeDecodeError as error:
+    raise ValueError(f"{path} is not UTF-8 text (byte {error.start}: {error.reason}); corpora "
+                     "are read as UTF-8: convert the file (e.g. iconv -t UTF-8)") from error
+  except OSError as error:
+    raise ValueError(f"cannot read the corpus file {path}: {error.strerror or error}") from error
 
 
 def _check_not_empty(name: str, split: str, text: str, source: str) -> None:

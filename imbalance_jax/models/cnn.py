@@ -28,6 +28,24 @@ def max_pool_2x2(h):
   return h.reshape(n, height // 2, 2, width // 2, 2, c).max(axis=(2, 4))
 
 
+def max_pooled_layers(image_size: int) -> int:
+  """How many conv + 2x2-pool blocks an ``image_size`` input allows before it pools to nothing.
+
+  Example:
+    >>> max_pooled_layers(28)  # 28 -> 14 -> 7 -> 3 -> 1
+    4
+  """
+  return max(int(image_size).bit_length() - 1, 0)
+
+
+def check_pooled_layers(name: str, num_layers: int, height: int, width: int) -> None:
+  """ValueError naming ``name`` when ``num_layers`` conv + pool blocks pool the input to nothing."""
+  allowed = max_pooled_layers(min(height, width))
+  if num_layers > allowed:
+    raise ValueError(f"{name} has {num_layers} conv + pool layers, but a {height}x{width} input "
+                     f"allows at most {allowed} (each halves the image)")
+
+
 class SmallCNN(nn.Module):
   """``Conv(32, 5x5, pad 2)-ReLU-MaxPool2 -> Conv(100, 5x5, pad 2)-ReLU-MaxPool2 -> head``.
 
@@ -64,6 +82,8 @@ class SmallCNN(nn.Module):
       raise ValueError(f"x must have shape [N, H, W] or [N, H, W, channels], got {x.shape}")
     h = x
     k = self.kernel_size
+    check_pooled_layers(f"SmallCNN features={tuple(self.features)}", len(self.features),
+                        *x.shape[1:3])
     for i, width in enumerate(self.features):
       init = pytorch_uniform(k * k * h.shape[-1])
       h = nn.Conv(width, (k, k), padding=k // 2, kernel_init=init, bias_init=init,

@@ -12,6 +12,13 @@ from imbalance_jax.types import Dataset
 
 def _cross_entropy_outputs(logits, data: Dataset, weighting: str):
   """``(objective, aux)`` of softmax cross-entropy; labels may be ``[N]`` or ``[N, T]``."""
+  if not jnp.issubdtype(data.y.dtype, jnp.integer):  # static: checked once, at trace time
+    raise ValueError(f"data.y must hold integer class ids, got {data.y.dtype} (build the "
+                     "Dataset with imbalance_jax.types.make_dataset, which checks it)")
+  if logits.shape[:-1] != data.y.shape or logits.shape[-1] != data.num_classes:
+    raise ValueError(f"the model's logits {logits.shape} do not match data.y {data.y.shape} "
+                     f"and data.num_classes={data.num_classes}: expected logits "
+                     "[*y.shape, num_classes]")
   loss = losses.cross_entropy(logits, data.y)
   label_N, loss_N = data.y.reshape(-1), loss.reshape(-1)
   mean_loss = jnp.mean(loss_N)
