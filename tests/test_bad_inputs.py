@@ -305,6 +305,8 @@ API_CASES = [
     (lambda: models.SmallCNN(3, features=(2,) * 4).init(jax.random.key(0), jnp.ones((1, 12, 12))),
      r"SmallCNN features=\(2, 2, 2, 2\) has 4 conv \+ pool layers, but a 12x12 input allows "
      "at most 3"),
+    (lambda: models.LinearSoftmax(0).init(jax.random.key(0), jnp.ones((1, 2))),
+     r"num_classes must be >= 1, got 0"),
     (lambda: data.load_corpus(f"text:{_binary_file()}"),
      r"binary.txt is not UTF-8 text \(byte 0: invalid start byte\)"),
     # bounded before the tokenizer library is called: a huge size used to abort the process

@@ -50,6 +50,7 @@ class LinearSoftmax(nn.Module):
   @nn.compact
   def __call__(self, x):
     _checks.check_choice("init_scheme", self.init_scheme, INITS)
+    _checks.check_int("num_classes", self.num_classes, minimum=1)
     x = x.reshape(x.shape[0], -1)
     initializer = (pytorch_uniform(x.shape[-1]) if self.init_scheme == "pytorch"
                    else nn.initializers.zeros)
