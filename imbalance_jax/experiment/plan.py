@@ -151,14 +151,14 @@ def one_pass(train):
 
 
 def measure(step: StepPlan, memory: bool = True) -> Measured:
-  """`Measured`: FLOPs from the one-pass steps' lowered HLO, temporaries from the logged
-  step compiled as the run chunks it (it does the quiet step's work and records metrics or
-  evaluates the full set; 0 unless ``memory``: compiling is most of a plan's time)."""
+  """`Measured`: FLOPs from the one-pass steps' lowered HLO, temporaries from the compiled
+  program as the run chunks it (the larger of the quiet and logged steps: either can be;
+  0 unless ``memory``: compiling is most of a plan's time)."""
   flat = one_pass(step.train)
   quiet, logged = (_flops(lowered_step(step, record, flat)) for record in (False, True))
   every = step.train.log_every
-  temp = (lowered_step(step, True).compile().memory_analysis().temp_size_in_bytes
-          if memory else 0)
+  temp = max(lowered_step(step, record).compile().memory_analysis().temp_size_in_bytes
+             for record in (False, True)) if memory else 0
   return Measured(parameters=int(sum(x.size for x in jax.tree.leaves(step.params))),
                   step_flops=quiet, mean_flops=(quiet * (every - 1) + logged) / every,
                   state_bytes=_bytes(abstract_state(step)), temp_bytes=int(temp),
