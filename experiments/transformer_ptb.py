@@ -192,6 +192,13 @@ CONFIG = ex.Config(
         record_mode=fields.Choice(("eval", "train"), default="eval",
                                   help="recorded losses: eval = the model's (no dropout); "
                                        "train = dropout active, the authors' way"),
+        batch_order=fields.Choice(("shuffle", "strided"), default="shuffle",
+                                  help="mini-batches: reshuffled windows every epoch (ours) or "
+                                       "the authors' fixed batches of strided windows"),
+        weight_normalization=fields.Choice(("set", "batch"), default="set",
+                                           help="reweighted losses: weights normalised over "
+                                                "the training set (ours) or divided by their "
+                                                "sum in each batch (the authors')"),
         layer_norm_scale_std=fields.Real(minimum=0.0, maximum=1.0, default=0.0,
                                          help="0: LayerNorm scales start at 1; 0.02: "
                                               "N(1, 0.02), the authors' init"),
@@ -274,13 +281,15 @@ def train_builder(config, model, groups, num_steps=None, log_every=None):
   """spec -> the `train.Train` of the whole model under ``config``'s batching."""
   if config.batch_size:
     batching = train.MiniBatch(config.batch_size, config.accumulation_steps,
-                               eval_chunk_size=config.chunk_size or None)
+                               eval_chunk_size=config.chunk_size or None,
+                               order=config.batch_order)
   else:
     batching = train.FullBatch(config.chunk_size or None)
   return ex.train_builder(model.apply, num_steps=num_steps or config.num_steps,
                           log_every=log_every or config.log_every, groups=groups,
                           batching=batching, stateful=True,
-                          record_train_mode=config.record_mode == "train")
+                          record_train_mode=config.record_mode == "train",
+                          weight_normalization=config.weight_normalization)
 
 
 def dataset_json(config, windows, info, counts, groups) -> dict:

@@ -28,10 +28,11 @@ import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from imbalance_jax import metrics, optim, reporting, train
+from imbalance_jax import _checks, losses, metrics, optim, reporting, train
 from imbalance_jax.train.selection import SPARSE_EXPONENTS
 
 
@@ -56,7 +57,8 @@ class Grid:
 def train_builder(model_apply: Callable, *, num_steps: int, log_every: int,
                   groups=None, metrics_fn: Callable | None = None,
                   batching: train.FullBatch | train.MiniBatch | None = None,
-                  stateful: bool = False, record_train_mode: bool = False
+                  stateful: bool = False, record_train_mode: bool = False,
+                  weight_normalization: str = "set"
                   ) -> Callable[[optim.RunSpec], train.Train]:
   """spec -> the `train.Train` of a classifier under the spec's optimizer and weighting.
 
@@ -64,6 +66,12 @@ def train_builder(model_apply: Callable, *, num_steps: int, log_every: int,
     model_apply: the Flax model's ``apply``.
     num_steps, log_every, batching, stateful, record_train_mode: as for
       `train.make_train`.
+    weight_normalization: of a reweighted run's loss, ``"set"``: ``(1/B) sum_i
+      w_{y_i} loss_i`` with ``w`` from the whole training set's counts (ours;
+      a mini-batch mean estimates the full-set loss); ``"batch"``: divided by
+      ``sum_i w_{y_i}`` of each (micro-)batch instead (paper H's authors'
+      class-weighted PTB loss, PyTorch's ``CrossEntropyLoss(weight=...)``).
+      The same in full batch up to a constant factor.
     groups: ``class_to_group [C]``: record `metrics.classification_metrics` (group
       losses, accuracies) unless ``metrics_fn`` is given.
     metrics_fn: what to record every ``log_every`` steps (see `train.make_train`).
@@ -71,15 +79,35 @@ def train_builder(model_apply: Callable, *, num_steps: int, log_every: int,
   if metrics_fn is None and groups is not None:
     metrics_fn = metrics.classification_metrics(groups)
 
+  _checks.check_choice("weight_normalization", weight_normalization, ("set", "batch"))
+
   def build(spec: optim.RunSpec) -> train.Train:
     kwargs = {} if batching is None else {"batching": batching}
+    objective = train.classification_objective(model_apply, spec.weighting, stateful=stateful)
+    if weight_normalization == "batch" and spec.weighting != "none":
+      objective = _batch_normalized(train.classification_objective(
+          model_apply, "none", stateful=stateful), spec.weighting, stateful)
     return train.make_train(
-        train.classification_objective(model_apply, spec.weighting, stateful=stateful),
+        objective,
         optim.injectable(spec.optimizer, spec.momentum), num_steps=num_steps,
         log_every=log_every, metrics_fn=metrics_fn, stateful=stateful,
         record_train_mode=record_train_mode, **kwargs)
 
   return build
+
+
+def _batch_normalized(objective, weighting: str, stateful: bool):
+  """``objective`` (unweighted) -> ``sum_i w_{y_i} loss_i / sum_i w_{y_i}`` over its batch."""
+  def reweigh(value_aux, data):
+    _, aux = value_aux
+    w_N = losses.class_weights(data.class_counts, weighting).astype(
+        aux["loss_N"].dtype)[aux["label_N"]]
+    return jnp.sum(w_N * aux["loss_N"]) / jnp.sum(w_N), aux
+
+  if stateful:
+    return lambda params, data, state, key, training: reweigh(
+        objective(params, data, state, key, training), data)
+  return lambda params, data: reweigh(objective(params, data), data)
 
 
 @dataclasses.dataclass(frozen=True)

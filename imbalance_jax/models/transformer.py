@@ -172,8 +172,8 @@ class Transformer(nn.Module):
       return h
     scale_init = nn.initializers.ones
     if self.layer_norm_scale_std:
-      std = self.layer_norm_scale_std
-      scale_init = lambda key, shape, dtype: 1 + std * jax.random.normal(key, shape, dtype)  # noqa: E731
+      normal = nn.initializers.normal(self.layer_norm_scale_std)
+      scale_init = lambda key, shape, dtype: 1 + normal(key, shape, dtype)  # noqa: E731
     return nn.LayerNorm(epsilon=1e-5, scale_init=scale_init, param_dtype=self.param_dtype,
                         name=name)(h)
 

@@ -63,18 +63,26 @@ class MiniBatch:
       ``batch_size / accumulation_steps``); must divide ``batch_size``.
     eval_chunk_size: chunk size of the full-set evaluations recorded every
       ``log_every`` steps (``None``: one pass).
+    order: ``"shuffle"`` (a fresh permutation every epoch) or ``"strided"``:
+      the same batches in the same order every epoch, step ``p`` of an epoch
+      taking examples ``p, p + K, ..., p + (batch_size - 1) K`` with ``K =
+      num_examples // batch_size`` -- for consecutive token windows, paper H's
+      authors' PTB batches (the corpus cut into ``batch_size`` streams read
+      ``seq_len`` tokens at a time, PyTorch's word-language-model batchify).
 
   Example:
     >>> MiniBatch(batch_size=512, accumulation_steps=4)
-    MiniBatch(batch_size=512, accumulation_steps=4, eval_chunk_size=None)
+    MiniBatch(batch_size=512, accumulation_steps=4, eval_chunk_size=None, order='shuffle')
   """
 
   batch_size: int
   accumulation_steps: int = 1
   eval_chunk_size: int | None = None
+  order: str = "shuffle"
 
   def __post_init__(self):
     _checks.check_int("batching.batch_size", self.batch_size, minimum=1)
+    _checks.check_choice("batching.order", self.order, ("shuffle", "strided"))
     _checks.check_int("batching.accumulation_steps", self.accumulation_steps, minimum=1)
     if self.batch_size % self.accumulation_steps:
       raise ValueError(f"batching.accumulation_steps={self.accumulation_steps} must divide "

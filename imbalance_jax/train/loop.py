@@ -266,6 +266,9 @@ class Train:
     n = num_examples(train_data)
     steps_per_epoch = n // batching.batch_size
     epoch, position = jnp.divmod(state.step, steps_per_epoch)
+    if batching.order == "strided":  # the same batches every epoch, no shuffling
+      index = position + steps_per_epoch * jnp.arange(batching.batch_size)
+      return index.reshape(batching.accumulation_steps, batching.micro_batch_size)
     # Step keys are fold_in(key, step) with step < 2**31 - 1: this one is distinct.
     shuffle_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), 2**31 - 1)
     order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n)
