@@ -105,8 +105,8 @@ def format_row(row) -> str:
 
 
 def tiny_device_vs_cpu() -> dict:
-  """The tiny run's recorded histories (loss and metrics) on the default device and on the CPU (float32, highest
-  matmul precision): ``{"max_rel_diff", "agree"}``."""
+  """The tiny run's recorded histories (loss and metrics) on the default device and on the
+  CPU (float32, highest matmul precision): ``{"device", "max_rel_diff", "agree"}``."""
   import jax
   import numpy as np
   from imbalance_jax import data, experiment as ex, models, optim

@@ -179,7 +179,7 @@ def preset_rows(binary: str, preset: str, peak_flops: float, mfu: float) -> list
   module = claims.binary_module(binary)
   if not hasattr(module, "plan_steps"):
     return [{"binary": binary, "preset": preset,
-             "note": "not lowered: no plan_steps (not a sweep of training steps)"}]
+             "note": "not lowered: the binary has no plan_steps"}]
   config = plan.preset_values(module.CONFIG, preset)
   return [{"binary": binary, "preset": preset,
            **plan.describe(step, peak_flops=peak_flops, mfu=mfu)}
@@ -192,10 +192,10 @@ def write_plan(workdir: str, experiments, selected) -> dict:
   for e in experiments:
     for preset in e.runs(_SCALE.value) if e.binary in selected else ():
       rows += preset_rows(e.binary, preset, peak, _MFU.value)
-      print(f"{e.binary}/{preset}: lowered ({minutes(time.perf_counter() - start)})", flush=True)
+      print(f"{e.binary}/{preset}: planned ({minutes(time.perf_counter() - start)})", flush=True)
   gpt2 = {("transformer_ptb", "gpt2_wikitext103")}
-  out = {"peak": _PEAK.value, "peak_flops": peak, "mfu": _MFU.value, "memory_bytes": plan.H100_BYTES,
-         "total_hours": plan.total_hours(rows),
+  out = {"peak": _PEAK.value, "peak_flops": peak, "mfu": _MFU.value,
+         "memory_bytes": plan.H100_BYTES, "total_hours": plan.total_hours(rows),
          "total_hours_without_gpt2": plan.total_hours(rows, gpt2), "rows": rows}
   print(plan.format_table(rows))
   print(f"Total: {out['total_hours']:.1f} h on one H100 at {_MFU.value:.0%} of {peak / 1e12:.1f} "
