@@ -52,6 +52,7 @@ def corrections(docs_dir: str = DOCS) -> list[tuple[str, str]]:
   ``docs/theory.md``: each paragraph that opens with ``**Correction`` or
   ``*Typo:*``, up to the next evidence table, figure note or heading.
   ``docs/curvature.md``: its section "Where we differ from the paper".
+  ``docs/language.md``: its section "Where we differ from the authors' code".
   """
   found = []
   with open(os.path.join(docs_dir, "theory.md")) as f:
@@ -75,6 +76,12 @@ def corrections(docs_dir: str = DOCS) -> list[tuple[str, str]]:
   section = re.search(r"^## Where we differ from the paper.*?\n(.*?)(?=^## )", text, re.S | re.M)
   if section:
     found.append(("docs/curvature.md", section.group(1).strip()))
+  with open(os.path.join(docs_dir, "language.md")) as f:
+    text = f.read()
+  section = re.search(r"^## Where we differ from the authors' code.*?\n(.*?)(?=^## |\Z)", text,
+                      re.S | re.M)
+  if section:
+    found.append(("docs/language.md", section.group(1).strip()))
   return found
 
 

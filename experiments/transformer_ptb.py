@@ -1,7 +1,8 @@
 r"""Transformers on PTB / TinyPTB / WikiText-103 (paper H Figs 17, 18, 20, 22, 26, 1, 10).
 
 One binary, one preset per figure: every run of ``--config.runs`` trains the
-whole transformer (post-LN, causal, dropout from an explicit key) with its step
+whole transformer (post-LN, causal, dropout from an explicit key; GPT2-Small is
+the authors' network, `models.gpt2.GPT2`) with its step
 size tuned by the library's rule (paper H App. A.4; or
 ``--config.learning_rate``), full batch (Figs 18, 20: TinyPTB) or on
 mini-batches of ``batch_size`` windows (Figs 17, 22, 1, 10), recording the
@@ -35,7 +36,12 @@ vocabulary, few steps): ``quick`` (= ``fig18`` scaled down), ``quick_fig17``
 command line wins, e.g. ``--config.preset=quick --config.runs=all`` gives a
 CPU-scale Fig 20. Model fields ``d_model``, ``num_heads``, ``mlp_dim`` and
 ``dropout_rate`` left at -1 take the values of ``model`` in
-`models.TRANSFORMER_CONFIGS`.
+`models.TRANSFORMER_CONFIGS`. The authors' code (paper H's release) as options,
+defaults ours (docs/language.md, "Against the authors' code"):
+``record_mode=train`` (losses recorded with dropout active),
+``layer_norm_scale_std=0.02`` (LayerNorm scales N(1, 0.02)),
+``weight_normalization=batch`` (class weights divided by their sum per batch) and
+``batch_order=strided`` (fixed strided batches, no reshuffling).
 
 Writes config.json, dataset.json, summary.json (per run: learning_rate,
 final_loss, final_group_losses (group 0 = most frequent), initial_group_losses,

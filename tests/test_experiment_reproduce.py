@@ -114,6 +114,7 @@ def test_corrections_are_quoted_from_the_docs():
   assert "docs/curvature.md" in sources and sources.count("docs/theory.md") >= 2
   texts = "\n".join(t for _, t in found)
   assert "Lemma 7" in texts and "eq. (14)" in texts and "Sign of the gradient" in texts
+  assert "docs/language.md" in sources and "NotImplementedError" in texts
 
 
 def _reproduce(workdir, *args):
