@@ -33,6 +33,14 @@ PAPERS = {
          "Unconstrained Features (Zhao and Thrampoulidis)",
     "S": "Provable Benefit of Sign Descent: A Minimal Model Under Heavy-Tailed Class "
          "Imbalance (arXiv 2512.00763)",
+    "F": "A Theoretical Analysis of the Learning Dynamics under Class Imbalance (Francazi et "
+         "al., ICML 2023)",
+    "W": "Muon Outperforms Adam in Tail-End Associative Memory Learning (Wang et al., "
+         "arXiv 2509.26030)",
+    "X": "Adam Exploits l_inf-geometry of Loss Landscape via Coordinate-wise Adaptivity (Xie, "
+         "Mohamadi and Li, ICLR 2025, arXiv 2410.08198)",
+    "Z": "Deconstructing What Makes a Good Optimizer for Language Models (Zhao et al., ICLR "
+         "2025, arXiv 2407.07972)",
 }
 
 
