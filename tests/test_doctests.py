@@ -103,8 +103,9 @@ def doctests(module_name):
   return [t for t in tests if t.examples]
 
 
-# Examples that compile for over ~10 s on 2 cores run with `-m slow` (ResNet18's init and step).
-SLOW = ("imbalance_jax.models.resnet",)
+# Examples that compile for over ~10 s on 2 cores run with `-m slow` (ResNet18's init and step;
+# heterogeneity's training run, whose recording test_curvature_spectra checks in the fast set).
+SLOW = ("imbalance_jax.models.resnet", "imbalance_jax.curvature.heterogeneity")
 
 
 @pytest.mark.parametrize("module_name", [
