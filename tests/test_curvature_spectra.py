@@ -7,7 +7,7 @@ import pytest
 import scipy.spatial.distance
 from jax.flatten_util import ravel_pytree
 
-from imbalance_jax import data, models, train
+from imbalance_jax import data, models, optim, train
 from imbalance_jax.curvature import heterogeneity as het
 from imbalance_jax.curvature import spectra
 from imbalance_jax.curvature.hvp import restrict_to_layer
@@ -231,19 +231,20 @@ def test_one_one_norm_exact_with_all_columns_and_unbiased_when_sampled(x64):
   assert float(sampled[:, 0].std()) > 0  # sampling, not a disguised full sum
 
 
-def test_recorded_measures_match_the_dense_head_hessian(x64):
-  # The metrics_fn as make_train calls it (its use inside the scan is the doctest's).
+def test_recorded_measures_along_training_match_the_dense_head_hessian(x64):
   ds = data.heavy_tailed_labels(jax.random.key(0), m=3, dtype=jnp.float64)
   model = models.LinearSoftmax(ds.num_classes, param_dtype=jnp.float64)
   objective = train.classification_objective(model.apply)
   key = jax.random.key(2)
   metrics_fn = het.spectral_curvature_metrics(objective, key=key, num_steps=8, top_k=3,
                                               one_one_columns=33, num_probes=2)
+  run = train.make_train(objective, optim.injectable("adam", 0.0), num_steps=3, log_every=3,
+                         metrics_fn=metrics_fn)
   params = model.init(jax.random.key(1), ds.x)
-  (_, aux), grads = jax.value_and_grad(objective, has_aux=True)(params, ds)
-  history = jax.tree.map(lambda v: np.asarray(v)[None],
-                         jax.jit(metrics_fn)(params, grads, aux, ds))
-  assert history["top_eigs_BK"].shape == (1, ds.num_classes, 3)
+  history = jax.jit(run)(params, ds, 0.01).history
+  assert history["top_eigs_BK"].shape == (2, ds.num_classes, 3)  # steps 0 and 3
+  assert history["heterogeneity"].shape == (2,) and history["one_one_B"].shape == (2, 7)
+  assert not np.allclose(history["top_eigs_BK"][0], history["top_eigs_BK"][1])  # it moved
   # Step 0: the top eigenvalue of every class block equals the dense Hessian's.
   head_loss, head = restrict_to_layer(lambda p: objective(p, ds)[0], params, "head")
   ids, names = spectra.block_partition(head, "class")
