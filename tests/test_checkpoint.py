@@ -21,6 +21,7 @@ import pytest
 from conftest import make_linear_train, small_problem
 from imbalance_jax import train
 from imbalance_jax.train import checkpoint, driver
+from imbalance_jax.train.members import LiveMembers, _blank, _bucket, _fill_value
 from imbalance_jax.train.sweep import plan_layout
 
 RATES = np.array([1e-2, 1e-1, 1e3])  # 1e3 diverges in the first segment (sign descent)
@@ -167,12 +168,12 @@ def test_interrupted_dropping_sweep_resumes_to_the_same_result(x64, tmp_path):
 
 
 def test_bucket_fill_and_blank():
-  assert [driver._bucket(n) for n in range(0, 10)] == [1, 1, 2, 4, 4, 8, 8, 8, 8, 16]
-  assert np.isnan(driver._fill_value(np.float32))
-  assert driver._fill_value(np.int32) == 0 and driver._fill_value(np.bool_) == 0
-  blank = driver._blank((2, 3), np.float32)
+  assert [_bucket(n) for n in range(0, 10)] == [1, 1, 2, 4, 4, 8, 8, 8, 8, 16]
+  assert np.isnan(_fill_value(np.float32))
+  assert _fill_value(np.int32) == 0 and _fill_value(np.bool_) == 0
+  blank = _blank((2, 3), np.float32)
   assert blank.shape == (2, 3) and blank.dtype == np.float32 and np.isnan(blank).all()
-  blank = driver._blank((4,), np.int64)
+  blank = _blank((4,), np.int64)
   assert blank.dtype == np.int64 and (blank == 0).all()
 
 
@@ -198,7 +199,7 @@ def test_keys_round_trip_through_raw_data():
 
 def test_members_slots_scatter_compact():
   cols = np.array([[0, -1, 2], [-1, 1, -1]])
-  members = driver.LiveMembers(cols.copy(), dropped={})
+  members = LiveMembers(cols.copy(), dropped={})
   s, j, col = members.slots()
   assert s.tolist() == [0, 0, 1] and j.tolist() == [0, 2, 1] and col.tolist() == [0, 2, 1]
   out = np.zeros((2, 3, 2))
@@ -234,7 +235,7 @@ def test_drop_marks_decided_members_and_keeps_the_width():
   state = State(initial_loss=np.array([[1.0, 1.0, 1.0, 1.0], [2.0, np.nan, 2.0, 2.0]]),
                 max_loss=np.array([[1.5, 1.6, 0.5, 1.0], [3.0, 1.0, 1.0, 2.0]]),
                 finite=np.array([[True, True, True, False], [True] * 4]))
-  before = driver.LiveMembers(np.tile(np.arange(4), (2, 1)), fresh_dropped())
+  before = LiveMembers(np.tile(np.arange(4), (2, 1)), fresh_dropped())
   # Decided: (0, 1) above 1.5 x initial, (0, 3) not finite, (1, 1) NaN initial loss;
   # exactly 1.5 x initial (0, 0) and (1, 0) is not. Seed 1 keeps 3 members: width stays 4.
   got, members = driver._drop_decided(state, before, 1.5, 6, plan_layout(2, 4, 1), None)
@@ -254,7 +255,7 @@ def test_drop_compacts_to_the_next_power_of_two():
   state = State(initial_loss=np.ones((2, 4)),
                 max_loss=np.array([[1.0, 9.0, 1.0, 9.0], [9.0, 1.0, 9.0, 9.0]]),
                 finite=np.ones((2, 4), bool))
-  members = driver.LiveMembers(np.tile(np.arange(4), (2, 1)), fresh_dropped())
+  members = LiveMembers(np.tile(np.arange(4), (2, 1)), fresh_dropped())
   got, members = driver._drop_decided(state, members, 2.0, 3, plan_layout(2, 4, 1), None)
   assert members.cols.tolist() == [[0, 2], [1, -1]]
   assert members.dropped["at"].tolist() == [[-1, 3, -1, 3], [3, -1, 3, 3]]

@@ -58,6 +58,7 @@ MODULES = [
     "imbalance_jax.train.batching",
     "imbalance_jax.train.checkpoint",
     "imbalance_jax.train.driver",
+    "imbalance_jax.train.members",
     "imbalance_jax.train.distributed",
     "imbalance_jax.train.sweep",
     "imbalance_jax.train.tuning",
