@@ -143,7 +143,8 @@ CONFIG = ex.Config(
         variants=fields.Names(BARCODED_VARIANTS, help="the data sets"),
         chunk_size=fields.Int(minimum=0, help=">0: full batch accumulated in chunks"),
         segment_steps=fields.Int(minimum=0, help=">0: checkpoint every k steps of a round"),
-        data_dir=fields.Directory(help="MNIST IDX files or TFDS directory; '': the embedded "
+        data_dir=fields.Directory(holds=lambda d: data.find_images("mnist", "train", d),
+                                  help="MNIST IDX files or TFDS directory; '': the embedded "
                                   "5,000 digits"),
         learning_rate=fields.LearningRate(default=0.0),
         divergence_threshold=fields.DivergenceThreshold(),

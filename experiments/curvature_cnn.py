@@ -157,7 +157,8 @@ CONFIG = ex.Config(
         num_probes=fields.Int(minimum=1, help="Hutchinson probes per record"),
         snapshot_steps=fields.IntList(minimum=0,
                                       help="steps of the scatter panels (nearest logged)"),
-        data_dir=fields.Directory(help="MNIST IDX files or TFDS directory; '': the embedded "
+        data_dir=fields.Directory(holds=lambda d: data.find_images("mnist", "train", d),
+                                  help="MNIST IDX files or TFDS directory; '': the embedded "
                                   "5,000 digits"),
         model=fields.Choice(("cnn", "mlp"), default="cnn",
                             help="cnn (SmallCNN) | mlp (MLP on the flattened images)"),

@@ -92,6 +92,8 @@ CONFIG = ex.Config(
         num_steps=fields.Int(minimum=1),
         log_every=fields.Int(minimum=1),
         data_dir=fields.Directory(default=fields.FROM_PRESET,
+                                  holds=lambda d: [data.find_images("mnist", split, d)
+                                                   for split in ("train", "test")],
                                   help="MNIST IDX/TFDS directory; '': the embedded digits"),
         classes=fields.IntList(minimum=0, min_length=2, default="0,1,2,3",
                                help="digits kept, majority classes first"),

@@ -121,11 +121,14 @@ def test_bad_config_field_is_named(name, overrides, match):
 
 
 @pytest.mark.parametrize("name", BINARIES)
-def test_every_preset_is_valid(name, monkeypatch):
+def test_every_preset_is_valid(name, monkeypatch, tmp_path):
   config = binary(name).CONFIG
   assert sorted(config.defaults().keys()) == sorted(["preset", *config.fields])
   monkeypatch.setattr(_checks, "available_memory_bytes", lambda: 2**50)  # 1 PiB
-  directories = {field_name: ROOT for field_name, field in config.fields.items()
+  for split, files in data.images.IDX_FILES.items():  # a directory that holds (tiny) MNIST
+    data.write_idx(tmp_path / files[0], np.zeros((2, 28, 28), np.uint8))
+    data.write_idx(tmp_path / files[1], np.zeros(2, np.uint8))
+  directories = {field_name: str(tmp_path) for field_name, field in config.fields.items()
                  if isinstance(field, fields.Directory)}
   for preset in config.presets:
     try:

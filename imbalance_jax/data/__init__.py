@@ -5,8 +5,8 @@ from imbalance_jax.data.barcode import (BARCODED_VARIANTS, barcode_bits, barcode
 from imbalance_jax.data.corpora import CORPORA, Corpus, load_corpus
 from imbalance_jax.data.imagenet import (IMAGENET_SUBSETS, imagenet_labels, imagenet_normalizer,
                                          load_imagenet_subset, resize_and_center_crop)
-from imbalance_jax.data.images import (IMAGE_SOURCES, load_images, make_image_dataset, read_idx,
-                                       write_idx, write_tfds_images)
+from imbalance_jax.data.images import (IMAGE_SOURCES, find_images, load_images, make_image_dataset,
+                                       read_idx, write_idx, write_tfds_images)
 from imbalance_jax.data.imbalance import (frequency_groups, heavy_tail_counts,
                                           heavy_tail_subsample, host_rng, per_class_indices,
                                           step_imbalance, subsample_per_class, take,
@@ -33,7 +33,7 @@ __all__ += ["CORPORA", "TOKENIZERS", "Corpus", "SubwordTokenizer", "TokenWindows
             "load_corpus", "next_token_windows", "per_token_dataset", "rank_frequencies",
             "train_tokenizer", "zipf_fit"]
 __all__ += ["BARCODED_VARIANTS", "IMAGENET_SUBSETS", "IMAGE_SOURCES", "Normalizer", "barcode_bits",
-            "barcoded", "barcoded_mnist", "fit_normalizer", "heavy_tail_counts",
+            "barcoded", "barcoded_mnist", "find_images", "fit_normalizer", "heavy_tail_counts",
             "heavy_tail_subsample", "host_rng", "imagenet_labels", "imagenet_normalizer",
             "load_imagenet_subset", "load_images",
             "make_image_dataset", "normalize", "per_class_indices", "read_idx",

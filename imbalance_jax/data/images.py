@@ -370,11 +370,30 @@ def load_images(name: str, split: str, data_dir=None) -> Dataset:
           "TFDS-prepared directory.")
     _checks.check_choice("split", split, EMBEDDED_SPLITS)
     return _load_embedded(split)
+  kind, directory = find_images(name, split, data_dir)
+  if kind == "idx":
+    return _load_idx(directory, split, name)
+  return _load_tfds(name, split, os.fspath(directory))
+
+
+def find_images(name: str, split: str, data_dir) -> tuple[str, pathlib.Path]:
+  """``("idx" | "tfds", directory)`` where `load_images` would read ``name``/``split``.
+
+  Raises:
+    FileNotFoundError: saying which files to put where (nothing is read).
+
+  Example:
+    >>> import tempfile
+    >>> find_images("mnist", "train", tempfile.mkdtemp())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    FileNotFoundError: No mnist data for split 'train' under ...
+  """
+  _checks.check_choice("name", name, IMAGE_SOURCES)
   _checks.check_choice("split", split, tuple(IDX_FILES))
   data_dir = pathlib.Path(os.fspath(data_dir)).expanduser()
   for directory in (data_dir, data_dir / name):
     if _find_idx_pair(directory, split):
-      return _load_idx(directory, split, name)
+      return "idx", directory
   if _tfds_prepared(data_dir, name):
-    return _load_tfds(name, split, os.fspath(data_dir))
+    return "tfds", data_dir
   raise FileNotFoundError(_missing_files_message(name, split, data_dir))

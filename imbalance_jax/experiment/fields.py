@@ -248,11 +248,18 @@ class Directory(Text):
   parse: Callable[[str], Any] = _directory
   description: str = "an existing directory or ''"
   invalid: tuple[str, ...] = ("/no/such/directory",)
+  holds: Callable[[str], Any] | None = None  # raises (ValueError/OSError) unless the data is there
 
   def check(self, name, value):
     if value is None:  # a preset that leaves the directory to the user
       raise ValueError(f"{name} is required by this preset: pass --{name}=<directory>")
-    return super().check(name, value)
+    path = super().check(name, value)
+    if path and self.holds is not None:
+      try:
+        self.holds(path)
+      except (ValueError, OSError) as error:  # before any work, not at data loading
+        raise ValueError(f"{name}={value!r}: {error}") from None
+    return path
 
 
 def Names(choices: Iterable[str], **kwargs) -> Text:  # noqa: N802
