@@ -94,3 +94,12 @@ def test_gpu_check_runs_degraded_on_the_cpu(tmp_path):
                  check=True, capture_output=True, timeout=300)
   result = json.loads(out.read_text())
   assert result["tiny"]["agree"] and result["rows"][0]["seconds_per_step"] > 0
+
+
+def test_every_paper_preset_resolves_for_the_plan():
+  """No data directory is needed (nor checked for its files) to plan a paper preset."""
+  from experiments import claims
+  for binary in claims.BINARIES:
+    module = claims.binary_module(binary)
+    for preset in claims.load(binary).paper_runs:
+      assert plan.preset_values(module.CONFIG, preset).preset == preset

@@ -108,11 +108,15 @@ class Measured:
 
 def preset_values(config: Config, preset: str, **overrides) -> Values:
   """A preset's typed values without the binary's ``validate`` (which checks this machine's
-  memory and the data directories; a plan needs neither). Directories read ``"."``: no data
-  is read, but a binary may size its data by whether a directory is given (full MNIST)."""
-  unchecked = dataclasses.replace(config, validate=None)
+  memory and the data directories; a plan needs neither). Directories read ``"."``, not
+  checked for the data they should hold: no data is read, but a binary may size its data
+  by whether a directory is given (full MNIST)."""
   directories = {name: "." for name, field in config.fields.items()
                  if isinstance(field, Directory)}
+  fields = {name: dataclasses.replace(field, holds=None)
+            if name in directories and hasattr(field, "holds") else field
+            for name, field in config.fields.items()}
+  unchecked = dataclasses.replace(config, fields=fields, validate=None)
   return unchecked.resolve({"preset": preset, **directories, **overrides})
 
 
