@@ -319,12 +319,37 @@ def _figures(config, names, rates, recorded, corr, snaps, groups, classes, trace
   return figures
 
 
-def _record(config, model, params, ds, runs, rates, groups, probe_key, store):
-  """Trains every run recording the head's Hutchinson and exact block diagnostics."""
+def _metrics_fn(config, model, groups, probe_key):
+  """The head's Hutchinson and exact block diagnostics, and the group losses."""
   features_fn = lambda p, x: model.apply(p, x, return_features=True)[1]  # noqa: E731
-  metrics_fn = with_group_losses(curvature.hutchinson_curvature_metrics(
+  return with_group_losses(curvature.hutchinson_curvature_metrics(
       train.classification_objective(model.apply), groups, key=probe_key,
       num_probes=config.num_probes, features_fn=features_fn), groups)
+
+
+def plan_steps(config) -> list[ex.plan.StepPlan]:
+  """Both recorded runs on abstract shapes (`experiment.plan`; the logged step holds the
+  diagnostics). With ``config.tune``, paper H's grid per run is counted (an upper bound on
+  `study.select_step_sizes`)."""
+  c = num_classes(config)
+  ds = ex.plan.abstract_dataset(num_train_examples(config), (IMAGE_SIZE, IMAGE_SIZE, 1), c)
+  model = _model(config, c)
+  groups = ex.plan.spread_groups(c, 2 if config.groups == "two" else config.num_groups)
+  metrics_fn = _metrics_fn(config, model, groups, jax.random.key(0))
+  steps = []
+  for k, spec in {"adam": config.adam_run, "gd": config.gd_run}.items():
+    run = ex.train_builder(model.apply, num_steps=config.num_steps, log_every=config.log_every,
+                           metrics_fn=metrics_fn)(spec)
+    rate = config.adam_lr if k == "adam" else config.gd_lr
+    grid = ex.Grid() if config.tune else ex.Grid((float(np.log10(rate)),), 0)
+    steps.append(ex.plan.StepPlan(spec.name, run, ex.plan.init_shapes(model.init, ds.x), ds,
+                                  grid=grid))
+  return steps
+
+
+def _record(config, model, params, ds, runs, rates, groups, probe_key, store):
+  """Trains every run recording the head's Hutchinson and exact block diagnostics."""
+  metrics_fn = _metrics_fn(config, model, groups, probe_key)
   return study.record_runs(model.apply, params, ds, runs, rates, dict.fromkeys(runs, metrics_fn),
                            num_steps=config.num_steps, log_every=config.log_every, store=store,
                            log=logging.info)
