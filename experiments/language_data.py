@@ -34,6 +34,17 @@ def corpus_dir_for(name: str, corpus_dir: str) -> str | None:
   return corpus_dir
 
 
+def check_corpus_files(corpora, corpus_dir: str, layout: str = "auto") -> None:
+  """Before any work: each corpus's files are where `load_windows` will look (or a clear
+  ValueError naming config.corpus_dir)."""
+  for name in corpora:
+    try:
+      data.corpus_files(name, corpus_dir_for(name, corpus_dir), layout=layout)
+    except ValueError as error:
+      raise ValueError(f"config.corpus_dir={corpus_dir!r} (config.corpus={name!r}): {error}"
+                       ) from None
+
+
 def compact_vocabulary(windows: dict[str, data.TokenWindows], unk_token_id: int | None = None
                        ) -> dict[str, data.TokenWindows]:
   """Keeps only the token types present in ``windows["train"]`` (inputs or targets),

@@ -81,6 +81,7 @@ def validate(config) -> None:
   if config.split != "train" and any(n.startswith("text:") for n in config.corpus):
     raise ValueError(f"config.split={config.split!r}: a text:<path> corpus has only a train "
                      "split")
+  language_data.check_corpus_files(config.corpus, config.corpus_dir, config.layout)
   ex.check_memory(estimate_bytes(config), what=f"config.corpus={config.raw.corpus!r}",
                   lower="the corpus size (e.g. a smaller text file)")
 

