@@ -32,6 +32,7 @@ MODULES = [
     "imbalance_jax.data.synthetic",
     "imbalance_jax.data.theory_problems",
     "imbalance_jax.losses",
+    "imbalance_jax.losses.long_tail",
     "imbalance_jax.metrics.blocks",
     "imbalance_jax.metrics.confusion",
     "imbalance_jax.metrics.per_class",

@@ -203,7 +203,7 @@ def Exponents(**kwargs) -> Text:  # noqa: N802
 
 
 _RUN_GRAMMAR = (f"<optimizer>[+m][@<weighting>] with optimizer in {tuple(optim.OPTIMIZERS)} "
-                f"and weighting in {losses.WEIGHTINGS}")
+                f"and weighting in {losses.OBJECTIVES}")
 
 
 def Runs(*, allow_all: bool = False, allow_empty: bool = False, **kwargs) -> Text:  # noqa: N802

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from imbalance_jax.losses import WEIGHTINGS
+from imbalance_jax.losses import OBJECTIVES
 from imbalance_jax.optim.aliases import OPTIMIZERS
 
 MOMENTUM = 0.9
@@ -37,8 +37,8 @@ def parse_run(name: str, default_weighting: str = "none") -> RunSpec:
   if optimizer not in OPTIMIZERS:
     raise ValueError(f"run {name!r}: optimizer must be one of {tuple(OPTIMIZERS)}")
   weighting = weighting or default_weighting
-  if weighting not in WEIGHTINGS:
-    raise ValueError(f"run {name!r}: weighting must be one of {WEIGHTINGS}")
+  if weighting not in OBJECTIVES:  # a class weighting or a long-tail loss (losses.OBJECTIVES)
+    raise ValueError(f"run {name!r}: weighting must be one of {OBJECTIVES}")
   return RunSpec(name=name.strip(), optimizer=optimizer,
                  momentum=MOMENTUM if base.endswith("+m") else 0.0, weighting=weighting)
 

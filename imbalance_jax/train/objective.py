@@ -24,6 +24,10 @@ def _cross_entropy_outputs(logits, data: Dataset, weighting: str):
   mean_loss = jnp.mean(loss_N)
   if weighting == "none":
     value = mean_loss
+  elif weighting in losses.LOSSES:
+    logits_NC = logits.reshape(-1, logits.shape[-1])
+    value = jnp.mean(losses.long_tail.training_loss(weighting, logits_NC, label_N,
+                                                    data.class_counts))
   else:
     weights_C = losses.class_weights(data.class_counts, weighting).astype(loss_N.dtype)
     value = losses.weighted_mean_loss(loss_N, label_N, weights_C)
@@ -50,8 +54,13 @@ def classification_objective(apply_fn: Callable, weighting: str = "none", *,
       ``stateful=True``, ``(variables, x, train=..., mutable=..., rngs=...)`` as
       Flax's ``Module.apply`` for a module whose ``__call__(x, train)`` uses
       BatchNorm (``use_running_average=not train``) or Dropout (rng ``"dropout"``).
-    weighting: ``"none"``, ``"inverse"`` (1/pi_k) or ``"inverse_sqrt"``
-      (1/sqrt(pi_k)); see `imbalance_jax.losses.class_weights`.
+    weighting: ``"none"``, ``"inverse"`` (1/pi_k), ``"inverse_sqrt"``
+      (1/sqrt(pi_k)) or ``"class_balanced"`` (see
+      `imbalance_jax.losses.class_weights`), or a long-tail loss of
+      `imbalance_jax.losses.OBJECTIVES` (``"logit_adjust"``, ``"balanced_softmax"``,
+      ``"ldam"``, ``"focal"``, ``"vs"``; `imbalance_jax.losses.long_tail`, with its
+      ``DEFAULTS``): the objective is then that loss's mean, while ``aux["loss"]``
+      and ``loss_N`` stay the plain cross-entropy.
     stateful: build ``objective(params, data, model_state, key, training)`` for
       `imbalance_jax.train.make_train` ``(stateful=True)``; ``aux["model_state"]``
       is the updated state (batch statistics in training mode).
@@ -68,7 +77,8 @@ def classification_objective(apply_fn: Callable, weighting: str = "none", *,
     >>> aux["loss_N"].shape == (ds.num_examples,)
     True
   """
-  losses.class_weights(jnp.ones(1), weighting)  # validates `weighting` eagerly
+  if weighting not in losses.OBJECTIVES:  # validated eagerly
+    raise ValueError(f"weighting must be one of {losses.OBJECTIVES}, got {weighting!r}")
 
   if not stateful:
     def objective(params, data: Dataset):

@@ -1,0 +1,171 @@
+"""Long-tail losses and weightings against float64 NumPy references, and their identities."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from imbalance_jax import data, losses, models, optim, train
+from imbalance_jax.losses import long_tail
+from imbalance_jax.types import make_dataset
+
+# Counts with an empty class (2); labels only of the non-empty classes.
+COUNTS = np.array([50, 10, 0, 3, 1])
+LABELS = np.array([0, 1, 3, 4, 0, 1, 4])
+
+
+def _log_softmax(z):
+  z_max = np.max(np.where(np.isfinite(z), z, -np.inf), -1, keepdims=True)
+  return z - z_max - np.log(np.sum(np.exp(z - z_max), -1, keepdims=True))
+
+
+def _ce(z, y):
+  return -_log_softmax(z)[np.arange(len(y)), y]
+
+
+def _log_pi(counts):
+  pi = counts / counts.sum()
+  with np.errstate(divide="ignore"):
+    return np.log(pi)
+
+
+def ref_logit_adjust(z, y, counts, tau):
+  return _ce(z + tau * _log_pi(counts), y)
+
+
+def ref_balanced_softmax(z, y, counts):
+  pi = counts / counts.sum()  # -log(pi_y e^{z_y} / sum_j pi_j e^{z_j}), written out
+  e = np.exp(z - z.max(-1, keepdims=True))
+  return -np.log(pi[y] * e[np.arange(len(y)), y] / (e * pi).sum(-1))
+
+
+def ref_ldam(z, y, counts, max_margin, scale):
+  raw = np.array([n ** -0.25 if n > 0 else 0.0 for n in counts])
+  margins = max_margin * raw / raw.max()
+  shifted = z.copy()
+  shifted[np.arange(len(y)), y] -= margins[y]
+  return _ce(scale * shifted, y)
+
+
+def ref_focal(z, y, gamma):
+  p = np.exp(-_ce(z, y))
+  return -(1 - p) ** gamma * np.log(p)
+
+
+def ref_vs(z, y, counts, gamma, tau):
+  delta = (counts / counts.max()) ** gamma
+  return _ce(z * delta + tau * _log_pi(counts), y)
+
+
+def ref_class_balanced(counts, beta):
+  raw = np.array([(1 - beta) / (1 - beta ** n) if n > 0 else 0.0 for n in counts])
+  pi = counts / counts.sum()
+  return raw / np.sum(pi * raw)
+
+
+def _numeric_grad(f, z, h=1e-6):
+  """Central differences of sum(f(z)) in float64."""
+  g = np.zeros_like(z)
+  for idx in np.ndindex(z.shape):
+    zp, zm = z.copy(), z.copy()
+    zp[idx] += h
+    zm[idx] -= h
+    g[idx] = (f(zp).sum() - f(zm).sum()) / (2 * h)
+  return g
+
+
+CASES = [
+    ("logit_adjust", lambda z, y, c: long_tail.logit_adjusted_loss(z, y, c, 0.7),
+     lambda z, y, c: ref_logit_adjust(z, y, c, 0.7)),
+    ("balanced_softmax", long_tail.balanced_softmax_loss, ref_balanced_softmax),
+    ("ldam", lambda z, y, c: long_tail.ldam_loss(z, y, c, 0.5, 2.0),
+     lambda z, y, c: ref_ldam(z, y, c, 0.5, 2.0)),
+    ("focal", lambda z, y, c: long_tail.focal_loss(z, y, 2.0), lambda z, y, c: ref_focal(z, y, 2.0)),
+    ("vs", lambda z, y, c: long_tail.vs_loss(z, y, c, 0.3, 0.5),
+     lambda z, y, c: ref_vs(z, y, c, 0.3, 0.5)),
+]
+
+
+@pytest.mark.parametrize("name,fn,ref", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("counts,labels", [(COUNTS, LABELS), (np.array([7]), np.zeros(3, int))],
+                         ids=["empty_class", "single_class"])
+def test_loss_values_and_gradients_match_numpy(x64, name, fn, ref, counts, labels):
+  del name
+  z = np.random.default_rng(0).normal(size=(len(labels), len(counts))) * 2.0
+  value = fn(jnp.asarray(z), jnp.asarray(labels), jnp.asarray(counts))
+  np.testing.assert_allclose(value, ref(z, labels, counts), rtol=1e-10, atol=1e-12)
+  grad = jax.grad(lambda zz: fn(zz, jnp.asarray(labels), jnp.asarray(counts)).sum())(
+      jnp.asarray(z))
+  assert np.all(np.isfinite(grad))
+  np.testing.assert_allclose(grad, _numeric_grad(lambda zz: ref(zz, labels, counts), z),
+                             atol=1e-7)
+
+
+def test_identities(x64):
+  z = jnp.asarray(np.random.default_rng(1).normal(size=(len(LABELS), len(COUNTS))))
+  y, c = jnp.asarray(LABELS), jnp.asarray(COUNTS)
+  ce = losses.cross_entropy(z, y)
+  np.testing.assert_allclose(long_tail.balanced_softmax_loss(z, y, c),
+                             long_tail.logit_adjusted_loss(z, y, c, 1.0), rtol=1e-12)
+  np.testing.assert_allclose(long_tail.logit_adjusted_loss(z, y, c, 0.0), ce, rtol=1e-12)
+  np.testing.assert_allclose(long_tail.ldam_loss(z, y, c, 0.0), ce, rtol=1e-12)
+  np.testing.assert_allclose(long_tail.focal_loss(z, y, 0.0), ce, rtol=1e-12)
+  np.testing.assert_allclose(long_tail.vs_loss(z, y, c, 0.0, 0.6),
+                             long_tail.logit_adjusted_loss(z, y, c, 0.6), rtol=1e-12)
+  # Post hoc: argmax of logits - tau log pi, and the empty class is never predicted.
+  adjusted = long_tail.post_hoc_adjusted_logits(z, c, 1.0)
+  expected = np.asarray(z) - np.where(COUNTS > 0, _log_pi(COUNTS), 0.0)
+  np.testing.assert_allclose(np.asarray(adjusted)[:, COUNTS > 0], expected[:, COUNTS > 0])
+  assert np.all(np.isneginf(np.asarray(adjusted)[:, 2]))
+  np.testing.assert_array_equal(long_tail.post_hoc_adjusted_logits(z, c, 0.0), z)
+
+
+def test_class_balanced_weights_and_limits(x64):
+  for beta in (0.0, 0.5, 0.99, 0.9999):
+    np.testing.assert_allclose(losses.class_weights(jnp.asarray(COUNTS), "class_balanced",
+                                                    beta=beta),
+                               ref_class_balanced(COUNTS, beta), rtol=1e-9)
+  near_one = losses.class_weights(jnp.asarray(COUNTS), "class_balanced", beta=1 - 1e-9)
+  np.testing.assert_allclose(near_one, losses.class_weights(jnp.asarray(COUNTS), "inverse"),
+                             rtol=1e-6)
+  at_zero = losses.class_weights(jnp.asarray(COUNTS), "class_balanced", beta=0.0)
+  np.testing.assert_allclose(at_zero, np.where(COUNTS > 0, 1.0, 0.0), rtol=1e-12)
+  with pytest.raises(ValueError, match="^beta must lie in"):
+    losses.class_weights(jnp.asarray(COUNTS), "class_balanced", beta=1.0)
+
+
+def test_ldam_drw_switches_at_the_step_under_jit(x64):
+  z = jnp.asarray(np.random.default_rng(2).normal(size=(len(LABELS), len(COUNTS))))
+  y, c = jnp.asarray(LABELS), jnp.asarray(COUNTS)
+  fn = jax.jit(lambda step: long_tail.training_loss("ldam_drw", z, y, c, step, drw_step=5))
+  ldam = ref_ldam(np.asarray(z), LABELS, COUNTS, 0.5, 1.0)
+  np.testing.assert_allclose(fn(4), ldam, rtol=1e-10)
+  np.testing.assert_allclose(fn(jnp.int32(5)), ref_class_balanced(COUNTS, 0.9999)[LABELS] * ldam,
+                             rtol=1e-9)
+  with pytest.raises(ValueError, match="^loss must be one of"):
+    long_tail.training_loss("nope", z, y, c)
+  with pytest.raises(ValueError, match="unknown loss hyperparameters"):
+    long_tail.training_loss("ldam", z, y, c, gamma=1.0)
+
+
+def test_run_names_and_objective_train_with_a_long_tail_loss():
+  assert optim.parse_run("adam+m@balanced_softmax").weighting == "balanced_softmax"
+  with pytest.raises(ValueError, match="weighting must be one of"):
+    optim.parse_run("gd@ldam_drw")  # the loop does not give the objective its step yet
+  with pytest.raises(ValueError, match="^weighting must be one of"):
+    train.classification_objective(lambda p, x: x, "nope")
+  x = np.random.default_rng(3).normal(size=(7, 4)).astype(np.float32)
+  ds = make_dataset(x, LABELS, len(COUNTS))
+  model = models.LinearSoftmax(ds.num_classes)
+  params = model.init(jax.random.key(0), ds.x[:1])
+  value, aux = train.classification_objective(model.apply, "logit_adjust")(params, ds)
+  logits = model.apply(params, ds.x)
+  np.testing.assert_allclose(value, jnp.mean(long_tail.logit_adjusted_loss(
+      logits, ds.y, ds.class_counts)), rtol=1e-6)
+  np.testing.assert_allclose(aux["loss"], jnp.mean(losses.cross_entropy(logits, ds.y)), rtol=1e-6)
+  groups = data.frequency_groups(np.asarray(ds.class_counts), num_groups=2)
+  del groups
+  run = train.make_train(train.classification_objective(model.apply, "ldam"),
+                         optim.injectable("gd", 0.9), num_steps=4, log_every=2)
+  result = run(params, ds, 0.1)
+  assert bool(result.finite)
