@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from experiments import barcoded_mnist, imagenet_resnet, reweighting_mnist
-from imbalance_jax import _checks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
