@@ -169,3 +169,37 @@ def test_run_names_and_objective_train_with_a_long_tail_loss():
                          optim.injectable("gd", 0.9), num_steps=4, log_every=2)
   result = run(params, ds, 0.1)
   assert bool(result.finite)
+
+
+def _reference_exp_counts(num_classes, img_max, imb_factor):
+  """Cao et al.'s LDAM-DRW code, IMBALANCECIFAR10.get_img_num_per_cls(imb_type='exp')."""
+  img_num_per_cls = []
+  for cls_idx in range(num_classes):
+    num = img_max * (imb_factor**(cls_idx / (num_classes - 1.0)))
+    img_num_per_cls.append(int(num))
+  return img_num_per_cls
+
+
+def test_exponential_counts_match_the_reference_code():
+  assert data.exponential_counts(10, 5000, 100).tolist() == [
+      5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # CIFAR-10-LT, rho = 100
+  for c, n_max, rho in [(10, 5000, 10), (10, 5000, 50), (100, 500, 100), (100, 500, 10),
+                        (7, 1300, 256), (2, 30, 3), (1000, 1280, 10)]:
+    assert data.exponential_counts(c, n_max, rho).tolist() == _reference_exp_counts(
+        c, n_max, 1 / rho), (c, n_max, rho)
+  assert data.exponential_counts(1, 9, 5).tolist() == [9]
+  for bad, match in [(dict(ratio=0.5), "^ratio must be >= 1"),
+                     (dict(max_per_class=0), "^max_per_class must be"),
+                     (dict(ratio=1000), "leaves the last class no examples")]:
+    with pytest.raises(ValueError, match=match):
+      data.exponential_counts(4, bad.get("max_per_class", 10), bad.get("ratio", 2))
+
+
+def test_exponential_subsample_keeps_the_profile_per_class_id():
+  y = np.repeat(np.arange(5), [20, 30, 20, 25, 40])
+  ds = make_dataset(np.arange(len(y), dtype=np.float32)[:, None], y, 5)
+  sub = data.exponential_subsample(jax.random.key(0), ds, ratio=10)
+  assert sub.class_counts.tolist() == _reference_exp_counts(5, 20, 0.1)
+  assert np.all(np.diff(np.asarray(sub.x[:, 0])) > 0)  # original order kept
+  with pytest.raises(ValueError, match="asks class 0 for 25 examples but it has 20"):
+    data.exponential_subsample(jax.random.key(0), ds, ratio=10, max_per_class=25)

@@ -7,7 +7,8 @@ from imbalance_jax.data.imagenet import (IMAGENET_SUBSETS, imagenet_labels, imag
                                          load_imagenet_subset, resize_and_center_crop)
 from imbalance_jax.data.images import (IMAGE_SOURCES, find_images, load_images, make_image_dataset,
                                        read_idx, write_idx, write_tfds_images)
-from imbalance_jax.data.imbalance import (frequency_groups, heavy_tail_counts,
+from imbalance_jax.data.imbalance import (exponential_counts, exponential_subsample,
+                                          frequency_groups, heavy_tail_counts,
                                           heavy_tail_subsample, host_rng, per_class_indices,
                                           step_imbalance, subsample_per_class, take,
                                           uniform_subsample)
@@ -34,7 +35,8 @@ __all__ += ["CORPORA", "TOKENIZERS", "Corpus", "SubwordTokenizer", "TokenWindows
             "rank_frequencies",
             "train_tokenizer", "zipf_fit"]
 __all__ += ["BARCODED_VARIANTS", "IMAGENET_SUBSETS", "IMAGE_SOURCES", "Normalizer", "barcode_bits",
-            "barcoded", "barcoded_mnist", "find_images", "fit_normalizer", "heavy_tail_counts",
+            "barcoded", "barcoded_mnist", "exponential_counts", "exponential_subsample",
+            "find_images", "fit_normalizer", "heavy_tail_counts",
             "heavy_tail_subsample", "host_rng", "imagenet_labels", "imagenet_normalizer",
             "load_imagenet_subset", "load_images",
             "make_image_dataset", "normalize", "per_class_indices", "read_idx",

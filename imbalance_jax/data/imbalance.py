@@ -189,6 +189,68 @@ def heavy_tail_subsample(key: jax.Array, dataset: Dataset, *,
   return subsample_per_class(key, dataset, counts)
 
 
+def exponential_counts(num_classes: int, max_per_class: int, ratio: float) -> np.ndarray:
+  """The long-tail literature's exponential profile ``n_k = int(n_max * (1/rho)^(k/(C-1)))``.
+
+  Class ``k`` (by id) keeps ``n_k``; ``n_0 = n_max`` and ``n_{C-1} = n_max / rho``
+  (imbalance ratio ``rho >= 1``). The float expression and the truncation are
+  those of Cao et al.'s LDAM-DRW code (NeurIPS 2019, arXiv:1906.07413;
+  ``IMBALANCECIFAR10.get_img_num_per_cls`` with ``imb_type='exp'``,
+  ``imb_factor = 1/rho``), which made CIFAR-10-LT / CIFAR-100-LT; one class
+  keeps ``n_max``.
+
+  Example:
+    >>> exponential_counts(10, 5000, 100).tolist()
+    [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+  """
+  num_classes = _checks.check_int("num_classes", num_classes, minimum=1)
+  max_per_class = _checks.check_int("max_per_class", max_per_class, minimum=1)
+  _checks.check_positive("ratio", ratio)
+  if isinstance(ratio, bool) or float(ratio) < 1:
+    raise ValueError(f"ratio must be >= 1 (largest over smallest class), got {ratio}")
+  if num_classes == 1:
+    return np.array([max_per_class], np.int64)
+  factor = 1.0 / float(ratio)
+  # Host-side, in Python floats: the reference's own arithmetic (C pow on doubles).
+  counts = [int(max_per_class * (factor ** (k / (num_classes - 1.0))))
+            for k in range(num_classes)]
+  if min(counts) < 1:
+    raise ValueError(f"max_per_class / ratio = {max_per_class / float(ratio):.3g} leaves the "
+                     "last class no examples; lower ratio or raise max_per_class")
+  return np.asarray(counts, np.int64)
+
+
+def exponential_subsample(key: jax.Array, dataset: Dataset, *, ratio: float,
+                          max_per_class: int | None = None) -> Dataset:
+  """Exponentially imbalanced subset (CIFAR-10-LT style): `exponential_counts` per class id.
+
+  Args:
+    key: PRNG key choosing the examples.
+    dataset: any labelled `Dataset` (labels and ``num_classes`` kept).
+    ratio: imbalance ratio ``rho = n_max / n_min >= 1`` (CIFAR-10-LT: 10, 50, 100).
+    max_per_class: ``n_max`` (default: the smallest class count, i.e. ``N / C`` on a
+      balanced set, as the reference code's ``len(data) / C``).
+
+  Raises:
+    ValueError: if a class has fewer examples than its profile asks for.
+
+  Example:
+    >>> from imbalance_jax.types import make_dataset
+    >>> ds = make_dataset(np.zeros((40, 1)), np.repeat(np.arange(4), 10), 4)
+    >>> exponential_subsample(jax.random.key(0), ds, ratio=10).class_counts.tolist()
+    [10, 4, 2, 1]
+  """
+  available = np.asarray(dataset.class_counts)
+  n_max = int(available.min()) if max_per_class is None else max_per_class
+  wanted = exponential_counts(dataset.num_classes, n_max, ratio)
+  short = np.flatnonzero(wanted > available)
+  if short.size:
+    k = int(short[0])
+    raise ValueError(f"max_per_class={n_max} with ratio={ratio} asks class {k} for "
+                     f"{int(wanted[k])} examples but it has {int(available[k])}")
+  return subsample_per_class(key, dataset, wanted)
+
+
 def uniform_subsample(key: jax.Array, dataset: Dataset, per_class: int) -> Dataset:
   """Balanced subset: ``per_class`` random examples of every class (small ImageNet: 10).
 
