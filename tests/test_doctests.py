@@ -35,6 +35,7 @@ MODULES = [
     "imbalance_jax.losses.long_tail",
     "imbalance_jax.metrics.blocks",
     "imbalance_jax.metrics.confusion",
+    "imbalance_jax.metrics.long_tail",
     "imbalance_jax.metrics.per_class",
     "imbalance_jax.models.linear",
     "imbalance_jax.models.mlp",

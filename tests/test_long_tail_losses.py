@@ -203,3 +203,71 @@ def test_exponential_subsample_keeps_the_profile_per_class_id():
   assert np.all(np.diff(np.asarray(sub.x[:, 0])) > 0)  # original order kept
   with pytest.raises(ValueError, match="asks class 0 for 25 examples but it has 20"):
     data.exponential_subsample(jax.random.key(0), ds, ratio=10, max_per_class=25)
+
+
+def _ref_ece(conf, correct, bins):
+  """Guo et al.'s ECE with equal-width bins (0, 1/B], (1/B, 2/B], ..., in float64."""
+  edges = np.linspace(0, 1, bins + 1)
+  total = 0.0
+  for lo, hi in zip(edges[:-1], edges[1:]):
+    sel = (conf > lo) & (conf <= hi) if lo > 0 else (conf <= hi)
+    if sel.any():
+      total += sel.sum() / len(conf) * abs(correct[sel].mean() - conf[sel].mean())
+  return total
+
+
+def test_long_tail_metrics_against_sklearn_and_a_numpy_ece(x64):
+  from sklearn.metrics import balanced_accuracy_score
+  from imbalance_jax.metrics.long_tail import long_tail_metrics
+  rng = np.random.default_rng(4)
+  train_counts = np.array([300, 150, 60, 25, 10, 3, 0])
+  groups = np.array([0, 0, 1, 1, 2, 2, 2])
+  y = rng.choice(6, size=200)  # class 6 absent from the split, class 5 few-shot
+  pred = np.where(rng.random(200) < 0.6, y, rng.choice(7, size=200))
+  conf = rng.uniform(0.2, 1.0, size=200)
+  aux = {"label_N": jnp.asarray(y), "prediction_N": jnp.asarray(pred),
+         "confidence_N": jnp.asarray(conf)}
+  out = jax.jit(lambda a: long_tail_metrics(train_counts, groups, num_bins=10)(None, None, a,
+                                                                                None))(aux)
+  np.testing.assert_allclose(out["balanced_accuracy"], balanced_accuracy_score(y, pred),
+                             rtol=1e-12)
+  correct = (pred == y).astype(float)
+  shot = np.where(train_counts > 100, 0, np.where(train_counts >= 20, 1, 2))[y]
+  np.testing.assert_allclose(out["shot_accuracy"], [correct[shot == s].mean() for s in range(3)])
+  np.testing.assert_allclose(out["group_accuracy"],
+                             [correct[groups[y] == g].mean() for g in range(3)])
+  np.testing.assert_allclose(out["worst_group_accuracy"],
+                             min(correct[groups[y] == g].mean() for g in range(3)))
+  np.testing.assert_allclose(out["worst_class_accuracy"],
+                             min(correct[y == k].mean() for k in range(6)))
+  np.testing.assert_allclose(out["ece"], _ref_ece(conf, correct, 10), rtol=1e-10)
+  np.testing.assert_allclose(out["group_ece"], [
+      _ref_ece(conf[groups[y] == g], correct[groups[y] == g], 10) for g in range(3)], rtol=1e-10)
+  np.testing.assert_allclose(out["shot_ece"], [
+      _ref_ece(conf[shot == s], correct[shot == s], 10) for s in range(3)], rtol=1e-10)
+  with pytest.raises(ValueError, match="^class_to_group must be"):
+    long_tail_metrics(train_counts, groups[:3])
+
+
+def test_long_tail_metrics_recorded_for_a_held_out_split_in_the_scan():
+  from imbalance_jax import metrics
+  from imbalance_jax.metrics.long_tail import long_tail_metrics
+  rng = np.random.default_rng(5)
+  y = np.repeat(np.arange(3), [120, 30, 6])
+  x = (rng.normal(size=(len(y), 3)) + np.eye(3)[y]).astype(np.float32)
+  ds = make_dataset(x, y, 3)
+  test = make_dataset(x[::2], y[::2], 3)
+  groups = data.frequency_groups(np.asarray(ds.class_counts), num_groups=2)
+  plain, tail = metrics.classification_metrics(groups), long_tail_metrics(ds.class_counts, groups)
+  model = models.LinearSoftmax(3)
+  params = model.init(jax.random.key(0), ds.x[:1])
+  run = train.make_train(train.classification_objective(model.apply, "balanced_softmax"),
+                         optim.injectable("gd", 0.9), num_steps=6, log_every=3,
+                         metrics_fn=lambda *a: {**plain(*a), **tail(*a)})
+  history = run(params, {"train": ds, "test": test}, 0.5).history
+  assert history["test/shot_accuracy"].shape == (3, 3)
+  assert history["balanced_accuracy"].shape == (3,)
+  logits = model.apply(params, test.x)  # step 0 is the initial iterate
+  from sklearn.metrics import balanced_accuracy_score
+  np.testing.assert_allclose(history["test/balanced_accuracy"][0], balanced_accuracy_score(
+      np.asarray(test.y), np.asarray(logits.argmax(-1))), rtol=1e-6)

@@ -32,13 +32,14 @@ def test_objective_outputs_by_hand():
   logits = np.asarray(ds.x) @ np.asarray(params)
   log_probs = logits - np.log(np.exp(logits).sum(1, keepdims=True))
   loss_N = -log_probs[np.arange(4), np.asarray(ds.y)]
-  assert sorted(aux) == ["label_N", "logits", "loss", "loss_N", "prediction_N"]
+  assert sorted(aux) == ["confidence_N", "label_N", "logits", "loss", "loss_N", "prediction_N"]
   np.testing.assert_allclose(value, loss_N.mean(), rtol=1e-6)
   np.testing.assert_allclose(aux["loss"], loss_N.mean(), rtol=1e-6)
   np.testing.assert_allclose(aux["loss_N"], loss_N, rtol=1e-6)
   np.testing.assert_allclose(aux["logits"], logits, rtol=1e-6)
   np.testing.assert_array_equal(aux["label_N"], ds.y)
   np.testing.assert_array_equal(aux["prediction_N"], logits.argmax(1))
+  np.testing.assert_allclose(aux["confidence_N"], np.exp(log_probs).max(1), rtol=1e-6)
 
 
 @pytest.mark.parametrize("weighting", ["inverse", "inverse_sqrt"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax.numpy as jnp
+from jax.scipy.special import logsumexp
 
 from imbalance_jax import losses
 from imbalance_jax.types import Dataset
@@ -32,7 +33,9 @@ def _cross_entropy_outputs(logits, data: Dataset, weighting: str):
     weights_C = losses.class_weights(data.class_counts, weighting).astype(loss_N.dtype)
     value = losses.weighted_mean_loss(loss_N, label_N, weights_C)
   aux = {"logits": logits, "loss_N": loss_N, "label_N": label_N,
-         "prediction_N": jnp.argmax(logits, axis=-1).reshape(-1), "loss": mean_loss}
+         "prediction_N": jnp.argmax(logits, axis=-1).reshape(-1), "loss": mean_loss,
+         # max softmax probability, for calibration (metrics.long_tail_metrics)
+         "confidence_N": jnp.exp(jnp.max(logits, -1) - logsumexp(logits, -1)).reshape(-1)}
   return value, aux
 
 
@@ -43,7 +46,8 @@ def classification_objective(apply_fn: Callable, weighting: str = "none", *,
   The objective is the (optionally class-reweighted) mean cross-entropy; the
   aux dict carries what metrics reuse without a second forward pass:
   ``logits [N, C]``, the unweighted per-example ``loss_N [N]``, ``label_N`` and
-  ``prediction_N`` (argmax) ``[N]``, and the mean ``loss`` (the quantity
+  ``prediction_N`` (argmax) and ``confidence_N`` (max softmax probability)
+  ``[N]``, and the mean ``loss`` (the quantity
   plotted, tuned on and checked for divergence). For sequence data (labels
   ``[N, T]``) every token is an example and the ``*_N`` entries are flat
   ``[N * T]``. Class weights come from ``data.class_counts`` of the whole
