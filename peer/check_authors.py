@@ -232,8 +232,14 @@ def their_init_stds(te) -> dict:
   init = TransformerEncoderInitializer.default_scaled_by_depth(INIT["layers"], 2**0.5 * 0.02)
   model = te.GPTModel(num_heads=INIT["heads"], depth=INIT["layers"], emb_dim=INIT["d"],
                       init=init).load_model(np.array([INIT["vocab"]]), np.array([INIT["vocab"]]))
-  return {f"init_std/{k}": np.array(p.detach().double().std().item())
-          for k, p in model.named_parameters()}
+  out = {f"init_std/{k}": np.array(p.detach().double().std().item())
+         for k, p in model.named_parameters()}
+  layers = model.transformer_encoder.layers  # deep copies of one layer (PyTorch's API)
+  out["same_attention_init"] = np.array(all(
+      torch.equal(layers[0].self_attn.in_proj_weight, layer.self_attn.in_proj_weight)
+      and torch.equal(layers[0].self_attn.out_proj.weight, layer.self_attn.out_proj.weight)
+      for layer in layers))
+  return out
 
 
 def torch_main(inp: str, outp: str, authors_dir: str):
@@ -321,6 +327,8 @@ def main():
     worst_ratio = max(worst_ratio, abs(np.log(ratio)) if ratio else np.inf)
     print(f"  {name:48s} {theirs_std:.4g} / {ours_std:.4g}")
   print(f"largest |log(std ratio)| {worst_ratio:.3f} (sampling noise at these sizes: < 0.1)")
+  print("their layers start from the same attention weights (ours: drawn per layer): "
+        f"{bool(theirs['same_attention_init'])}")
   if args.write_reference:
     o, params = ours["gpt2_small"], ours["gpt2_small"]["_params_flax"]
     t = {k[len("gpt2_small/"):]: v for k, v in theirs.items() if k.startswith("gpt2_small/")}
