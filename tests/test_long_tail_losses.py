@@ -151,7 +151,7 @@ def test_ldam_drw_switches_at_the_step_under_jit(x64):
 def test_run_names_and_objective_train_with_a_long_tail_loss():
   assert optim.parse_run("adam+m@balanced_softmax").weighting == "balanced_softmax"
   with pytest.raises(ValueError, match="weighting must be one of"):
-    optim.parse_run("gd@ldam_drw")  # the loop does not give the objective its step yet
+    optim.parse_run("gd@ldam_drw")  # needs drw_step: classification_objective(drw_step=)
   with pytest.raises(ValueError, match="^weighting must be one of"):
     train.classification_objective(lambda p, x: x, "nope")
   x = np.random.default_rng(3).normal(size=(7, 4)).astype(np.float32)
@@ -271,3 +271,28 @@ def test_long_tail_metrics_recorded_for_a_held_out_split_in_the_scan():
   from sklearn.metrics import balanced_accuracy_score
   np.testing.assert_allclose(history["test/balanced_accuracy"][0], balanced_accuracy_score(
       np.asarray(test.y), np.asarray(logits.argmax(-1))), rtol=1e-6)
+
+
+def test_ldam_drw_in_make_train_gets_the_step(x64):
+  """make_train passes the step to an objective marked takes_step: the run equals GD on
+  LDAM for steps < drw_step and on DRW-weighted LDAM after (a Python loop, float64)."""
+  rng = np.random.default_rng(6)
+  y = np.repeat(np.arange(3), [12, 5, 2])
+  x = rng.normal(size=(len(y), 3))
+  ds = make_dataset(x, y, 3)
+  model = models.LinearSoftmax(3, param_dtype=jnp.float64)
+  params = model.init(jax.random.key(0), ds.x[:1])
+  with pytest.raises(ValueError, match="^drw_step must be given exactly"):
+    train.classification_objective(model.apply, "ldam_drw")
+  objective = train.classification_objective(model.apply, "ldam_drw", drw_step=3)
+  run = train.make_train(objective, optim.injectable("gd", 0.0), num_steps=6, log_every=3)
+  result = run(params, ds, 0.3)
+  p = params
+  for t in range(6):
+    grad = jax.grad(lambda q: jnp.mean(long_tail.training_loss(
+        "ldam_drw", model.apply(q, ds.x), ds.y, ds.class_counts, t, drw_step=3)))(p)
+    p = jax.tree.map(lambda a, g: a - 0.3 * g, p, grad)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10), result.params, p)
+  never = train.make_train(train.classification_objective(model.apply, "ldam"),
+                           optim.injectable("gd", 0.0), num_steps=6, log_every=3)(params, ds, 0.3)
+  assert not np.allclose(jax.tree.leaves(never.params)[0], jax.tree.leaves(p)[0])

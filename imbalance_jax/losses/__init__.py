@@ -16,8 +16,8 @@ from imbalance_jax.losses.long_tail import LOSSES
 OBJECTIVES = ("none", "inverse", "inverse_sqrt", "class_balanced") + tuple(
     name for name in LOSSES if name != "ldam_drw")
 """Everything the ``@<...>`` part of a run name may name: a class weighting or a loss
-(``ldam_drw`` depends on the step, which `imbalance_jax.train.make_train` does not
-yet give the objective; use `long_tail.training_loss` with ``step``)."""
+(``ldam_drw`` needs its ``drw_step``: build it with
+``train.classification_objective(apply, "ldam_drw", drw_step=k)``)."""
 
 WEIGHTINGS = ("none", "inverse", "inverse_sqrt", "class_balanced")
 

@@ -161,25 +161,28 @@ class Train:
   def _join_variables(self, params, model_state):
     return {"params": params, **model_state} if self.stateful else params
 
-  def _objective(self, params, model_state, batch, key, training: bool):
+  def _objective(self, params, model_state, batch, key, training: bool, step=None):
+    # An objective marked `takes_step` (e.g. LDAM-DRW) gets the optimizer step as `step=`.
+    extra = ({"step": step} if step is not None and getattr(self.objective_fn, "takes_step",
+                                                            False) else {})
     if self.stateful:
-      value, aux = self.objective_fn(params, batch, model_state, key, training)
+      value, aux = self.objective_fn(params, batch, model_state, key, training, **extra)
       aux = dict(aux)
       # Keep the carried dtypes (Flax makes float32 batch statistics even under x64).
       model_state = jax.tree.map(lambda new, old: new.astype(old.dtype),
                                  aux.pop("model_state", model_state), model_state)
     else:
-      value, aux = self.objective_fn(params, batch)
+      value, aux = self.objective_fn(params, batch, **extra)
       aux = dict(aux) if isinstance(aux, Mapping) else {}
     loss = aux.get("loss", value)
     return value, loss, model_state, aux
 
-  def _value_and_grad(self, params, model_state, data, key, chunk_size):
+  def _value_and_grad(self, params, model_state, data, key, chunk_size, step=None):
     """Objective, tracked loss, new model state, aux and gradient over ``data``."""
 
-    def value_and_grad(params, model_state, batch, chunk_key):
+    def value_and_grad(params, model_state, batch, chunk_key, step):
       def objective(p):
-        value, loss, state, aux = self._objective(p, model_state, batch, chunk_key, True)
+        value, loss, state, aux = self._objective(p, model_state, batch, chunk_key, True, step)
         return value, (loss, state, aux)
 
       return jax.value_and_grad(objective, has_aux=True)(params)
@@ -191,7 +194,8 @@ class Train:
 
     def chunk(batch, index):
       chunk_key = None if key is None else jax.random.fold_in(key, index)
-      (value, (loss, state, aux)), grads = value_and_grad(params, model_state, batch, chunk_key)
+      (value, (loss, state, aux)), grads = value_and_grad(params, model_state, batch, chunk_key,
+                                                          step)
       return (value, loss, state, grads), aux
 
     (value, loss, state, grads), aux = accumulate(chunk, data, chunk_size)
@@ -282,7 +286,7 @@ class Train:
     key = self._step_key(state)
     if not self.minibatch:
       _, loss, model_state, aux, grads = self._value_and_grad(
-          state.params, state.model_state, train_data, key, self.batching.chunk_size)
+          state.params, state.model_state, train_data, key, self.batching.chunk_size, state.step)
       return loss, model_state, aux, grads
     index_AB = self._batch(state, train_data)
 
@@ -290,7 +294,7 @@ class Train:
       index_B, a = inputs
       micro_key = None if key is None else jax.random.fold_in(key, a)
       _, loss, model_state, _, grads = self._value_and_grad(
-          state.params, model_state, take(train_data, index_B), micro_key, None)
+          state.params, model_state, take(train_data, index_B), micro_key, None, state.step)
       return model_state, (loss, grads)
 
     model_state, (losses, grads) = jax.lax.scan(

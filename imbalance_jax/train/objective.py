@@ -11,7 +11,7 @@ from imbalance_jax import losses
 from imbalance_jax.types import Dataset
 
 
-def _cross_entropy_outputs(logits, data: Dataset, weighting: str):
+def _cross_entropy_outputs(logits, data: Dataset, weighting: str, step=0, drw_step=None):
   """``(objective, aux)`` of softmax cross-entropy; labels may be ``[N]`` or ``[N, T]``."""
   if not jnp.issubdtype(data.y.dtype, jnp.integer):  # static: checked once, at trace time
     raise ValueError(f"data.y must hold integer class ids, got {data.y.dtype} (build the "
@@ -27,8 +27,9 @@ def _cross_entropy_outputs(logits, data: Dataset, weighting: str):
     value = mean_loss
   elif weighting in losses.LOSSES:
     logits_NC = logits.reshape(-1, logits.shape[-1])
-    value = jnp.mean(losses.long_tail.training_loss(weighting, logits_NC, label_N,
-                                                    data.class_counts))
+    value = jnp.mean(losses.long_tail.training_loss(
+        weighting, logits_NC, label_N, data.class_counts, step,
+        drw_step=0 if drw_step is None else drw_step))
   else:
     weights_C = losses.class_weights(data.class_counts, weighting).astype(loss_N.dtype)
     value = losses.weighted_mean_loss(loss_N, label_N, weights_C)
@@ -40,7 +41,7 @@ def _cross_entropy_outputs(logits, data: Dataset, weighting: str):
 
 
 def classification_objective(apply_fn: Callable, weighting: str = "none", *,
-                             stateful: bool = False) -> Callable:
+                             stateful: bool = False, drw_step: int | None = None) -> Callable:
   """Softmax cross-entropy as a training objective.
 
   The objective is the (optionally class-reweighted) mean cross-entropy; the
@@ -65,6 +66,10 @@ def classification_objective(apply_fn: Callable, weighting: str = "none", *,
       ``"ldam"``, ``"focal"``, ``"vs"``; `imbalance_jax.losses.long_tail`, with its
       ``DEFAULTS``): the objective is then that loss's mean, while ``aux["loss"]``
       and ``loss_N`` stay the plain cross-entropy.
+    drw_step: with ``weighting="ldam_drw"`` (required there): LDAM, re-weighted by
+      class-balanced weights from this optimizer step on (Cao et al.'s DRW). The
+      objective then takes ``step=`` (marked ``takes_step``; `make_train` passes
+      the step inside the scan, so it compiles once).
     stateful: build ``objective(params, data, model_state, key, training)`` for
       `imbalance_jax.train.make_train` ``(stateful=True)``; ``aux["model_state"]``
       is the updated state (batch statistics in training mode).
@@ -81,16 +86,20 @@ def classification_objective(apply_fn: Callable, weighting: str = "none", *,
     >>> aux["loss_N"].shape == (ds.num_examples,)
     True
   """
-  if weighting not in losses.OBJECTIVES:  # validated eagerly
+  if weighting not in losses.OBJECTIVES + ("ldam_drw",):  # validated eagerly
     raise ValueError(f"weighting must be one of {losses.OBJECTIVES}, got {weighting!r}")
+  if (weighting == "ldam_drw") != (drw_step is not None):
+    raise ValueError("drw_step must be given exactly when weighting='ldam_drw', got "
+                     f"weighting={weighting!r}, drw_step={drw_step!r}")
 
   if not stateful:
-    def objective(params, data: Dataset):
-      return _cross_entropy_outputs(apply_fn(params, data.x), data, weighting)
+    def objective(params, data: Dataset, step=0):
+      return _cross_entropy_outputs(apply_fn(params, data.x), data, weighting, step, drw_step)
 
+    objective.takes_step = drw_step is not None
     return objective
 
-  def stateful_objective(params, data: Dataset, model_state, key, training: bool):
+  def stateful_objective(params, data: Dataset, model_state, key, training: bool, step=0):
     variables = {"params": params, **model_state}
     rngs = {"dropout": key} if (key is not None and training) else {}
     if training and model_state:
@@ -99,8 +108,9 @@ def classification_objective(apply_fn: Callable, weighting: str = "none", *,
       model_state = dict(model_state)
     else:
       logits = apply_fn(variables, data.x, train=training, rngs=rngs)
-    value, aux = _cross_entropy_outputs(logits, data, weighting)
+    value, aux = _cross_entropy_outputs(logits, data, weighting, step, drw_step)
     aux["model_state"] = model_state
     return value, aux
 
+  stateful_objective.takes_step = drw_step is not None
   return stateful_objective
