@@ -11,9 +11,12 @@ import subprocess
 import sys
 import tomllib
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow  # ~18 s; guards mutation testing (docs/testing.md), not the library
 def test_selected_test_modules_do_not_start_jax_on_import():
   with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
     selection = tomllib.load(f)["tool"]["mutmut"]["pytest_add_cli_args_test_selection"]

@@ -57,6 +57,7 @@ EXPERIMENT = Experiment(
                 "--config.log_every=5", "--config.segment_steps=10", "--config.refine_rounds=0",
                 "--config.num_groups=3", "--config.runs=adam+m,frequency_oracle"),
     kill_after=2,
+    slow_test=True,  # resume with -m slow: heavy_tailed_linear checks its segment path in CI
     figures=(
         Figure("H", "Fig 19", "quick", "heatmap.png",
                "The optimizer catalogue on Random Heavy-Tailed Labels (m=7), each at its tuned "

@@ -31,6 +31,7 @@ EXPERIMENT = Experiment(
     # Killed after the word tokenizer's counts are saved, before BPE's and Unigram's.
     test_flags=("--config.subword_vocab_size=120", "--config.num_groups=4"),
     kill_after=1,
+    slow_test=True,  # resume with -m slow: theory_figures checks Progress units in CI
     figures=(
         Figure("H", "Fig 9", "quick", "token_frequencies.png",
                "Relative token frequency vs frequency rank (log-log) on PTB's training split "
