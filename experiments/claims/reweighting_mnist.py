@@ -60,6 +60,7 @@ EXPERIMENT = Experiment(
                 "--config.width=2", "--config.majority_count=20", "--config.batch_size=8",
                 "--config.snapshot_steps=0,4"),
     kill_after=1,
+    slow_test=True,  # resume with -m slow: barcoded_mnist checks a conv binary's resume in CI
     figures=(
         Figure("R", "Fig 1", "quick", "fig1_confusion.png",
                "Confusion matrices along training (train and balanced test set), plain CE vs "
