@@ -54,6 +54,19 @@ def validate(config) -> None:
       lower="config.m or config.num_seeds (presets: quick m=7, small m=8, paper m=11)")
 
 
+# The linear task's sweep fields, shared with experiments.optimizer_catalogue.
+SWEEP_FIELDS = dict(
+    m=fields.Int(minimum=2, maximum=60,
+                 help="frequency levels: n = m 2^m, d = (m+1) 2^m, 2^m - 1 classes (m=1: one)"),
+    num_seeds=fields.Int(minimum=1),
+    num_steps=fields.Int(minimum=1, help="full-batch steps per run"),
+    log_every=fields.Int(minimum=1),
+    refine_rounds=fields.Int(minimum=0, maximum=5, help="1: half powers, 2: also quarters"),
+    segment_steps=fields.Int(minimum=0, help=">0: checkpoint every k steps of a round"),
+    runs=fields.Runs(),
+    learning_rate=fields.LearningRate())
+
+
 CONFIG = ex.Config(
     presets={
         "quick": dict(_STEPS, m=7, num_steps=300, runs=_ALL),
@@ -65,15 +78,7 @@ CONFIG = ex.Config(
                       "gd+m@inverse"),
     },
     fields=dict(
-        m=fields.Int(minimum=2, maximum=60,
-                     help="frequency levels: n = m 2^m, d = (m+1) 2^m, 2^m - 1 classes (m=1: one)"),
-        num_seeds=fields.Int(minimum=1),
-        num_steps=fields.Int(minimum=1, help="full-batch steps per run"),
-        log_every=fields.Int(minimum=1),
-        refine_rounds=fields.Int(minimum=0, maximum=5, help="1: half powers, 2: also quarters"),
-        segment_steps=fields.Int(minimum=0, help=">0: checkpoint every k steps of a round"),
-        runs=fields.Runs(),
-        learning_rate=fields.LearningRate(),
+        **SWEEP_FIELDS,
         loss_weighting=fields.Choice(losses.WEIGHTINGS, default="none",
                                      help="applied to runs without an explicit @weighting"),
         input_dist=fields.Choice(data.INPUT_DISTRIBUTIONS, default="uniform",

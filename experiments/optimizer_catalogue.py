@@ -20,6 +20,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from experiments.heavy_tailed_linear import SWEEP_FIELDS
 from imbalance_jax import data, experiment as ex, metrics, models, optim, plotting, train
 from imbalance_jax.experiment import fields
 from imbalance_jax.plotting.common import plt
@@ -47,15 +48,7 @@ CONFIG = ex.Config(
                       "schedule_free+m,normalized_gd+m,rotated_normalized_gd+m"),
     },
     fields=dict(
-        m=fields.Int(minimum=2, maximum=60,
-                     help="frequency levels: n = m 2^m, d = (m+1) 2^m, 2^m - 1 classes"),
-        num_seeds=fields.Int(minimum=1),
-        num_steps=fields.Int(minimum=1, help="full-batch steps per run"),
-        log_every=fields.Int(minimum=1),
-        refine_rounds=fields.Int(minimum=0, maximum=5, help="1: half powers, 2: also quarters"),
-        segment_steps=fields.Int(minimum=0, help=">0: checkpoint every k steps of a round"),
-        runs=fields.Runs(),
-        learning_rate=fields.LearningRate(),
+        **SWEEP_FIELDS,
         oracle_exponent=fields.Real(minimum=0.0, default=1.0,
                                      help="a of frequency_oracle: row k scaled by pi_k^-a"),
         num_groups=fields.Int(minimum=2, default=10),
