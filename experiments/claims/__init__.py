@@ -41,6 +41,10 @@ PAPERS = {
          "Mohamadi and Li, ICLR 2025, arXiv 2410.08198)",
     "Z": "Deconstructing What Makes a Good Optimizer for Language Models (Zhao et al., ICLR "
          "2025, arXiv 2407.07972)",
+    "ZH": "Why Transformers Need Adam: A Hessian Perspective (Zhang et al., NeurIPS 2024, "
+          "arXiv 2402.16788)",
+    "D": "Towards Quantifying the Hessian Structure of Neural Networks (Dong et al., 2025, "
+         "arXiv 2505.02809)",
 }
 
 
