@@ -376,15 +376,23 @@ def test_every_catalogue_name_is_a_run_and_its_rate_is_traced():
   params = nest({k: jnp.asarray(v, jnp.float32) for k, v in X0.items()})
   grads = nest({k: jnp.asarray(v, jnp.float32) for k, v in B.items()})
   for name in optim.OPTIMIZERS:
-    spec = optim.parse_run(f"{name}+m@inverse")
-    assert (spec.optimizer, spec.momentum, spec.weighting) == (name, 0.9, "inverse")
+    plus_m = "" if name == "line_search_sgd" else "+m"  # the release's line search has none
+    spec = optim.parse_run(f"{name}{plus_m}@inverse")
+    assert (spec.optimizer, spec.momentum, spec.weighting) == (name, 0.9 if plus_m else 0.0,
+                                                                "inverse")
     options = {"class_counts": COUNTS} if name == "frequency_oracle" else {}
     make = optim.injectable(name, spec.momentum, **options)
+    # Sophia and the line search take the objective (here 0.5 |x|^2 + <grads, x>).
+    objective = lambda p: sum(jnp.sum(0.5 * x**2 + g * x) for x, g in  # noqa: E731
+                              zip(jax.tree.leaves(p), jax.tree.leaves(grads)))
+    provided = {"obj_fn": objective, "value_fn": objective, "value": objective(params),
+                "grad": grads}
+    extra = {k: provided[k] for k in make.extra_args}
 
     def first_update(lr):  # two steps: ADOPT's first one only initialises its moment
       opt = make(lr)
-      updates, state = opt.update(grads, opt.init(params), params)
-      return opt.update(grads, state, params)[0]
+      updates, state = opt.update(grads, opt.init(params), params, **extra)
+      return opt.update(grads, state, params, **extra)[0]
 
     lowered = jax.jit(jax.vmap(first_update)).lower(jnp.array([0.0, 1e-2]))
     updates = lowered.compile()(jnp.array([0.0, 1e-2]))

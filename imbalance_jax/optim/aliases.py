@@ -92,12 +92,18 @@ def injectable(name: str, momentum: float, **options) -> Callable[[ScalarOrSched
   compiled program serves every rate of a sweep. ``options`` are passed to the
   alias as static keywords (e.g. ``class_counts`` for ``"frequency_oracle"``).
   Beyond paper H's four (whose numeric defaults stay injected, as before), only
-  the learning rate is injected.
+  the learning rate is injected. The factory carries ``extra_args`` (the
+  keywords its ``update`` needs beyond ``(grads, state, params)``, e.g.
+  ``("obj_fn",)`` for Sophia; ``()`` for most) and ``eval_params`` (None, or
+  ``(opt_state, params) -> iterate to evaluate`` for schedule-free), which
+  `imbalance_jax.train.make_train` reads.
 
   Example:
     >>> make = injectable("sign_descent", momentum=0.9)
     >>> opt = make(1e-3)
     >>> opt = injectable("frequency_oracle", 0.0, class_counts=[4, 1])(1e-3)
+    >>> make.extra_args, injectable("sophia", 0.9).extra_args
+    ((), ('obj_fn',))
   """
   _checks.check_choice("optimizer", name, OPTIMIZERS)
   momentum = _checks.check_fraction("momentum", momentum)
@@ -109,4 +115,11 @@ def injectable(name: str, momentum: float, **options) -> Callable[[ScalarOrSched
     static = tuple(p.name for p in inspect.signature(alias).parameters.values()
                    if p.name != "learning_rate" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
   factory = optax.inject_hyperparams(alias, static_args=static)
-  return lambda learning_rate: factory(learning_rate=learning_rate)
+
+  def make(learning_rate):
+    return factory(learning_rate=learning_rate)
+
+  # What `train.make_train` reads: the update's extra keywords and the evaluated iterate.
+  make.extra_args = catalogue.EXTRA_ARGS.get(name, ())
+  make.eval_params = catalogue.EVAL_PARAMS.get(name)
+  return make

@@ -20,6 +20,12 @@ run name           optax call                              ``momentum`` is
 ``ademamix``       ``optax.contrib.ademamix`` (b3, alpha   ``b1`` (the fast EMA)
                    optax defaults 0.9999, 5)
 ``adopt``          ``optax.contrib.adopt``                 ``b1``
+``sophia``         ``optax.contrib.sophia`` (Hutchinson    ``b1`` (the gradient EMA)
+                   Hessian diagonal, gamma 0.01, clip 1,
+                   every 10 steps, no weight decay)
+``line_search_``   ``optax.sgd`` then                      refused (> 0): the release's
+``sgd``            ``optax.scale_by_backtracking_          GDLineSearch has none
+                   linesearch`` (paper H's release)
 =================  ======================================  ==============================
 
 Muon's matrices (`muon_dimension_numbers`): every 2-D leaf named ``kernel``
@@ -30,12 +36,18 @@ embedding tables, conv kernels) takes Muon's own Adam fallback.
 Schedule-free (Defazio et al. 2024, arXiv 2405.15682) holds the gradient point
 ``y`` in ``params``; the averaged iterate ``x`` its authors evaluate is
 ``eval_params(opt_state, params)`` (``optax.contrib.schedule_free_eval_params``).
-`imbalance_jax.train.make_train` records losses at ``params`` (= ``y``): apply
-`eval_params` to the final state for the averaged iterate's loss.
+`imbalance_jax.train.make_train` records every loss (and returns the final
+parameters) at ``x``, as its authors evaluate; the steps' gradients are at ``y``.
 
-Not here: Sophia (``optax.contrib.sophia``) needs ``obj_fn`` passed to its
-``update`` for its Hutchinson Hessian estimate, and the training loop passes
-only ``(grads, state, params)``.
+Sophia and the line search need more than ``(grads, state, params)`` in their
+``update`` (optax's ``GradientTransformationExtraArgs``): `EXTRA_ARGS` names the
+keywords each takes, and `imbalance_jax.optim.injectable` marks its factory
+with them (``factory.extra_args``); `imbalance_jax.train.make_train` builds
+them from the step's own batch, for these optimizers only: ``obj_fn`` /
+``value_fn`` (parameters -> the step's objective), ``value`` (the objective at
+``params``) and ``grad`` (the step's gradient). Schedule-free's factory is
+marked ``factory.eval_params`` (`EVAL_PARAMS`) and the loop records its losses
+at the averaged iterate.
 
 Example:
   >>> import jax.numpy as jnp
@@ -169,6 +181,72 @@ def adopt(learning_rate: ScalarOrSchedule, momentum: float = 0.0) -> optax.Gradi
   return optax.contrib.adopt(learning_rate, b1=momentum)
 
 
+def sophia(learning_rate: ScalarOrSchedule, momentum: float = 0.0, gamma: float = 0.01,
+           update_interval: int = 10, seed: int = 0) -> optax.GradientTransformationExtraArgs:
+  """Sophia-H (Liu et al. 2023, arXiv 2305.14342) from ``optax.contrib.sophia``, no decay.
+
+  ``m_t = b1 m_{t-1} + (1 - b1) g_t`` (``b1 = momentum``, bias-corrected); every
+  ``update_interval`` steps (from the first) the Hessian diagonal EMA
+  ``h <- b2 h + (1 - b2) u * (H u)`` with Rademacher ``u`` (Hutchinson's
+  estimator, optax's; the paper's Sophia-H, b2 = 0.99); the step is
+  ``-lr clip(m_hat / max(gamma h, eps), 1)`` (the paper's Alg. 3, gamma its
+  rho, eps 1e-8). The Hessian-vector product differentiates the step's
+  objective twice: its ``update`` needs ``obj_fn`` (parameters -> the step's
+  scalar objective), which the training loop passes (`EXTRA_ARGS`). ``seed``
+  draws the probes (the same for every member of a sweep). The paper's
+  Gauss-Newton-Bartlett estimator (Sophia-G, labels resampled from the model)
+  is not in optax and not here.
+  """
+  momentum = _check(learning_rate, momentum)
+  gamma = _checks.check_positive("gamma", gamma)
+  update_interval = _checks.check_int("update_interval", update_interval, minimum=1)
+  seed = _checks.check_int("seed", seed, minimum=0)
+  estimator = optax.contrib.hutchinson_estimator_diag_hessian(
+      jax.random.PRNGKey(seed))
+  return optax.contrib.sophia(learning_rate, b1=momentum, weight_decay=0.0, gamma=gamma,
+                             update_interval=update_interval,
+                             hessian_diagonal_fn=estimator)
+
+
+def line_search_sgd(learning_rate: ScalarOrSchedule, momentum: float = 0.0,
+                    max_backtracking_steps: int = 100) -> optax.GradientTransformationExtraArgs:
+  """GD with the Armijo backtracking line search of paper H's release (``LineSearchSGD``).
+
+  The release's ``GDLineSearch`` (gamma 0.5, beta 0.9) keeps a step size
+  ``s`` (``s_0 = learning_rate``, their ``max_lr``); each step it tries
+  ``1.5 s``, multiplies by 0.9 until ``f(x - s g) <= f(x) - 0.5 s ||g||^2``, and
+  steps. Here: ``optax.sgd(learning_rate)`` then
+  ``optax.scale_by_backtracking_linesearch(slope_rtol=0.5, decrease_factor=0.9,
+  increase_factor=1.5, max_learning_rate=inf)``, whose multiplier ``eta``
+  (starting at 1) gives ``s = eta * learning_rate``: the same iteration. Its
+  ``update`` needs ``value``, ``grad`` and ``value_fn`` (`EXTRA_ARGS`).
+  Differences: the release searches without bound (here at most
+  ``max_backtracking_steps`` reductions, then the smallest step is taken) and
+  skips the step when ``||g|| < 1e-8`` (here the first trial is accepted).
+  The release has no momentum: ``momentum > 0`` is refused.
+  """
+  momentum = _check(learning_rate, momentum)
+  if momentum > 0:
+    raise ValueError("momentum must be 0 for line_search_sgd (paper H's GDLineSearch has "
+                     "none; run 'line_search_sgd')")
+  steps = _checks.check_int("max_backtracking_steps", max_backtracking_steps, minimum=1)
+  return optax.chain(
+      optax.sgd(learning_rate),
+      optax.scale_by_backtracking_linesearch(
+          max_backtracking_steps=steps, slope_rtol=0.5, decrease_factor=0.9,
+          increase_factor=1.5, max_learning_rate=float("inf")))
+
+
+EXTRA_ARGS: dict[str, tuple[str, ...]] = {
+    "sophia": ("obj_fn",),
+    "line_search_sgd": ("value", "grad", "value_fn"),
+}
+"""Keywords an optimizer's ``update`` takes beyond ``(grads, state, params)``."""
+
+EVAL_PARAMS: dict[str, Callable] = {"schedule_free": eval_params}
+"""``(opt_state, params) -> the iterate to evaluate`` where it is not ``params``."""
+
+
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "adagrad": adagrad,
     "adafactor": adafactor,
@@ -178,4 +256,6 @@ OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "schedule_free": schedule_free,
     "ademamix": ademamix,
     "adopt": adopt,
+    "sophia": sophia,
+    "line_search_sgd": line_search_sgd,
 }

@@ -14,6 +14,12 @@ averages) and randomness (dropout) are supported with ``stateful=True``: the
 state is carried in `TrainState` and the step's key is ``fold_in(key, step)``.
 A stateless full-batch run compiles to the same program as before.
 
+Optimizers whose ``update`` needs more than ``(grads, state, params)`` (Sophia's
+``obj_fn``, the line search's ``value`` / ``grad`` / ``value_fn``) say so in
+``make_optimizer.extra_args``; the loop builds those keywords for them only, so
+every other run's program is unchanged. Schedule-free's losses are recorded at
+its averaged iterate (``make_optimizer.eval_params``).
+
 Every step also tracks the loss for divergence: the initial loss, the largest
 finite loss seen and whether any loss was NaN/inf. A sweep uses these to mask
 runs that blow up (see `imbalance_jax.train.selection`). Stateless full-batch
@@ -42,6 +48,7 @@ ObjectiveFn = Callable[..., tuple[jax.Array, dict]]
 MetricsFn = Callable[[Any, Any, dict, Any], Any]
 
 _TRAIN_SPLIT = "train"
+UPDATE_KWARGS = ("obj_fn", "value_fn", "value", "grad")  # what an optimizer's update may take
 
 
 @flax.struct.dataclass
@@ -106,7 +113,15 @@ class Train:
       ``stateful=True`` ``(params, data, model_state, key, training) -> (objective,
       aux)`` with ``aux["model_state"]`` the updated state. ``aux["loss"]`` (if
       present) is the loss tracked for divergence, else the objective.
-    make_optimizer: ``learning_rate -> optax.GradientTransformation``.
+    make_optimizer: ``learning_rate -> optax.GradientTransformation``. Two
+      optional attributes (set by `imbalance_jax.optim.injectable`): ``extra_args``,
+      the keywords its ``update`` takes beyond ``(grads, state, params)``, from
+      ``obj_fn`` / ``value_fn`` (parameters -> the step's objective on the step's
+      batch, keys and model state), ``value`` (the objective at ``params``) and
+      ``grad`` (the step's gradient), built for that optimizer only (Sophia, the
+      line search); ``eval_params``, ``(opt_state, params) -> iterate``: every
+      record, the final loss and the returned parameters are at that iterate
+      (schedule-free's average), the steps' gradients at ``params``.
     num_steps: optimizer steps of a full run.
     log_every: metrics are recorded at steps 0, k, 2k, ... and at the end.
     metrics_fn: ``(params, grads, aux, data) -> pytree``. Stateless full-batch
@@ -281,46 +296,130 @@ class Train:
     return index.reshape(batching.accumulation_steps, batching.micro_batch_size)
 
   def _gradient(self, state: TrainState, data):
-    """``(objective loss, new model state, aux, grads)`` of one optimizer step."""
+    """``(objective loss, new model state, aux, grads, objective value)`` of one optimizer
+    step (a mini-batch step's objective value is None unless the optimizer takes it)."""
     train_data, _ = split_data(data)
     key = self._step_key(state)
     if not self.minibatch:
-      _, loss, model_state, aux, grads = self._value_and_grad(
+      value, loss, model_state, aux, grads = self._value_and_grad(
           state.params, state.model_state, train_data, key, self.batching.chunk_size, state.step)
-      return loss, model_state, aux, grads
+      return loss, model_state, aux, grads, value
     index_AB = self._batch(state, train_data)
+    with_value = "value" in self.extra_args
 
     def micro(model_state, inputs):
       index_B, a = inputs
       micro_key = None if key is None else jax.random.fold_in(key, a)
-      _, loss, model_state, _, grads = self._value_and_grad(
+      value, loss, model_state, _, grads = self._value_and_grad(
           state.params, model_state, take(train_data, index_B), micro_key, None, state.step)
-      return model_state, (loss, grads)
+      return model_state, ((loss, grads, value) if with_value else (loss, grads))
 
-    model_state, (losses, grads) = jax.lax.scan(
+    model_state, outputs = jax.lax.scan(
         micro, state.model_state,
         (index_AB, jnp.arange(index_AB.shape[0], dtype=jnp.int32)))
+    losses, grads = outputs[:2]
+    value = jnp.mean(outputs[2]) if with_value else None
     grads = jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
-    return jnp.mean(losses), model_state, None, grads
+    return jnp.mean(losses), model_state, None, grads, value
+
+  # -- what optimizers beyond (grads, state, params) see ---------------------------
+
+  @property
+  def extra_args(self) -> tuple[str, ...]:
+    """Keywords the optimizer's ``update`` takes beyond ``(grads, state, params)``
+    (``make_optimizer.extra_args``, e.g. Sophia's ``obj_fn``; ``()`` for most)."""
+    return tuple(getattr(self.make_optimizer, "extra_args", ()))
+
+  def _objective_value(self, params, model_state, data, key, chunk_size, step):
+    """The objective (training mode) over ``data`` in chunks, as `_value_and_grad` sees it."""
+    value_fn = cpu_convolutions(
+        lambda p, s, b, k, t: self._objective(p, s, b, k, True, t)[0],
+        cache_key=(self, "objective_value"))
+
+    def chunk(batch, index):
+      chunk_key = None if key is None else jax.random.fold_in(key, index)
+      return value_fn(params, model_state, batch, chunk_key, step), {}
+
+    return accumulate(chunk, data, chunk_size)[0]
+
+  def _step_objective(self, state: TrainState, data):
+    """``params -> the step's objective``: its batch (mini-batch: the mean over its
+    micro-batches), dropout keys and model state, as the step's gradient differentiates it
+    (BatchNorm statistics: the step's input state for every micro-batch)."""
+    train_data, _ = split_data(data)
+    key = self._step_key(state)
+    if not self.minibatch:
+      return lambda params: self._objective_value(
+          params, state.model_state, train_data, key, self.batching.chunk_size, state.step)
+    index_AB = self._batch(state, train_data)
+
+    def objective(params):
+      def micro(total, inputs):
+        index_B, a = inputs
+        micro_key = None if key is None else jax.random.fold_in(key, a)
+        value = self._objective_value(params, state.model_state, take(train_data, index_B),
+                                      micro_key, None, state.step)
+        return total + value, None
+
+      zero = jnp.zeros((), jnp.result_type(*jax.tree.leaves(params)))
+      total, _ = jax.lax.scan(micro, zero,
+                              (index_AB, jnp.arange(index_AB.shape[0], dtype=jnp.int32)))
+      return total / index_AB.shape[0]
+
+    return objective
+
+  def _update_kwargs(self, state: TrainState, data, value, grads) -> dict:
+    """The extra keywords of the optimizer's ``update`` (``{}`` for a plain optimizer)."""
+    names = self.extra_args
+    if not names:
+      return {}
+    objective = self._step_objective(state, data)
+    provided = {"obj_fn": objective, "value_fn": objective, "value": value, "grad": grads}
+    return {name: provided[name] for name in names}
+
+  @property
+  def eval_params(self) -> Callable | None:
+    """``(opt_state, params) -> iterate`` at which losses are recorded (schedule-free's
+    averaged iterate: ``make_optimizer.eval_params``); None: at ``params``."""
+    return getattr(self.make_optimizer, "eval_params", None)
+
+  def _evaluated(self, state: TrainState) -> TrainState:
+    """``state`` at the iterate its losses are recorded at (itself for most optimizers)."""
+    if self.eval_params is None:
+      return state
+    return state.replace(params=self.eval_params(state.opt_state, state.params))
+
+  def _record_with_gradient(self, state: TrainState, data):
+    """``(loss, metrics)`` of a full-batch record at ``state.params``, its own gradient
+    passed to ``metrics_fn``."""
+    loss, _, aux, grads, _ = self._gradient(state, data)
+    train_data, _ = split_data(data)
+    step_metrics = (loss, self.metrics_fn(state.params, grads, aux, train_data))
+    return self._record(state.params, state.model_state, data, step_metrics,
+                        self._record_key(state))
 
   def _step(self, state: TrainState, data, record: bool):
-    loss, model_state, aux, grads = self._gradient(state, data)
+    loss, model_state, aux, grads, value = self._gradient(state, data)
     metrics = None
     if self._tracks_every_step:
       state = self._track(state, loss)
-      if record:
+      if record and self.eval_params is not None:  # at the evaluated iterate, its gradient
+        _, metrics = self._record_with_gradient(self._evaluated(state), data)
+      elif record:
         train_data, _ = split_data(data)
         step_metrics = (loss, self.metrics_fn(state.params, grads, aux, train_data))
         _, metrics = self._record(state.params, state.model_state, data, step_metrics,
                                   self._record_key(state))
     else:
       if record:
-        eval_loss, metrics = self._record(state.params, state.model_state, data,
+        at = self._evaluated(state)
+        eval_loss, metrics = self._record(at.params, at.model_state, data,
                                           key=self._record_key(state))
         state = self._track(state, eval_loss)
       state = self._track(state, loss, track_value=False)
     optimizer = self.make_optimizer(state.learning_rate)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params,
+                                          **self._update_kwargs(state, data, value, grads))
     params = optax.apply_updates(state.params, updates)
     state = state.replace(params=params, opt_state=opt_state, model_state=model_state,
                           step=state.step + 1)
@@ -373,17 +472,14 @@ class Train:
 
   def finish(self, state: TrainState, data):
     """Evaluates the final iterate; returns ``(TrainResult without history, final metrics)``."""
+    at = self._evaluated(state)
     if self._tracks_every_step:
-      loss, _, aux, grads = self._gradient(state, data)
-      train_data, _ = split_data(data)
-      step_metrics = (loss, self.metrics_fn(state.params, grads, aux, train_data))
-      loss, metrics = self._record(state.params, state.model_state, data, step_metrics,
-                                   self._record_key(state))
+      loss, metrics = self._record_with_gradient(at, data)
     else:
-      loss, metrics = self._record(state.params, state.model_state, data,
+      loss, metrics = self._record(at.params, at.model_state, data,
                                    key=self._record_key(state))
     tracked = self._track(state, loss)
-    result = TrainResult(params=self._join_variables(state.params, state.model_state),
+    result = TrainResult(params=self._join_variables(at.params, at.model_state),
                          history=None, initial_loss=tracked.initial_loss,
                          final_loss=loss.astype(tracked.max_loss.dtype),
                          max_loss=tracked.max_loss, finite=tracked.finite)
@@ -446,6 +542,10 @@ def make_train(objective_fn: ObjectiveFn,
     raise ValueError(f"batching must be a FullBatch or MiniBatch, got {batching!r}")
   if not callable(objective_fn):
     raise ValueError(f"objective_fn must be callable, got {objective_fn!r}")
+  unknown = set(getattr(make_optimizer, "extra_args", ())) - set(UPDATE_KWARGS)
+  if unknown:
+    raise ValueError(f"make_optimizer.extra_args must be among {UPDATE_KWARGS}, got "
+                     f"{sorted(unknown)}")
   if record_train_mode and not stateful:
     raise ValueError("record_train_mode=True needs stateful=True (a model with dropout "
                      "and a key); a stateless full-batch run already records its steps")
