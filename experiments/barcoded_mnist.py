@@ -87,8 +87,9 @@ def estimate_bytes(config) -> int:
 
   The data (float32 images) plus, per sweep member (seeds x step sizes), the
   activations of one pass over a chunk (both conv layers before and after
-  pooling, kept for the backward pass, ``x 3``) and the chunk's logits
-  (``3 chunk c``: logits, probabilities, their gradient).
+  pooling, kept for the backward pass, ``x 3``), the chunk's logits
+  (``3 chunk c``: logits, probabilities, their gradient) and the parameters
+  with their gradient and optimizer state (`experiment.network_bytes`).
   """
   n = max(num_train_examples(config, v) for v in config.variants)
   c = 10 * 2**config.num_bits + 10
@@ -98,7 +99,10 @@ def estimate_bytes(config) -> int:
     side //= 2
   chunk = min(n, config.chunk_size) if config.chunk_size else n
   members = config.num_seeds * (1 if config.learning_rate > 0 else len(config.exponents))
-  return ex.float_bytes() * (n * 28 * 28 + members * 3 * chunk * (activations + c))
+  parameters = ex.network_bytes(SmallCNN(c, features=config.cnn_features,
+                                         kernel_size=config.kernel_size), (28, 28, 1),
+                                members=members, examples=0)
+  return parameters + ex.float_bytes() * (n * 28 * 28 + members * 3 * chunk * (activations + c))
 
 
 def validate(config) -> None:
@@ -132,7 +136,7 @@ CONFIG = ex.Config(
         plain_per_digit=fields.Int(minimum=0, help="0: every plain training digit"),
         num_validation=fields.Int(minimum=1, help="digits held out of the training split"),
         cnn_features=fields.IntList(minimum=1, help="channels of the two conv layers"),
-        kernel_size=fields.Int(minimum=1),
+        kernel_size=fields.Int(minimum=1, maximum=28, help="conv kernel side (<= the image's)"),
         num_seeds=fields.Int(minimum=1, help="initialisations (the data are shared)"),
         num_steps=fields.Int(minimum=1, help="full-batch steps"),
         log_every=fields.Int(minimum=1),

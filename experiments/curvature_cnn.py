@@ -92,14 +92,17 @@ def estimate_bytes(config) -> int:
 
   Per example: the image, every layer's activations (forward and backward,
   ``x 3``) and, per probe, the head's features and logits (the probes are
-  vmapped); with ``tune``, 8 sparse step sizes are swept at once.
+  vmapped); with ``tune``, 8 sparse step sizes are swept at once; and the parameters
+  with their gradient and optimizer state (`experiment.network_bytes`).
   """
   n, c = num_train_examples(config), num_classes(config)
   activations, features = _activations_and_features(config)
   members = len(SPARSE_EXPONENTS) if config.tune else 1
   per_example = (IMAGE_SIZE * IMAGE_SIZE + members * 3 * (activations + c)
                  + config.num_probes * (features + c))
-  return ex.float_bytes() * n * per_example
+  parameters = ex.network_bytes(_model(config, c), (IMAGE_SIZE, IMAGE_SIZE, 1),
+                                members=members, examples=0)
+  return parameters + ex.float_bytes() * n * per_example
 
 
 def _check_digits(config) -> None:
@@ -151,7 +154,8 @@ CONFIG = ex.Config(
         plain_per_digit=fields.Int(minimum=0, help="0: every plain training digit"),
         num_validation=fields.Int(minimum=0, help="held-out digits; 0: 10,000 (MNIST) / 800"),
         cnn_features=fields.IntList(minimum=1, help="channels of the conv layers"),
-        kernel_size=fields.Int(minimum=1),
+        kernel_size=fields.Int(minimum=1, maximum=IMAGE_SIZE,
+                               help="conv kernel side (<= the image's)"),
         num_steps=fields.Int(minimum=1, help="full-batch steps per run"),
         log_every=fields.Int(minimum=1, help="diagnostics recorded every k steps"),
         num_probes=fields.Int(minimum=1, help="Hutchinson probes per record"),

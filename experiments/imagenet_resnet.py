@@ -84,6 +84,29 @@ def validate(config) -> None:
   if "vit" in config.models and config.image_size % patch:
     raise ValueError(f"config.vit={config.vit!r} has {patch}x{patch} patches, which do not "
                      f"tile config.image_size={config.image_size}")
+  check_memory(config)
+
+
+def check_memory(config) -> None:
+  """Refuses a sweep whose networks would not fit (shapes only: an absurd width or batch
+  is refused here, before XLA's allocator aborts the process)."""
+  if config.source == "imagenet":
+    classes, shape = 1000, (config.image_size, config.image_size, 3)
+    subset = max(IMAGENET_SUBSET_SIZES[s] for s in config.subsets)
+  else:  # the digits: at most n_1 (1 + 1/2 + ... + 1/10) heavy-tail or per_class x 10 images
+    classes, shape = 10, (28, 28, 1)
+    subset = max(round(config.max_per_class * sum(1 / k for k in range(1, 11))),
+                 10 * config.per_class)
+  examples = max(config.batch_size // config.accumulation_steps,
+                 config.eval_chunk_size or subset)
+  members = config.num_seeds * len(ex.Grid.from_config(config).exponents)
+  required = max(ex.network_bytes(build_model(name, classes, config), shape, members=members,
+                                  examples=examples) for name in config.models)
+  ex.check_memory(required, what=(
+      f"config.models={config.raw.models!r} (config.width={config.width}, "
+      f"config.stage_sizes={config.raw.stage_sizes!r}) on {examples} images at once x "
+      f"{members} members"), lower="config.width, config.stage_sizes, config.batch_size (or "
+      "raise config.accumulation_steps), config.eval_chunk_size or config.num_seeds")
 
 
 CONFIG = ex.Config(
@@ -92,7 +115,7 @@ CONFIG = ex.Config(
         source=fields.Choice(SOURCES, help="imagenet | mnist | fashion_mnist"),
         models=fields.Names(MODELS, help="the models"),
         width=fields.Int(minimum=1, help="ResNet channels of the first stage"),
-        stage_sizes=fields.IntList(minimum=1, help="ResNet blocks per stage"),
+        stage_sizes=fields.IntList(minimum=1, maximum=64, help="ResNet blocks per stage"),
         stem=fields.Choice(("imagenet", "small"), help="imagenet (7x7/2 + pool) | small (3x3/1)"),
         vit=fields.Choice(tuple(VIT_CONFIGS), help="a models.vit.VIT_CONFIGS entry"),
         image_size=fields.Int(minimum=8, help="ImageNet crop side (28 for digits)"),
@@ -229,6 +252,10 @@ def run(config, workdir: str) -> dict:
   data_key, init_key, batch_key = jax.random.split(jax.random.key(config.seed), 3)
   sets, description = load_subsets(data_key, config)
   logging.info("Data: %s", description)
+  smallest = min(sets, key=lambda s: sets[s].num_examples)
+  if config.batch_size > sets[smallest].num_examples:  # known only once the subsets are drawn
+    raise ValueError(f"config.batch_size={config.batch_size} exceeds the "
+                     f"{sets[smallest].num_examples} images of the {smallest!r} subset")
   groups = {s: data.frequency_groups(np.asarray(ds.class_counts), config.num_groups)
             for s, ds in sets.items()}
   for s, ds in sets.items():

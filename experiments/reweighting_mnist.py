@@ -48,6 +48,7 @@ from imbalance_jax.models.cnn import ThreeLayerCNN
 
 RUNS = {"erm": "none", "reweighted": "inverse"}
 GROUPS = ("majority", "minority")
+DEFAULT_SNAPSHOTS = "0,40,70,150,183,400"  # paper R's Fig 1 columns
 
 PRESETS = {
     "quick": dict(num_seeds=2, num_steps=400, log_every=10, data_dir=""),
@@ -83,6 +84,17 @@ def validate(config) -> None:
                + (len(classes) - config.num_majority) * minority)
   if config.batch_size > num_train:
     raise ValueError(f"config.batch_size={config.batch_size} exceeds the training set")
+  # Shapes only: an absurd width is refused here, before XLA's allocator aborts the process.
+  test_images = len(classes) * (max(MNIST_TEST_COUNTS) if config.data_dir else 100)
+  ex.check_memory(ex.network_bytes(ThreeLayerCNN(len(classes), config.width), (28, 28, 1),
+                                   members=config.num_seeds,
+                                   examples=max(num_train, test_images)),
+                  what=f"config.width={config.width} with {config.num_seeds} seeds",
+                  lower="config.width or config.num_seeds")
+  beyond = [s for s in config.snapshot_steps if s > config.num_steps]
+  if beyond and config.raw.snapshot_steps != DEFAULT_SNAPSHOTS:
+    raise ValueError(f"config.snapshot_steps={config.raw.snapshot_steps!r} has steps {beyond} "
+                     f"beyond the run (config.num_steps={config.num_steps})")
 
 
 CONFIG = ex.Config(
@@ -108,8 +120,9 @@ CONFIG = ex.Config(
                               help="<optimizer>[+m]; the run sets the weighting"),
         learning_rate=fields.Positive(default=1e-3),
         batch_size=fields.Int(minimum=1, default=64),
-        snapshot_steps=fields.IntList(minimum=0, default="0,40,70,150,183,400",
-                                      help="confusion-matrix columns of Fig 1"),
+        snapshot_steps=fields.IntList(minimum=0, default=DEFAULT_SNAPSHOTS,
+                                      help="confusion-matrix columns of Fig 1 (the default, "
+                                           "the paper's, keeps those within the run)"),
         learned_accuracy=fields.Real(minimum=0.0, maximum=1.0, open_minimum=True, default=0.75,
                                      help="a group is learned once its accuracy stays >= this"),
         seed=fields.Int(minimum=0, default=0)),

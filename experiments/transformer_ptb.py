@@ -148,6 +148,10 @@ def validate(config) -> None:
     raise ValueError(f"config.corpus_dir is required for config.corpus={config.corpus!r}: "
                      "the directory holding the unpacked WikiText files (nothing is downloaded)")
   language_data.check_corpus_files([config.corpus], config.corpus_dir)
+  if not config.batch_size and config.accumulation_steps > 1:
+    raise ValueError(f"config.accumulation_steps={config.accumulation_steps} splits mini-batches, "
+                     "but config.batch_size=0 trains in full batch (config.chunk_size bounds "
+                     "its memory)")
   if config.batch_size and config.batch_size % config.accumulation_steps:
     raise ValueError(f"config.accumulation_steps={config.accumulation_steps} must divide "
                      f"config.batch_size={config.batch_size}")

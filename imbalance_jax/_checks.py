@@ -82,21 +82,25 @@ def check_bool(name: str, value: Any) -> bool:
 
 
 def check_int_list(name: str, text: Any, *, minimum: int | None = None,
-                   min_length: int = 1) -> tuple[int, ...]:
-  """Parses a comma-separated list of integers (``"16,32"``), each >= ``minimum``.
+                   maximum: int | None = None, min_length: int = 1) -> tuple[int, ...]:
+  """Parses a comma-separated list of integers (``"16,32"``), each in ``[minimum, maximum]``.
 
   Example:
     >>> check_int_list("cnn_features", "16,32", minimum=1)
     (16, 32)
   """
-  what = "a comma-separated list of integers" + (f" >= {minimum}" if minimum is not None else "")
+  what = "a comma-separated list of integers" + (
+      f" in [{minimum}, {maximum}]" if minimum is not None and maximum is not None
+      else f" >= {minimum}" if minimum is not None
+      else f" <= {maximum}" if maximum is not None else "")
   if not isinstance(text, str):
     raise ValueError(f"{name} must be {what} (e.g. '16,32'), got {text!r}")
   try:
     values = tuple(int(part) for part in text.split(","))
   except ValueError:
     raise ValueError(f"{name} must be {what} (e.g. '16,32'), got {text!r}") from None
-  if len(values) < min_length or (minimum is not None and min(values) < minimum):
+  if (len(values) < min_length or (minimum is not None and min(values) < minimum)
+      or (maximum is not None and max(values) > maximum)):
     raise ValueError(f"{name} must be {what}, at least {min_length} of them, got {text!r}")
   return values
 

@@ -113,6 +113,19 @@ CONFIG_CASES = [
     ("unigram_scaling", dict(min_exponent=3.0), "config.min_exponent=3.0 must be <="),
     ("unigram_scaling", dict(eps=0.0), "config.eps"),
     ("unigram_scaling", dict(local_step=0.0), "config.local_step"),
+    # absurd network sizes are refused from shapes alone, before XLA's allocator aborts
+    ("reweighting_mnist", dict(width=10**9), "config.width=1000000000 .*lower config.width"),
+    ("imagenet_resnet", dict(width=10**9), r"config.width=1000000000.*lower config.width"),
+    ("imagenet_resnet", dict(batch_size=10**6, eval_chunk_size=64), "lower config.width, .*"
+     "config.batch_size"),
+    ("barcoded_mnist", dict(cnn_features="1000000,8"), "lower config.num_bits"),
+    ("curvature_cnn", dict(model="mlp", mlp_hidden="1000000000"), "mlp widths 1000000000"),
+    ("imagenet_resnet", dict(stage_sizes="2,2,100,2"), "config.stage_sizes must be .* in "
+     r"\[1, 64\]"),
+    ("barcoded_mnist", dict(kernel_size=29), r"config.kernel_size must be an integer in \[1, 28\]"),
+    # steps beyond the run, and a field that the other fields make meaningless
+    ("reweighting_mnist", dict(snapshot_steps="0,500"), r"has steps \[500\] beyond the run"),
+    ("transformer_ptb", dict(accumulation_steps=4), "config.batch_size=0 trains in full batch"),
 ]
 
 

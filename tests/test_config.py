@@ -169,3 +169,19 @@ def test_tune_runs_equals_tune_sweep_of_each_spec(tmp_path):
                        store=train.ResultStore(tmp_path), log=lambda *a: lines.append(a[0]))
   assert any("restored from checkpoint" in line for line in lines)
   assert again.summaries() == tuned.summaries()
+
+
+def test_network_bytes_counts_parameters_and_module_outputs_from_shapes():
+  """Against the parameters of a real init and the sizes of every module's output."""
+  model = models.SmallCNN(7, features=(3, 5), kernel_size=3)
+  x = np.zeros((1, 28, 28, 1), np.float32)
+  params = model.init(jax.random.key(0), x)
+  num_params = sum(leaf.size for leaf in jax.tree.leaves(params))
+  _, state = model.apply(params, x, capture_intermediates=True, mutable=["intermediates"])
+  outputs = sum(leaf.size for leaf in jax.tree.leaves(state["intermediates"]))
+  got = ex.network_bytes(model, (28, 28, 1), members=3, examples=10)
+  assert got == ex.float_bytes() * 3 * (4 * num_params + 2 * 10 * outputs)
+  # an absurd width is sized, not allocated
+  huge = ex.network_bytes(models.SmallCNN(7, features=(10**9,)), (28, 28, 1), members=1,
+                          examples=0)
+  assert huge >= ex.float_bytes() * 4 * 9 * 10**9

@@ -35,7 +35,7 @@ from imbalance_jax.experiment.claims import (Claim, Criterion, Experiment, Figur
                                              Verdict, at_least, at_most)
 from imbalance_jax.experiment.cli import Progress, launch, prepare_workdir, run_in, start
 from imbalance_jax.experiment.config import (Config, Values, check_memory, check_step_schedule,
-                                             float_bytes)
+                                             float_bytes, network_bytes)
 from imbalance_jax.experiment.outputs import RunSummary, run_summaries, write_outputs
 from imbalance_jax.experiment.runs import Grid, TunedRuns, train_builder, tune_runs
 
@@ -48,6 +48,7 @@ def store(workdir: str):
 
 __all__ = ["Claim", "Config", "Criterion", "Experiment", "Figure", "Grid", "Progress",
            "RunResult", "RunSummary", "TunedRuns", "Values", "Verdict", "at_least", "at_most",
-           "check_memory", "check_step_schedule", "fields", "float_bytes", "launch", "plan",
+           "check_memory", "check_step_schedule", "fields", "float_bytes", "launch",
+           "network_bytes", "plan",
            "prepare_workdir", "run_in", "run_summaries", "start", "store", "train_builder",
            "tune_runs", "write_outputs"]

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import numpy as np
 import ml_collections
 from ml_collections import config_dict
 
@@ -186,3 +187,37 @@ def check_step_schedule(values: Values) -> None:
 
 
 check_memory = _checks.check_memory
+
+
+def network_bytes(model, example_shape: tuple[int, ...], *, members: int, examples: int,
+                  states_per_parameter: int = 4) -> int:
+  """Estimated peak memory of training ``members`` copies of a Flax ``model`` at once.
+
+  Shapes only (``jax.eval_shape``: nothing is allocated, so absurd widths are safe):
+  per member, ``states_per_parameter`` copies of the parameters (weights, gradient,
+  two optimizer moments) and, for ``examples`` inputs of ``example_shape`` in one
+  pass, twice every module output (kept for the backward pass, and its gradient).
+
+  Args:
+    model: a Flax Linen module taking ``[N, *example_shape]``.
+    example_shape: one example's shape, e.g. ``(28, 28, 1)``.
+    members: models trained at once (seeds x step sizes).
+    examples: the largest number of examples one pass sees (batch or eval chunk).
+
+  Example:
+    >>> import flax.linen as nn
+    >>> network_bytes(nn.Dense(10), (784,), members=2, examples=100) // float_bytes()
+    66800
+  """
+  x = jax.ShapeDtypeStruct((1, *example_shape), jax.numpy.float32)
+
+  def forward(key, x):
+    params = model.init(key, x)
+    _, state = model.apply(params, x, capture_intermediates=True, mutable=["intermediates"])
+    return params, state["intermediates"]
+
+  params, outputs = jax.eval_shape(forward, jax.random.key(0), x)
+  size = lambda tree: sum(int(np.prod(leaf.shape, dtype=object))
+                          for leaf in jax.tree.leaves(tree))
+  return float_bytes() * members * (states_per_parameter * size(params)
+                                    + 2 * examples * size(outputs))

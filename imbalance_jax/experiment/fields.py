@@ -138,16 +138,19 @@ class Choice(Field):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class IntList(Field):
-  """Comma-separated integers (``"16,32"``), each >= ``minimum`` -> a tuple of ints."""
+  """Comma-separated integers (``"16,32"``), each in ``[minimum, maximum]`` -> a tuple of ints."""
 
   minimum: int | None = None
+  maximum: int | None = None
   min_length: int = 1
 
   def check(self, name, value):
-    return _checks.check_int_list(name, value, minimum=self.minimum, min_length=self.min_length)
+    return _checks.check_int_list(name, value, minimum=self.minimum, maximum=self.maximum,
+                                  min_length=self.min_length)
 
   def invalid_examples(self):
-    return ("1,x", "") + (() if self.minimum is None else (f"{self.minimum - 1}",))
+    return (("1,x", "") + (() if self.minimum is None else (f"{self.minimum - 1}",))
+            + (() if self.maximum is None else (f"{self.maximum + 1}",)))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
