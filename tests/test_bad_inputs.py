@@ -297,6 +297,10 @@ API_CASES = [
     (lambda: optim.parse_run("sgd+m"), "run 'sgd\\+m': optimizer"),
     (lambda: optim.parse_runs(""), "runs must name at least one run"),
     (lambda: losses.class_weights(jnp.array([3, 1]), "inverse_cube"), "weighting"),
+    (lambda: losses.class_weights(jnp.array([3, -1]), "inverse"), "class_counts_C must be"),
+    (lambda: losses.class_weights(jnp.array([0, 0]), "inverse"), "with a positive total"),
+    (lambda: metrics.per_class_mean(jnp.ones(2), jnp.array([0, 3]), 3),
+     r"labels_N must be integer class ids in \[0, 3\)"),
     (lambda: data.frequency_groups([4, 2, 1], num_groups=0), "num_groups"),
     (lambda: data.frequency_groups([4, -2, 1]), "class_counts"),
     (lambda: data.heavy_tailed_labels(jax.random.key(0), 0), r"m must be an integer in \[1, 26\]"
