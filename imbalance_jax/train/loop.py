@@ -330,11 +330,14 @@ class Train:
     (``make_optimizer.extra_args``, e.g. Sophia's ``obj_fn``; ``()`` for most)."""
     return tuple(getattr(self.make_optimizer, "extra_args", ()))
 
-  def _objective_value(self, params, model_state, data, key, chunk_size, step):
-    """The objective (training mode) over ``data`` in chunks, as `_value_and_grad` sees it."""
-    value_fn = cpu_convolutions(
-        lambda p, s, b, k, t: self._objective(p, s, b, k, True, t)[0],
-        cache_key=(self, "objective_value"))
+  def _objective_value(self, params, model_state, data, key, chunk_size, step,
+                       canonical: bool):
+    """The objective (training mode) over ``data`` in chunks, as `_value_and_grad` sees it
+    (``canonical``: with the CPU conv rewrite of `cpu_convolutions`, which is not twice
+    differentiable)."""
+    value_fn = lambda p, s, b, k, t: self._objective(p, s, b, k, True, t)[0]  # noqa: E731
+    if canonical:
+      value_fn = cpu_convolutions(value_fn, cache_key=(self, "objective_value"))
 
     def chunk(batch, index):
       chunk_key = None if key is None else jax.random.fold_in(key, index)
@@ -342,15 +345,17 @@ class Train:
 
     return accumulate(chunk, data, chunk_size)[0]
 
-  def _step_objective(self, state: TrainState, data):
+  def _step_objective(self, state: TrainState, data, canonical: bool = True):
     """``params -> the step's objective``: its batch (mini-batch: the mean over its
     micro-batches), dropout keys and model state, as the step's gradient differentiates it
-    (BatchNorm statistics: the step's input state for every micro-batch)."""
+    (BatchNorm statistics: the step's input state for every micro-batch). ``canonical=False``
+    for a function that is differentiated (Sophia's Hessian-vector products)."""
     train_data, _ = split_data(data)
     key = self._step_key(state)
     if not self.minibatch:
       return lambda params: self._objective_value(
-          params, state.model_state, train_data, key, self.batching.chunk_size, state.step)
+          params, state.model_state, train_data, key, self.batching.chunk_size, state.step,
+          canonical)
     index_AB = self._batch(state, train_data)
 
     def objective(params):
@@ -358,7 +363,7 @@ class Train:
         index_B, a = inputs
         micro_key = None if key is None else jax.random.fold_in(key, a)
         value = self._objective_value(params, state.model_state, take(train_data, index_B),
-                                      micro_key, None, state.step)
+                                      micro_key, None, state.step, canonical)
         return total + value, None
 
       zero = jnp.zeros((), jnp.result_type(*jax.tree.leaves(params)))
@@ -373,8 +378,11 @@ class Train:
     names = self.extra_args
     if not names:
       return {}
-    objective = self._step_objective(state, data)
-    provided = {"obj_fn": objective, "value_fn": objective, "value": value, "grad": grads}
+    provided = {"value": value, "grad": grads}
+    if "value_fn" in names:  # evaluated only
+      provided["value_fn"] = self._step_objective(state, data)
+    if "obj_fn" in names:  # differentiated twice (Sophia's Hessian-vector products)
+      provided["obj_fn"] = self._step_objective(state, data, canonical=False)
     return {name: provided[name] for name in names}
 
   @property
