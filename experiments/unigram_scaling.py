@@ -20,7 +20,7 @@ import time
 import numpy as np
 from absl import logging
 
-from imbalance_jax import experiment as ex, plotting
+from imbalance_jax import data, experiment as ex, plotting
 from imbalance_jax.experiment import fields
 from imbalance_jax.theory import unigram_scaling
 from imbalance_jax.theory.unigram_scaling import METHODS
@@ -49,6 +49,18 @@ def validate(config) -> None:
   ex.check_memory(ex.float_bytes() * 6 * members * max(sizes),
                   what=f"config.sizes up to d={max(sizes)} with {members} step sizes",
                   lower="the largest of config.sizes (or pick --config.preset=quick)")
+  if config.max_work < max(sizes) * config.segment_steps:
+    raise ValueError(f"config.max_work={config.max_work:g} leaves d={max(sizes)} (the largest of "
+                     f"config.sizes) less than one segment of config.segment_steps="
+                     f"{config.segment_steps} steps; raise it to at least "
+                     f"{max(sizes) * config.segment_steps:g}")
+  # The runs start at theta = 0 (uniform p): a target at or above that gap is met at step 0.
+  pi = data.zipf_distribution(min(sizes), config.zipf_exponent)
+  initial_gap = float(np.log(min(sizes)) + np.sum(pi * np.log(pi)))
+  if config.eps >= initial_gap:
+    raise ValueError(f"config.eps={config.eps:g} is met at initialisation: the smallest size "
+                     f"d={min(sizes)} starts at f - f* = {initial_gap:.3g} (config.zipf_exponent="
+                     f"{config.zipf_exponent:g})")
 
 
 CONFIG = ex.Config(
@@ -73,7 +85,8 @@ CONFIG = ex.Config(
         local_halfwidth=fields.Positive(default=0.5,
                                         help="later sizes: previous best +- this many decades..."),
         local_step=fields.Positive(default=0.25, help="...in steps of this many decades"),
-        zipf_exponent=fields.Real(minimum=0.0, default=1.0)),
+        zipf_exponent=fields.Real(minimum=0.0, maximum=10.0, default=1.0,
+                                  help="alpha of pi_k ~ k^-alpha (10: nearly all mass on k=1)")),
     validate=validate)
 
 

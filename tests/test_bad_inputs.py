@@ -113,6 +113,10 @@ CONFIG_CASES = [
     ("unigram_scaling", dict(min_exponent=3.0), "config.min_exponent=3.0 must be <="),
     ("unigram_scaling", dict(eps=0.0), "config.eps"),
     ("unigram_scaling", dict(local_step=0.0), "config.local_step"),
+    ("unigram_scaling", dict(eps=1.0), "config.eps=1 is met at initialisation"),
+    ("unigram_scaling", dict(zipf_exponent=0.0), "config.eps=0.02 is met at initialisation"),
+    ("unigram_scaling", dict(zipf_exponent=1e30), "config.zipf_exponent must be"),
+    ("unigram_scaling", dict(max_work=1e3), "config.max_work=1000 leaves d=1000000"),
     # absurd network sizes are refused from shapes alone, before XLA's allocator aborts
     ("reweighting_mnist", dict(width=10**9), "config.width=1000000000 .*lower config.width"),
     ("imagenet_resnet", dict(width=10**9), r"config.width=1000000000.*lower config.width"),
