@@ -60,10 +60,15 @@ def validate(config) -> None:
   """
   if "ufm_dynamics" in config.figures:
     try:
-      studies.ufm_dynamics_steps(config.ufm_R, config.ufm_delta, config.ufm_lr)
+      steps = studies.ufm_dynamics_steps(config.ufm_R, config.ufm_delta, config.ufm_lr)
     except ValueError as error:
       raise ValueError(f"config.ufm_lr={config.ufm_lr} (with config.ufm_R={config.ufm_R}, "
                        f"config.ufm_delta={config.ufm_delta}): {error}") from None
+    if max(steps.values()) > MAX_UFM_STEPS:
+      raise ValueError(f"config.ufm_lr={config.ufm_lr} with config.ufm_delta="
+                       f"{config.ufm_delta} needs {max(steps.values()):.3g} GD steps for the UFM "
+                       f"dynamics (at most {MAX_UFM_STEPS:.0e}): raise config.ufm_lr or lower "
+                       "config.ufm_delta")
   lower = " (or pick --config.preset=quick)"
   c = config.quadratic_classes
   ex.check_memory(_FLOAT64_BYTES * 3 * (config.quadratic_steps + 1) * c * 2,
@@ -83,6 +88,8 @@ def validate(config) -> None:
                   lower="config.ufm_R or config.ufm_hidden_dim" + lower)
 
 
+MAX_UFM_STEPS = 10**7  # an hour or so of the UFM's GD on this CPU
+
 CONFIG = ex.Config(
     presets={
         "quick": dict(quadratic_classes=100, simple_gd_steps=20_000, unigram_max_log10_d=6,
@@ -95,7 +102,8 @@ CONFIG = ex.Config(
         simple_gd_steps=fields.Int(minimum=1, help="GD markers on the Thm 3 figure"),
         unigram_max_log10_d=fields.Int(minimum=1, maximum=12,
                                        help="smoothness vs d up to 10^this"),
-        ufm_delta=fields.Positive(help="init scale e^{-delta}"),
+        ufm_delta=fields.Positive(maximum=700.0,  # e^-745 underflows float64 to 0
+                                  help="init scale e^{-delta}"),
         ufm_lr=fields.Positive(help="GD step on the UFM"),
         figures=fields.Names(FIGURES, default=",".join(FIGURES),
                              help="which figures to draw (comma-separated subset)"),

@@ -113,7 +113,7 @@ CONFIG = ex.Config(
                                  help="word tokenizer: rarer words become <unk>"),
         num_groups=fields.Int(minimum=1, default=10, help="frequency groups of ~10% of the "
                                                           "tokens each (reported sizes)"),
-        fit_points=fields.Int(minimum=2, default=50,
+        fit_points=fields.Int(minimum=2, maximum=10_000, default=50,
                               help="log-spaced ranks used to fit the slope")),
     validate=validate)
 
@@ -133,6 +133,10 @@ def _measure(name: str, kind: str, corpus, config) -> dict:
   """One (corpus, tokenizer): its summary entry and its token counts (one unit of work)."""
   start = time.perf_counter()
   tokenizer, class_counts = _class_counts(kind, corpus, config)
+  if np.count_nonzero(class_counts) < 2:  # known only once the corpus is counted
+    raise ValueError(f"{name} / {kind}: config.min_frequency={config.min_frequency} leaves "
+                     f"{np.count_nonzero(class_counts)} observed token(s) on config.split="
+                     f"{config.split!r}; a Zipf slope needs two (lower config.min_frequency)")
   groups = data.frequency_groups(class_counts, config.num_groups)
   fit = data.zipf_fit(class_counts, config.fit_points)
   order = np.argsort(-class_counts, kind="stable")

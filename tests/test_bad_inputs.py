@@ -102,6 +102,8 @@ CONFIG_CASES = [
     ("theory_figures", dict(ufm_lr=0.0), "config.ufm_lr"),
     ("theory_figures", dict(ufm_delta=float("nan")), "config.ufm_delta"),
     ("theory_figures", dict(unigram_eps=-0.01), "config.unigram_eps"),
+    ("theory_figures", dict(ufm_delta=1e30), r"config.ufm_delta must be a finite number in \(0, 700\]"),
+    ("theory_figures", dict(ufm_lr=1e-300), r"config.ufm_lr=1e-300 .* needs 1.68e\+301 GD steps"),
     ("theory_figures", dict(bar=2.0), "unknown config field --config.bar"),
     ("theory_figures", dict(figures="quadratic,fig99"), "config.figures must be a comma-sep"),
     ("unigram_scaling", dict(sizes="100,10"), "config.sizes must be strictly increasing"),

@@ -6,6 +6,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+
+from experiments import token_frequencies
+from imbalance_jax import experiment as ex
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -58,3 +62,9 @@ def test_token_frequencies_bad_config(tmp_path):
   assert not (tmp_path / "a").exists()  # refused before any work
   out = run_binary(tmp_path / "b", "--config.corpus=wikitext2", f"--config.corpus_dir={tmp_path}")
   assert out.returncode != 0 and "wiki.train.tokens" in out.stderr
+
+
+def test_min_frequency_that_leaves_one_token_is_named(tmp_path):
+  with pytest.raises(ValueError, match=r"config.min_frequency=1000000000 leaves 1 observed"):
+    ex.run_in(token_frequencies, str(tmp_path), min_frequency=10**9, tokenizers="word")
+  assert not (tmp_path / "summary.json").exists()
