@@ -37,8 +37,13 @@ def load_run(workdir: str, binary: str, preset: str) -> claims_lib.RunResult | N
   summary_path = os.path.join(path, "summary.json")
   if not os.path.exists(summary_path):
     return None
-  with open(summary_path) as f:
-    return claims_lib.RunResult(preset, json.load(f), path)
+  try:
+    with open(summary_path) as f:
+      return claims_lib.RunResult(preset, json.load(f), path)
+  except (OSError, ValueError) as error:
+    raise ValueError(f"cannot read {summary_path} ({error}); rerun `python -m "
+                     f"experiments.reproduce --workdir={workdir}`, which sets a damaged summary "
+                     "aside and redoes that run from its checkpoints") from error
 
 
 def _figure_order(figure: str) -> tuple:

@@ -82,9 +82,21 @@ def run_dir(workdir: str, binary: str, preset: str) -> str:
 
 
 def is_done(state: dict, workdir: str, binary: str, preset: str) -> bool:
+  """Recorded done and its summary.json readable; a damaged one is set aside (renamed to
+  ``summary.json.damaged``) so the run is redone, resuming from its own checkpoints."""
   entry = state.get(f"{binary}/{preset}", {})
-  return (entry.get("status") == "done"
-          and os.path.exists(os.path.join(run_dir(workdir, binary, preset), "summary.json")))
+  path = os.path.join(run_dir(workdir, binary, preset), "summary.json")
+  if entry.get("status") != "done" or not os.path.exists(path):
+    return False
+  try:
+    with open(path) as f:
+      json.load(f)
+  except (OSError, ValueError) as error:
+    os.replace(path, path + ".damaged")
+    logging.warning("%s cannot be read (%s); moved it to %s.damaged and rerunning %s/%s",
+                    path, error, path, binary, preset)
+    return False
+  return True
 
 
 def run_one(workdir: str, binary: str, preset: str) -> tuple[int, float]:

@@ -372,3 +372,18 @@ def test_memory_advice_names_the_vocabulary_when_the_logits_dominate(monkeypatch
 def test_at_least_forty_bad_inputs():
   assert len(CONFIG_CASES) + len(API_CASES) >= 40
   assert {c[0] for c in FIELD_CASES} == set(BINARIES)
+
+
+def test_damaged_summary_is_set_aside_by_reproduce_and_named_by_the_report(tmp_path):
+  from experiments import report, reproduce
+  path = tmp_path / "heavy_tailed_linear" / "quick"
+  path.mkdir(parents=True)
+  (path / "summary.json").write_text('{"gd": {"learning_rate": 0.')  # a partial copy
+  state = {"heavy_tailed_linear/quick": {"status": "done"}}
+  with pytest.raises(ValueError, match=r"cannot read .*quick/summary.json .*rerun `python -m "
+                                       r"experiments.reproduce"):
+    report.load_run(str(tmp_path), "heavy_tailed_linear", "quick")
+  assert not reproduce.is_done(state, str(tmp_path), "heavy_tailed_linear", "quick")
+  assert (path / "summary.json.damaged").exists() and not (path / "summary.json").exists()
+  (path / "summary.json").write_text('{"gd": {}}')
+  assert reproduce.is_done(state, str(tmp_path), "heavy_tailed_linear", "quick")
