@@ -31,7 +31,7 @@ def _mlp_problem():
 
 def _dense_blocks(loss, params, block_ids, num_blocks):
   flat, unravel = ravel_pytree(params)
-  dense = np.asarray(jax.hessian(lambda f: loss(unravel(f)))(flat))
+  dense = np.asarray(jax.jit(jax.hessian(lambda f: loss(unravel(f))))(flat))
   idx = spectra.block_indices(params, block_ids, num_blocks)
   return [dense[np.ix_(i, i)] for i in idx], dense, idx
 
@@ -119,7 +119,7 @@ def test_lanczos_top5_per_class_head_blocks_with_fewer_steps_than_coordinates(x6
 def test_slq_moments_match_dense_spectrum(x64):
   # The moments carry the Hutchinson error only (the quadrature is exact for p <= 7), whose
   # relative size is ~ sqrt(2 / effective rank of H^p / K): a full-rank head Hessian.
-  loss, head, ids, blocks = _head_problem(1000, 20, 3, 1.0, seed=6, weight_scale=0.05)
+  loss, head, ids, blocks = _head_problem(200, 20, 3, 1.0, seed=6, weight_scale=0.05)
   spec = jax.jit(lambda p: spectra.block_spectra(
       loss, p, ids, num_blocks=3, key=jax.random.key(3), num_probes=2000, num_steps=4))(head)
   moments = np.asarray(spectra.density_moments(spec, 4))
@@ -231,34 +231,37 @@ def test_one_one_norm_exact_with_all_columns_and_unbiased_when_sampled(x64):
   assert float(sampled[:, 0].std()) > 0  # sampling, not a disguised full sum
 
 
-def test_recorded_measures_along_training_match_the_dense_head_hessian(x64):
+def test_recorded_measures_match_the_dense_head_hessian_before_and_after_training(x64):
+  # The metrics_fn of make_train (its doctest runs it inside a training scan), jitted once
+  # and evaluated at the initial and at trained parameters.
   ds = data.heavy_tailed_labels(jax.random.key(0), m=3, dtype=jnp.float64)
   model = models.LinearSoftmax(ds.num_classes, param_dtype=jnp.float64)
   objective = train.classification_objective(model.apply)
   key = jax.random.key(2)
-  metrics_fn = het.spectral_curvature_metrics(objective, key=key, num_steps=8, top_k=3,
-                                              one_one_columns=33, num_probes=2)
-  run = train.make_train(objective, optim.injectable("adam", 0.0), num_steps=3, log_every=3,
-                         metrics_fn=metrics_fn)
+  metrics_fn = jax.jit(het.spectral_curvature_metrics(objective, key=key, num_steps=8, top_k=3,
+                                                      one_one_columns=33, num_probes=2))
   params = model.init(jax.random.key(1), ds.x)
-  history = jax.jit(run)(params, ds, 0.01).history
-  assert history["top_eigs_BK"].shape == (2, ds.num_classes, 3)  # steps 0 and 3
-  assert history["heterogeneity"].shape == (2,) and history["one_one_B"].shape == (2, 7)
-  assert not np.allclose(history["top_eigs_BK"][0], history["top_eigs_BK"][1])  # it moved
-  # Step 0: the top eigenvalue of every class block equals the dense Hessian's.
-  head_loss, head = restrict_to_layer(lambda p: objective(p, ds)[0], params, "head")
-  ids, names = spectra.block_partition(head, "class")
-  blocks, dense, idx = _dense_blocks(head_loss, head, ids, len(names))
-  np.testing.assert_allclose(history["top_eigs_BK"][0, :, 0],
-                             [np.linalg.eigvalsh(b)[-1] for b in blocks], rtol=1e-6)
-  # J = 33 = n_b (32 inputs + bias): the (1,1)-norms are exact.
-  np.testing.assert_allclose(history["one_one_B"][0], [np.abs(b).sum() for b in blocks],
-                             rtol=1e-10)
-  assert np.all(np.isfinite(history["heterogeneity"]))
-  assert np.all((history["offdiag_share"] >= 0) & (history["offdiag_share"] <= 1))
-  # The Frobenius share against the dense head Hessian (2 probes: loose).
-  off = sum(np.sum(dense[np.ix_(i, j)] ** 2) for i in idx for j in idx if i is not j)
-  np.testing.assert_allclose(history["offdiag_share"][0], off / np.sum(dense**2), rtol=0.5)
+  trained = jax.jit(train.make_train(objective, optim.injectable("adam", 0.0), num_steps=3))(
+      params, ds, 0.01).params
+  record = lambda p: metrics_fn(p, None, {"loss": objective(p, ds)[0]}, ds)  # noqa: E731
+  first, last = record(params), record(trained)
+  assert first["top_eigs_BK"].shape == (ds.num_classes, 3)
+  assert first["heterogeneity"].shape == () and first["one_one_B"].shape == (7,)
+  assert not np.allclose(first["top_eigs_BK"], last["top_eigs_BK"])  # it moved
+  for p, rec in ((params, first), (trained, last)):
+    head_loss, head = restrict_to_layer(lambda q: objective(q, ds)[0], p, "head")
+    ids, names = spectra.block_partition(head, "class")
+    blocks, dense, idx = _dense_blocks(head_loss, head, ids, len(names))
+    # The top eigenvalue of every class block equals the dense Hessian's.
+    np.testing.assert_allclose(rec["top_eigs_BK"][:, 0],
+                               [np.linalg.eigvalsh(b)[-1] for b in blocks], rtol=1e-6)
+    # J = 33 = n_b (32 inputs + bias): the (1,1)-norms are exact.
+    np.testing.assert_allclose(rec["one_one_B"], [np.abs(b).sum() for b in blocks],
+                               rtol=1e-10)
+    assert np.isfinite(rec["heterogeneity"]) and 0 <= rec["offdiag_share"] <= 1
+    # The Frobenius share against the dense head Hessian (2 probes: loose).
+    off = sum(np.sum(dense[np.ix_(i, j)] ** 2) for i in idx for j in idx if i is not j)
+    np.testing.assert_allclose(rec["offdiag_share"], off / np.sum(dense**2), rtol=0.5)
 
 
 def test_bad_inputs_name_the_argument():
@@ -280,3 +283,46 @@ def test_bad_inputs_name_the_argument():
                                    num_steps=4, top_k=5)
   with pytest.raises(ValueError, match="B >= 2"):
     het.block_heterogeneity(jnp.zeros((1, 1, 2)), jnp.ones((1, 1, 2)))
+
+
+def test_weight_partition_holds_the_weight_arrays_and_lanczos_matches_their_dense_block(x64):
+  # params {"b": [3], "w": [2, 3]}: the "weight" scheme keeps w (6 coordinates), b in none.
+  params = {"b": jnp.zeros(3), "w": jnp.zeros((2, 3))}
+  ids, names = spectra.block_partition(params, "weight")
+  assert names == ["w"] and ids["b"].tolist() == [-1] * 3 and np.all(ids["w"] == 0)
+  assert spectra.block_partition(params, "parameter")[1] == ["b", "w"]
+  a = _random_symmetric(jax.random.key(30), 9)
+  flat, unravel = ravel_pytree(params)
+  loss = lambda p: _quadratic(a)(ravel_pytree(p)[0])  # noqa: E731
+  spec = spectra.block_spectra(loss, params, ids, num_blocks=1, key=jax.random.key(31),
+                               num_probes=1, num_steps=6)
+  w_coords = spectra.block_indices(params, ids, 1)[0]
+  np.testing.assert_allclose(spectra.top_eigenvalues(spec, 5)[0],
+                             np.linalg.eigvalsh(a[np.ix_(w_coords, w_coords)])[::-1][:5],
+                             rtol=1e-10)
+  with pytest.raises(ValueError, match="two or more dimensions"):
+    spectra.block_partition({"b": jnp.zeros(3)}, "weight")
+
+
+def test_record_segments_is_the_uninterrupted_run_and_resumes_from_its_store(x64, tmp_path):
+  from imbalance_jax.curvature import study
+  ds = data.heavy_tailed_labels(jax.random.key(0), m=3, dtype=jnp.float64)
+  model = models.LinearSoftmax(ds.num_classes, param_dtype=jnp.float64)
+  objective = train.classification_objective(model.apply)
+  params = model.init(jax.random.key(1), ds.x)
+  build = lambda steps: train.make_train(objective, optim.injectable("adam", 0.0),  # noqa: E731
+                                         num_steps=steps, log_every=1)
+  whole = jax.jit(build(6))(params, ds, 0.05)
+  measures = jax.jit(lambda p: {"sq": sum(jnp.sum(v**2) for v in jax.tree.leaves(p))})
+  store = train.ResultStore(tmp_path)
+  out = study.record_segments(build(3), params, ds, 0.05, measures, num_segments=2,
+                              store=store, store_key="run")
+  np.testing.assert_array_equal(out["steps"], np.arange(7))
+  np.testing.assert_allclose(out["history"]["loss"], whole.history["loss"], rtol=1e-12)
+  np.testing.assert_array_equal(out["record_steps"], [0, 3, 6])
+  half = jax.jit(build(3))(params, ds, 0.05).params
+  np.testing.assert_allclose(out["measures"]["sq"], [measures(p)["sq"] for p in
+                                                     (params, half, whole.params)], rtol=1e-12)
+  again = study.record_segments(build(3), params, ds, 0.05, None, num_segments=2, store=store,
+                                store_key="run")  # loaded: measures_fn is never called
+  np.testing.assert_array_equal(again["measures"]["sq"], out["measures"]["sq"])

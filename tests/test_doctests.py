@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 # Every library module with docstring examples; every listed module has examples.
-# Not listed: modules without examples (e.g. plotting.curvature, plotting.theory).
+# Not listed: modules without examples (e.g. plotting.theory).
 MODULES = [
     "imbalance_jax.curvature.block_maps",
     "imbalance_jax.curvature.diagnostics",
@@ -45,6 +45,7 @@ MODULES = [
     "imbalance_jax.optim.runs",
     "imbalance_jax.optim.transforms",
     "imbalance_jax.plotting.common",
+    "imbalance_jax.plotting.curvature",
     "imbalance_jax.plotting.language",
     "imbalance_jax.plotting.linear",
     "imbalance_jax.plotting.vision",

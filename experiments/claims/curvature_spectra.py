@@ -62,12 +62,13 @@ EXPERIMENT = Experiment(
           "transformer",
     test_flags=("--config.m=3", "--config.sweep_m=2,3", "--config.num_bits=1",
                 "--config.copies=1", "--config.plain_per_digit=2", "--config.cnn_features=2,2",
-                "--config.num_windows=4", "--config.d_model=8", "--config.num_steps=4",
-                "--config.log_every=2", "--config.record_every=4", "--config.exponents=-1,0",
+                "--config.num_windows=4", "--config.d_model=8", "--config.mlp_dim=8",
+                "--config.linear_steps=4", "--config.cnn_steps=4", "--config.transformer_steps=4",
+                "--config.log_every=2", "--config.num_records=2", "--config.exponents=-1,0",
                 "--config.num_probes=1", "--config.lanczos_steps=2", "--config.top_k=1",
                 "--config.one_one_columns=1", "--config.frobenius_probes=1"),
-    kill_after=2,  # after the linear task's GD sweep round and its recorded run
-    slow_test=True,  # three tasks, each compiling its measures: over 10 s
+    kill_after=2,  # after the linear task's two sweep rounds (GD, Adam), before its records
+    slow_test=True,  # three tasks, each compiling its measures: 2 min of CPU at test_flags
     figures=(
         Figure("ZH", "abstract", "quick", "measures_linear.png",
                "Linear model on heavy-tailed labels: per-group loss of GD and Adam beside "

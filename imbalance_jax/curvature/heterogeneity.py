@@ -36,7 +36,7 @@ from jax.flatten_util import ravel_pytree
 
 from imbalance_jax import _checks
 from imbalance_jax.curvature.hvp import hvp, restrict_to_layer
-from imbalance_jax.curvature.spectra import (block_indices, block_partition,
+from imbalance_jax.curvature.spectra import (PARTITIONS, block_indices, block_partition,
                                              block_spectra, density_moments, flat_block_ids,
                                              size_groups, top_eigenvalues)
 
@@ -328,7 +328,7 @@ def spectral_curvature_metrics(objective_fn: Callable[[Any, Any], tuple[jax.Arra
     >>> history["top_eigs_BK"].shape, history["heterogeneity"].shape, history["one_one_B"].shape
     ((3, 7, 2), (3,), (3, 7))
   """
-  _checks.check_choice("partition", partition, ("class", "layer", "parameter"))
+  _checks.check_choice("partition", partition, PARTITIONS)
   for name, value in (("num_probes", num_probes), ("num_steps", num_steps), ("top_k", top_k),
                       ("frobenius_probes", frobenius_probes),
                       ("one_one_columns", one_one_columns)):

@@ -38,7 +38,7 @@ from matfree import decomp
 from imbalance_jax import _checks
 from imbalance_jax.curvature.hvp import hvp
 
-PARTITIONS = ("class", "layer", "parameter")
+PARTITIONS = ("class", "layer", "parameter", "weight")
 
 
 class BlockSpectra(NamedTuple):
@@ -62,7 +62,11 @@ def block_partition(params: Any, scheme: str) -> tuple[Any, list[str]]:
     scheme: ``"class"``: ``params`` is one Dense layer ``{'kernel': [D, C],
       'bias': [C]}`` and block ``k`` is kernel column ``k`` with ``bias[k]``
       (paper H's ``w_k``); ``"layer"``: one block per top-level module (the
-      keys under ``'params'``); ``"parameter"``: one block per array.
+      keys under ``'params'``); ``"parameter"``: one block per array;
+      ``"weight"``: one block per array of two or more dimensions (kernels,
+      embeddings), the biases and LayerNorm scales in none (the blocks of
+      Zhang et al.'s per-parameter spectra, arXiv 2402.16788, without the
+      vectors; our reading).
 
   Returns:
     ``(block_ids, names)``: int ids with the structure of ``params``
@@ -75,6 +79,9 @@ def block_partition(params: Any, scheme: str) -> tuple[Any, list[str]]:
     >>> block_partition({"params": {"a": {"w": jnp.zeros(2)}, "b": {"w": jnp.zeros(1)}}},
     ...                 "layer")[1]
     ['a', 'b']
+    >>> ids, names = block_partition({"b": jnp.zeros(2), "w": jnp.zeros((2, 2))}, "weight")
+    >>> ids["b"].tolist(), ids["w"].tolist(), names
+    ([-1, -1], [[0, 0], [0, 0]], ['w'])
   """
   _checks.check_choice("scheme", scheme, PARTITIONS)
   if scheme == "class":
@@ -87,10 +94,16 @@ def block_partition(params: Any, scheme: str) -> tuple[Any, list[str]]:
            if k in ("kernel", "bias") else np.full(np.shape(v), -1, np.int32)
            for k, v in params.items()}
     return ids, [f"class {k}" for k in range(num_classes)]
-  if scheme == "parameter":
+  if scheme in ("parameter", "weight"):
     paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
-    ids = [np.full(np.shape(leaf), i, np.int32) for i, (_, leaf) in enumerate(paths_leaves)]
-    names = ["/".join(str(getattr(k, "key", k)) for k in path) for path, _ in paths_leaves]
+    kept = [i for i, (_, leaf) in enumerate(paths_leaves)
+            if scheme == "parameter" or np.ndim(leaf) >= 2]
+    if not kept:
+      raise ValueError("scheme='weight' needs an array of two or more dimensions in params")
+    number = {i: b for b, i in enumerate(kept)}
+    ids = [np.full(np.shape(leaf), number.get(i, -1), np.int32)
+           for i, (_, leaf) in enumerate(paths_leaves)]
+    names = ["/".join(str(getattr(k, "key", k)) for k in paths_leaves[i][0]) for i in kept]
     return jax.tree.unflatten(treedef, ids), names
   top = params["params"] if isinstance(params, Mapping) and "params" in params else params
   if not isinstance(top, Mapping):

@@ -200,3 +200,76 @@ def prop2_comparison(x_ND, y_N, num_classes: int, class_prob_C, grad_norm_C, tra
            "median_trace_measured_over_predicted": float(np.nanmedian(trace / trace_pred))}
   return stats, {"trace_predicted": trace_pred, "trace_measured": trace,
                  "ratio_predicted": ratio_pred, "ratio_measured": ratio}
+
+
+def record_segments(training: train.Train, params: Any, data: Any, learning_rate: float,
+                    measures_fn: Callable[[Any], Mapping[str, Any]], *, num_segments: int,
+                    key: jax.Array | None = None, store: train.ResultStore | None = None,
+                    store_key: str | None = None) -> dict[str, Any]:
+  """Trains ``num_segments`` segments of ``training`` and records ``measures_fn`` between them.
+
+  ``training`` (a `train.Train` of ``k = training.num_steps`` steps) runs
+  ``num_segments`` times from its own final state, so the run is the
+  ``num_segments k``-step run, its ``log_every`` history the same (the state
+  carries the step and the key). ``measures_fn(state.params)`` (e.g. jitted
+  `imbalance_jax.curvature.spectral_curvature_metrics`) is evaluated at steps
+  ``0, k, ..., num_segments k``: measures too costly to record at every
+  ``log_every`` step (the follow-ups' spectra), as Fig 26 of
+  ``experiments/transformer_ptb.py`` records its traces.
+
+  Args:
+    store: if given, the finished record is saved under ``store_key`` and a
+      rerun loads it instead of training.
+
+  Returns:
+    ``{"steps": [T] logged steps, "history": {name: [T, ...]}, "record_steps":
+    [R], "measures": {name: [R, ...]}}`` (numpy; ``R = num_segments + 1``).
+  """
+  num_segments = _checks.check_int("num_segments", num_segments, minimum=1)
+  _checks.check_positive("learning_rate", learning_rate)
+  if store is not None and (saved := store.load(store_key)) is not None:
+    return jax.tree.map(np.asarray, saved)
+  state = jax.jit(training.init)(params, data, learning_rate, key)
+  segment = jax.jit(lambda s: training.run(s, data))
+  records, histories = [measures_fn(state.params)], []
+  for _ in range(num_segments):
+    state, history = segment(state)
+    histories.append(history)
+    records.append(measures_fn(state.params))
+  _, final = jax.jit(training.finish)(state, data)
+  history = jax.tree.map(lambda *h: np.concatenate([np.asarray(x) for x in h]), *histories,
+                         jax.tree.map(lambda f: np.asarray(f)[None], final))
+  out = {"steps": np.arange(0, num_segments * training.num_steps + 1, training.log_every),
+         "history": history,
+         "record_steps": np.arange(num_segments + 1) * training.num_steps,
+         "measures": jax.tree.map(lambda *r: np.stack([np.asarray(x) for x in r]), *records)}
+  if store is not None:
+    store.save(store_key, out)
+  return out
+
+
+def spectral_summary(measures: Mapping[str, Any]) -> dict[str, list[float]]:
+  """Per record, the scalars of `imbalance_jax.curvature.spectral_curvature_metrics` records.
+
+  Args:
+    measures: ``{name: [R, ...]}`` (the ``"measures"`` of `record_segments`).
+
+  Returns:
+    ``heterogeneity`` (Zhang et al.), ``offdiag_share`` (Dong et al.),
+    ``one_one_ratio_median`` (median over blocks of Xie et al.'s ``||H_bb||_{1,1}
+    / (n_b ||H_bb||_2)``), ``top_eigenvalue`` (largest Lanczos eigenvalue over
+    blocks) and ``loss``, each ``[R]`` as lists.
+
+  Example:
+    >>> spectral_summary({"heterogeneity": np.array([0.5]), "offdiag_share": np.array([0.1]),
+    ...                   "one_one_ratio_B": np.array([[0.2, 0.4, 0.9]]),
+    ...                   "top_eigs_BK": np.array([[[3.0], [7.0], [1.0]]]),
+    ...                   "loss": np.array([2.0])})["one_one_ratio_median"]
+    [0.4]
+  """
+  as_list = lambda a: np.asarray(a, np.float64).tolist()  # noqa: E731
+  return {"heterogeneity": as_list(measures["heterogeneity"]),
+          "offdiag_share": as_list(measures["offdiag_share"]),
+          "one_one_ratio_median": as_list(np.median(measures["one_one_ratio_B"], axis=1)),
+          "top_eigenvalue": as_list(np.max(measures["top_eigs_BK"][..., 0], axis=1)),
+          "loss": as_list(measures["loss"])}

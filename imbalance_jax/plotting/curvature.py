@@ -14,7 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from imbalance_jax.curvature.block_maps import log10_magnitude
-from imbalance_jax.plotting.common import add_group_colorbar, group_colors, plot_group_curves
+from imbalance_jax.plotting.common import (add_group_colorbar, group_colors, plot_group_curves,
+                                           run_label, run_style)
 
 
 def _log_axes(ax, x, y):
@@ -130,4 +131,91 @@ def plot_prediction_vs_measurement(panels: Mapping[str, tuple[np.ndarray, np.nda
     ax.set_title(name, fontsize=9)
   add_group_colorbar(fig, axes, num_groups)
   fig.suptitle(suptitle, fontsize=10)
+  return fig
+
+
+SPECTRAL_PANELS = (("top_eigenvalue", r"largest block eigenvalue $\lambda_{\max}(H_{bb})$", True),
+                   ("heterogeneity", "block heterogeneity (mean JS distance)", False),
+                   ("offdiag_share", "off-diagonal share of $\\|H\\|_F^2$", False),
+                   ("one_one_ratio_median",
+                    r"median $\|H_{bb}\|_{1,1} / (n_b \|H_{bb}\|_2)$", False))
+
+
+def plot_spectral_measures(steps, group_loss: Mapping[str, np.ndarray], record_steps,
+                           measures: Mapping[str, Mapping[str, Sequence[float]]], *,
+                           title: str):
+  """The follow-ups' curvature measures beside the per-group losses of the same runs.
+
+  Args:
+    steps: ``[T]`` logged steps.
+    group_loss: ``{run name: [T, G]}`` per-group training loss (group 0 most frequent).
+    record_steps: ``[R]`` steps of the measures.
+    measures: ``{run name: {measure: [R]}}`` with the keys of
+      `imbalance_jax.curvature.study.spectral_summary` (``top_eigenvalue``,
+      ``heterogeneity``, ``offdiag_share``, ``one_one_ratio_median``).
+    title: the figure's title.
+
+  Returns:
+    A Figure: one per-group loss panel per run, then one panel per measure with
+    every run (Zhang et al. 2024, Dong et al. 2025, Xie et al. 2025).
+
+  Example:
+    >>> fig = plot_spectral_measures(
+    ...     [0, 5, 10], {"gd": np.ones((3, 2)), "adam": np.ones((3, 2))}, [0, 10],
+    ...     {r: dict.fromkeys(["top_eigenvalue", "heterogeneity", "offdiag_share",
+    ...                        "one_one_ratio_median"], [1.0, 2.0]) for r in ("gd", "adam")},
+    ...     title="demo")
+    >>> len(fig.axes)  # 2 loss panels, 4 measures, the colour bar
+    7
+  """
+  runs = list(group_loss)
+  num_groups = int(np.asarray(group_loss[runs[0]]).shape[-1])
+  num = len(runs) + len(SPECTRAL_PANELS)
+  cols = (num + 1) // 2
+  fig, axes = plt.subplots(2, cols, figsize=(3.3 * cols + 0.8, 6.0), squeeze=False,
+                           constrained_layout=True)
+  flat = list(axes.ravel())
+  loss_axes = flat[:len(runs)]
+  top = max(float(np.nanmax(np.asarray(group_loss[r]))) for r in runs)
+  for ax, name in zip(loss_axes, runs):
+    plot_group_curves(ax, steps, group_loss[name])
+    ax.set_ylim(0, top * 1.05)
+    ax.set_title(run_label(name), fontsize=9)
+  for ax, (key, label, log) in zip(flat[len(runs):], SPECTRAL_PANELS):
+    for name in runs:
+      ax.plot(record_steps, measures[name][key], marker="o", markersize=3,
+              label=run_label(name), **run_style(name))
+    if log:
+      ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(label, fontsize=8)
+  flat[len(runs)].legend(fontsize=7)
+  for ax in flat[num:]:
+    ax.set_visible(False)
+  add_group_colorbar(fig, loss_axes, num_groups)
+  fig.suptitle(title, fontsize=10)
+  return fig
+
+
+def plot_offdiag_vs_classes(num_classes, offdiag_share, *, title: str):
+  """Off-diagonal share of the Hessian's Frobenius mass against the number of classes.
+
+  Log-log, with a ``1 / C`` line through the first point (Dong et al. 2025,
+  arXiv 2505.02809: the Hessian becomes block-diagonal as ``C`` grows).
+
+  Example:
+    >>> fig = plot_offdiag_vs_classes([7, 15, 31], [0.15, 0.07, 0.035], title="demo")
+    >>> fig.axes[0].get_xscale()
+    'log'
+  """
+  c, share = np.asarray(num_classes, np.float64), np.asarray(offdiag_share, np.float64)
+  fig, ax = plt.subplots(figsize=(4.2, 3.4), constrained_layout=True)
+  ax.plot(c, share, "o-", color="black", label="measured")
+  ax.plot(c, share[0] * c[0] / c, ":", color="tab:gray", label=r"$\propto 1/C$")
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  ax.set_xlabel("number of classes C")
+  ax.set_ylabel("off-diagonal share of $\\|H\\|_F^2$")
+  ax.legend(fontsize=8)
+  ax.set_title(title, fontsize=9)
   return fig
