@@ -28,7 +28,8 @@ loss) and all_runs_<task>.png (per-group curves). A rerun with the same
 
 The ``quick`` preset (one seed per task) runs 17 optimizers on the linear task
 and a subset of the catalogue on the two costlier ones (``CNN_QUICK_RUNS``: 40
-steps, step sizes 1e-3..1e-1; ``TRANSFORMER_QUICK_RUNS``: 100 steps, 1e-3..1);
+steps, step sizes 1e-3..1; ``TRANSFORMER_QUICK_RUNS``: 100 steps, 1e-3..10; GD's
+best step size was at the upper edge of narrower grids);
 ``paper`` runs every optimizer on every task (``FULL_RUNS``) at the papers'
 sizes (a GPU).
 
@@ -108,9 +109,9 @@ CONFIG = ex.Config(
         # One seed per task at quick scale (the 10-minute budget of a 2-core CPU).
         "quick": dict(_STEPS, m=7, num_seeds=1, num_steps=200, runs=QUICK_RUNS,
                       tasks=",".join(TASKS), cnn_runs=CNN_QUICK_RUNS, cnn_preset="quick",
-                      cnn_num_steps=40, cnn_exponents="-3,-2,-1",
+                      cnn_num_steps=40, cnn_exponents="-3,-2,-1,0",
                       transformer_runs=TRANSFORMER_QUICK_RUNS, transformer_preset="quick",
-                      transformer_exponents="-3,-2,-1,0"),
+                      transformer_exponents="-3,-2,-1,0,1"),
         "paper": dict(_STEPS, m=11, num_seeds=3, num_steps=1000, refine_rounds=1,
                       segment_steps=100, runs=FULL_RUNS, tasks=",".join(TASKS),
                       cnn_runs=FULL_RUNS, cnn_preset="paper", cnn_exponents="",
