@@ -167,7 +167,8 @@ def test_heavy_tailed_images_structure():
 
 @pytest.mark.no_float64
 def test_bad_counts_and_run_lists_are_refused_with_their_messages():
-  with pytest.raises(ValueError, match="^class_counts must be non-negative with a positive total$"):
+  with pytest.raises(ValueError, match=r"^class_counts must be finite and non-negative with a "
+                                       r"positive total, got array\(\[0, 0\]\)$"):
     data.frequency_groups([0, 0])
   with pytest.raises(ValueError, match="^runs must name at least one run$"):
     optim.parse_runs("")

@@ -44,8 +44,9 @@ def frequency_groups(class_counts, num_groups: int = 10) -> np.ndarray:
   counts = np.asarray(class_counts)
   if counts.ndim != 1 or counts.size == 0:
     raise ValueError(f"class_counts must have shape [C] with C >= 1, got {counts.shape}")
-  if np.any(counts < 0) or counts.sum() <= 0:
-    raise ValueError("class_counts must be non-negative with a positive total")
+  if not np.all(np.isfinite(counts)) or np.any(counts < 0) or counts.sum() <= 0:
+    raise ValueError(f"class_counts must be finite and non-negative with a positive total, got "
+                     f"{counts!r}")
   order = np.argsort(-counts, kind="stable")
   share = counts[order] / counts.sum()
   midpoints = np.cumsum(share) - share / 2
@@ -83,6 +84,10 @@ def take(dataset: Dataset, indices) -> Dataset:
     [0, 2]
   """
   indices = np.asarray(indices, np.int64)
+  n = len(dataset.y)
+  if indices.size and (indices.min() < -n or indices.max() >= n):
+    raise ValueError(f"indices must lie in [-{n}, {n}) (the data set's examples), got values in "
+                     f"[{indices.min()}, {indices.max()}]")
   y = np.asarray(dataset.y)[indices]
   counts = np.bincount(y, minlength=dataset.num_classes).astype(np.int32)
   return Dataset(x=jnp.asarray(np.asarray(dataset.x)[indices]), y=jnp.asarray(y),

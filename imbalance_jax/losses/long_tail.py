@@ -29,7 +29,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+
+from imbalance_jax import _checks
 
 LOSSES = ("logit_adjust", "balanced_softmax", "ldam", "ldam_drw", "focal", "vs")
 """Loss names usable as the ``@<loss>`` part of a run name."""
@@ -44,7 +47,34 @@ our unnormalised logits the default scale is 1, an assumption); focal gamma =
 
 
 def _float_counts(class_counts_C, dtype):
+  if not _checks.is_traced(class_counts_C):  # under jit the values cannot be inspected
+    counts = np.asarray(class_counts_C)
+    if (counts.ndim < 1 or not np.issubdtype(counts.dtype, np.number)
+        or not np.all(np.isfinite(counts)) or np.any(counts < 0) or np.any(counts.sum(-1) <= 0)):
+      raise ValueError("class_counts_C must be finite, non-negative counts [C] with a positive "
+                       f"total, got {class_counts_C!r}")
   return jnp.asarray(class_counts_C, dtype)
+
+
+def _check(logits_NC, labels_N, class_counts_C=None, **scalars) -> None:
+  """Shapes and dtypes (static, so also under jit) and concrete hyperparameters."""
+  logits_NC, labels_N = jnp.asarray(logits_NC), jnp.asarray(labels_N)
+  if logits_NC.ndim < 1 or labels_N.shape != logits_NC.shape[:-1]:
+    raise ValueError(f"logits_NC [N, C] and labels_N [N] disagree: shapes {logits_NC.shape} and "
+                     f"{labels_N.shape}")
+  if not jnp.issubdtype(labels_N.dtype, jnp.integer):
+    raise ValueError(f"labels_N must hold integer class ids, got dtype {labels_N.dtype}")
+  if class_counts_C is not None and jnp.shape(class_counts_C)[-1:] != logits_NC.shape[-1:]:
+    raise ValueError(f"class_counts_C must have shape [C={logits_NC.shape[-1]}] like the logits, "
+                     f"got {jnp.shape(class_counts_C)}")
+  for name, (value, minimum) in scalars.items():
+    if jnp.ndim(value) != 0:
+      raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(value)}")
+    if not _checks.is_traced(value):
+      value = np.asarray(value)
+      if not np.all(np.isfinite(value)) or (minimum is not None and np.any(value < minimum)):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"{name} must be finite{bound}, got {value.tolist()}")
 
 
 def tau_log_prior(class_counts_C: jax.Array, tau=1.0, dtype=None) -> jax.Array:
@@ -70,6 +100,7 @@ def logit_adjusted_loss(logits_NC, labels_N, class_counts_C, tau=1.0) -> jax.Arr
     ...       4)
     0.2877
   """
+  _check(logits_NC, labels_N, class_counts_C, tau=(tau, None))
   adjusted = logits_NC + tau_log_prior(class_counts_C, tau, logits_NC.dtype)
   return optax.losses.softmax_cross_entropy_with_integer_labels(adjusted, labels_N)
 
@@ -119,6 +150,7 @@ def ldam_loss(logits_NC, labels_N, class_counts_C, max_margin=0.5, scale=1.0) ->
     >>> round(float(ldam_loss(jnp.zeros((1, 2)), jnp.array([0]), jnp.array([1, 1]), 0.0)[0]), 4)
     0.6931
   """
+  _check(logits_NC, labels_N, class_counts_C, max_margin=(max_margin, 0.0), scale=(scale, 0.0))
   margins_C = ldam_margins(class_counts_C, max_margin, logits_NC.dtype)
   one_hot = jax.nn.one_hot(labels_N, logits_NC.shape[-1], dtype=logits_NC.dtype)
   shifted = logits_NC - one_hot * margins_C[labels_N][..., None]
@@ -147,6 +179,7 @@ def focal_loss(logits_NC, labels_N, gamma=1.0) -> jax.Array:
     >>> round(float(focal_loss(jnp.zeros((1, 2)), jnp.array([0]), 2.0)[0]), 4)  # 0.25 * log 2
     0.1733
   """
+  _check(logits_NC, labels_N, gamma=(gamma, 0.0))
   log_p = -optax.losses.softmax_cross_entropy_with_integer_labels(logits_NC, labels_N)
   return -((-jnp.expm1(log_p)) ** gamma) * log_p
 
@@ -159,6 +192,7 @@ def vs_loss(logits_NC, labels_N, class_counts_C, gamma=0.2, tau=1.0) -> jax.Arra
     >>> round(float(vs_loss(jnp.zeros((1, 2)), jnp.array([0]), jnp.array([1, 1]), tau=0.0)[0]), 4)
     0.6931
   """
+  _check(logits_NC, labels_N, class_counts_C, gamma=(gamma, 0.0), tau=(tau, None))
   counts = _float_counts(class_counts_C, logits_NC.dtype)
   delta = (counts / jnp.max(counts, -1, keepdims=True)) ** gamma
   scaled = logits_NC * delta + tau_log_prior(class_counts_C, tau, logits_NC.dtype)

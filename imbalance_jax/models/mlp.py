@@ -34,6 +34,8 @@ class MLP(nn.Module):
 
   @nn.compact
   def __call__(self, x, return_features: bool = False):
+    if any(int(width) < 1 for width in self.hidden):
+      raise ValueError(f"hidden widths must be >= 1, got {tuple(self.hidden)}")
     h = x.reshape(x.shape[0], -1)
     for i, width in enumerate(self.hidden):
       init = pytorch_uniform(h.shape[-1])
