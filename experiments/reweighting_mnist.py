@@ -111,8 +111,8 @@ CONFIG = ex.Config(
                                help="digits kept, majority classes first"),
         num_majority=fields.Int(minimum=1, default=2),
         majority_count=fields.Int(minimum=1, default=100),
-        ratio=fields.Real(minimum=1.0, default=10.0,
-                          help="R: minority classes keep majority_count / R images"),
+        ratio=fields.Real(minimum=1.0, open_minimum=True, default=10.0,  # R = 1: balanced
+                          help="R > 1: minority classes keep majority_count / R images"),
         width=fields.Int(minimum=1, default=32, help="3-layer CNN channels = embedding dim d"),
         optimizer=fields.Text(parse=_optimizer, default="adam+m",
                               description="<optimizer>[+m] (no @weighting)",

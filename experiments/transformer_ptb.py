@@ -152,6 +152,9 @@ def validate(config) -> None:
     raise ValueError(f"config.accumulation_steps={config.accumulation_steps} splits mini-batches, "
                      "but config.batch_size=0 trains in full batch (config.chunk_size bounds "
                      "its memory)")
+  if config.batch_size and config.num_windows and config.batch_size > config.num_windows:
+    raise ValueError(f"config.batch_size={config.batch_size} exceeds config.num_windows="
+                     f"{config.num_windows} (the training windows kept)")
   if config.batch_size and config.batch_size % config.accumulation_steps:
     raise ValueError(f"config.accumulation_steps={config.accumulation_steps} must divide "
                      f"config.batch_size={config.batch_size}")

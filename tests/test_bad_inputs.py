@@ -132,6 +132,10 @@ CONFIG_CASES = [
     # steps beyond the run, and a field that the other fields make meaningless
     ("reweighting_mnist", dict(snapshot_steps="0,500"), r"has steps \[500\] beyond the run"),
     ("transformer_ptb", dict(accumulation_steps=4), "config.batch_size=0 trains in full batch"),
+    ("transformer_ptb", dict(preset="quick_fig17", num_windows=8, batch_size=32),
+     "config.batch_size=32 exceeds config.num_windows=8"),
+    # a subset that is no longer imbalanced
+    ("reweighting_mnist", dict(ratio=1.0), "config.ratio must be"),
 ]
 
 
