@@ -10,6 +10,7 @@ types; the JAX versions the rewrite is known to work with are pinned, and a
 moved private API raises instead of running slowly.
 """
 
+import functools
 import re
 
 import flax.linen as nn
@@ -22,6 +23,11 @@ from jax import lax
 from imbalance_jax import optim, train
 from imbalance_jax.train import loop, xla_cpu
 from imbalance_jax.types import make_dataset
+
+
+def _normal(seed, shape):
+  """Float64 test inputs from NumPy (eager `jax.random` compiles a program per shape)."""
+  return jnp.asarray(np.random.default_rng(seed).standard_normal(shape))
 
 
 def _tree_max_diff(a, b):
@@ -52,8 +58,7 @@ CONVS = [
 
 @pytest.mark.parametrize("layouts,lhs_shape,rhs_shape,kwargs", CONVS)
 def test_canonical_conv_matches_conv_general_dilated(x64, layouts, lhs_shape, rhs_shape, kwargs):
-  lhs = jax.random.normal(jax.random.key(0), lhs_shape, jnp.float64)
-  rhs = jax.random.normal(jax.random.key(1), rhs_shape, jnp.float64)
+  lhs, rhs = _normal(0, lhs_shape), _normal(1, rhs_shape)
   kwargs = {"window_strides": (1,) * (len(lhs_shape) - 2), "padding": "VALID", **kwargs}
 
   def conv(a, b):
@@ -87,11 +92,14 @@ class TinyCNN(nn.Module):
     return nn.Dense(3, param_dtype=x.dtype)(h.reshape(h.shape[0], -1))
 
 
+@functools.cache
 def _problem(num_members=3):
+  """Loss, params of 3 members and inputs (float64; built once: call it under x64)."""
   model = TinyCNN()
-  x = jax.random.normal(jax.random.key(0), (4, 8, 8, 2), jnp.float64)
+  x = _normal(0, (4, 8, 8, 2))
   y = jnp.array([0, 1, 2, 1])
-  params_B = jax.vmap(lambda k: model.init(k, x))(jax.random.split(jax.random.key(1), num_members))
+  init_B = jax.jit(jax.vmap(lambda k: model.init(k, x)))  # jitted: eager Flax init is slow
+  params_B = init_B(jax.random.split(jax.random.key(1), num_members))
 
   def loss(params, x):
     logits = model.apply(params, x)
@@ -103,11 +111,11 @@ def _problem(num_members=3):
 
 def test_gradient_identical_under_jit_vmap_and_nested_vmap(x64):
   loss, params_B, x = _problem()
-  params = jax.tree.map(lambda p: p[0], params_B)
-  x_B = jnp.stack([x, -x, 0.5 * x])
-  params_SB = jax.tree.map(lambda p: jnp.stack([p, 0.5 * p]), params_B)  # seeds x rates
 
-  def all_cases(f):
+  def all_cases(f):  # the inputs are built inside the one jitted call (eager ops compile each)
+    params = jax.tree.map(lambda p: p[0], params_B)
+    x_B = jnp.stack([x, -x, 0.5 * x])
+    params_SB = jax.tree.map(lambda p: jnp.stack([p, 0.5 * p]), params_B)  # seeds x rates
     return [f(params, x), jax.vmap(f, (0, None))(params_B, x), jax.vmap(f)(params_B, x_B),
             jax.vmap(f, (None, 0))(params, x_B),
             jax.vmap(jax.vmap(f, (0, None)), (0, None))(params_SB, x)]
@@ -141,9 +149,10 @@ def test_training_scan_matches_and_compiles_to_canonical_convs(x64):
   loss, params_B, x = _problem()
   value_and_grad = jax.value_and_grad(loss)
   fast_run = jax.vmap(_scan_train(xla_cpu.canonical_convolutions(value_and_grad)), (0, None))
-  expected = jax.vmap(_scan_train(value_and_grad), (0, None))(params_B, x)
-  assert _tree_max_diff(jax.jit(fast_run)(params_B, x), expected) < 1e-12
-  hlo = jax.jit(fast_run).lower(params_B, x).compile().as_text()
+  expected = jax.jit(jax.vmap(_scan_train(value_and_grad), (0, None)))(params_B, x)
+  compiled = jax.jit(fast_run).lower(params_B, x).compile()  # one compile: run and inspected
+  assert _tree_max_diff(compiled(params_B, x), expected) < 1e-12
+  hlo = compiled.as_text()
   labels = re.findall(r" convolution\(.*dim_labels=([^,]+)", hlo)
   assert len(labels) >= 5  # 2 forward, 2 kernel gradients, 1 input gradient
   assert set(labels) == {"b01f_01io->b01f"}, labels
@@ -151,7 +160,7 @@ def test_training_scan_matches_and_compiles_to_canonical_convs(x64):
 
 
 def test_remat_and_pytree_outputs_kept(x64):
-  loss, params_B, x = _problem(num_members=1)
+  loss, params_B, x = _problem()
   params = jax.tree.map(lambda p: p[0], params_B)
 
   def fn(params, x, *, scale):
@@ -162,14 +171,14 @@ def test_remat_and_pytree_outputs_kept(x64):
   jaxpr = jax.make_jaxpr(lambda p, d: fast(p, d, scale=2.0))(params, x)
   convs = _convs(jaxpr.jaxpr)
   assert len(convs) >= 5 and all(xla_cpu.is_canonical(e.params["dimension_numbers"]) for e in convs)
-  got, expected = fast(params, x, scale=2.0), fn(params, x, scale=2.0)
+  got = jax.jit(functools.partial(fast, scale=2.0))(params, x)
+  expected = jax.jit(functools.partial(fn, scale=2.0))(params, x)
   assert jax.tree.structure(got) == jax.tree.structure(expected)
   assert _tree_max_diff(got, expected) < 1e-13
 
 
 def test_convolutions_inside_while_scan_cond_and_jit_are_rewritten(x64):
-  x = jax.random.normal(jax.random.key(0), (2, 3, 6, 6), jnp.float64)
-  w0 = jax.random.normal(jax.random.key(1), (4, 3, 3, 3), jnp.float64)
+  x, w0 = _normal(0, (2, 3, 6, 6)), _normal(1, (4, 3, 3, 3))
 
   def conv(x, w):  # NCHW x OIHW: not canonical
     return lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NCHW", "OIHW", "NCHW"))
@@ -202,8 +211,8 @@ def test_convolutions_inside_while_scan_cond_and_jit_are_rewritten(x64):
 
 def test_rewrite_closed_moves_consts_to_leading_inputs(x64):
   """A closed jaxpr with consts (here a captured kernel) becomes one taking them as inputs."""
-  kernel = jax.random.normal(jax.random.key(2), (4, 3, 3, 3), jnp.float64)  # OIHW
-  x = jax.random.normal(jax.random.key(3), (2, 3, 6, 6), jnp.float64)
+  kernel = _normal(2, (4, 3, 3, 3))  # OIHW
+  x = _normal(3, (2, 3, 6, 6))
 
   def fn(x):
     return lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
