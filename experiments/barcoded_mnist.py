@@ -98,7 +98,8 @@ def estimate_bytes(config) -> int:
     activations += side * side * width + (side // 2) ** 2 * width
     side //= 2
   chunk = min(n, config.chunk_size) if config.chunk_size else n
-  members = config.num_seeds * (1 if config.learning_rate > 0 else len(config.exponents))
+  members = config.rates_at_once or config.num_seeds * (
+      1 if config.learning_rate > 0 else len(config.exponents))
   parameters = ex.network_bytes(SmallCNN(c, features=config.cnn_features,
                                          kernel_size=config.kernel_size), (28, 28, 1),
                                 members=members, examples=0)
@@ -125,7 +126,8 @@ def validate(config) -> None:
   ex.check_memory(
       estimate_bytes(config), what=f"config.num_bits={config.num_bits} with config.num_seeds="
       f"{config.num_seeds} and config.cnn_features={config.raw.cnn_features}",
-      lower="config.num_bits, config.num_seeds or set config.chunk_size")
+      lower="config.num_bits, config.num_seeds or set config.chunk_size or "
+            "config.rates_at_once")
 
 
 CONFIG = ex.Config(
@@ -146,6 +148,7 @@ CONFIG = ex.Config(
         heavy_tailed_runs=fields.Runs(allow_empty=True, help="extra runs on mnist+barcoded only"),
         variants=fields.Names(BARCODED_VARIANTS, help="the data sets"),
         chunk_size=fields.Int(minimum=0, help=">0: full batch accumulated in chunks"),
+        rates_at_once=fields.RatesAtOnce(),
         segment_steps=fields.Int(minimum=0, help=">0: checkpoint every k steps of a round"),
         data_dir=fields.Directory(holds=lambda d: data.find_images("mnist", "train", d),
                                   help="MNIST IDX files or TFDS directory; '': the embedded "
@@ -212,7 +215,8 @@ def tune_variant(variant, ds, groups, init_key, config, store) -> tuple[ex.Tuned
     one = ex.tune_runs(
         [spec], build, params_S, ds, grid=ex.Grid.from_config(config), store=store,
         data_per_seed=False, threshold=config.divergence_threshold,
-        segment_steps=config.segment_steps or None, key_prefix=f"{variant}/")
+        segment_steps=config.segment_steps or None, key_prefix=f"{variant}/",
+        members_at_once=fields.members_at_once(config.rates_at_once))
     wall[spec.name] = time.perf_counter() - start
     tuned.update(one.tuned)
     steps = one.steps

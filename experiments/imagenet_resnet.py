@@ -99,14 +99,16 @@ def check_memory(config) -> None:
                  10 * config.per_class)
   examples = max(config.batch_size // config.accumulation_steps,
                  config.eval_chunk_size or subset)
-  members = config.num_seeds * len(ex.Grid.from_config(config).exponents)
+  members = (config.rates_at_once or
+             config.num_seeds * len(ex.Grid.from_config(config).exponents))
   required = max(ex.network_bytes(build_model(name, classes, config), shape, members=members,
                                   examples=examples) for name in config.models)
   ex.check_memory(required, what=(
       f"config.models={config.raw.models!r} (config.width={config.width}, "
       f"config.stage_sizes={config.raw.stage_sizes!r}) on {examples} images at once x "
       f"{members} members"), lower="config.width, config.stage_sizes, config.batch_size (or "
-      "raise config.accumulation_steps), config.eval_chunk_size or config.num_seeds")
+      "raise config.accumulation_steps), config.eval_chunk_size, config.num_seeds, or set "
+      "config.rates_at_once")
 
 
 CONFIG = ex.Config(
@@ -131,6 +133,7 @@ CONFIG = ex.Config(
         exponents=fields.Exponents(),
         refine_rounds=fields.Int(minimum=0, maximum=5),
         eval_chunk_size=fields.Int(minimum=0, help="0: full-set evaluations in one pass"),
+        rates_at_once=fields.RatesAtOnce(),
         runs=fields.Runs(default="gd+m,adam+m"),
         subsets=fields.Names(SUBSETS, default="uniform,heavy_tail", help="the subsets"),
         data_dir=fields.Directory(help="'' only for source=mnist (the embedded digits)"),
@@ -225,7 +228,8 @@ def tune_model(model_name, sets, groups, init_key, keys_S, config, store) -> dic
     out[subset] = ex.tune_runs(config.runs, build, params_S, ds, grid=ex.Grid.from_config(config),
                                store=store, keys_S=keys_S, data_per_seed=False,
                                threshold=config.divergence_threshold,
-                               key_prefix=f"{model_name}/{subset}/")
+                               key_prefix=f"{model_name}/{subset}/",
+                               members_at_once=fields.members_at_once(config.rates_at_once))
     for name, entry in out[subset].summaries().items():
       logging.info("%-12s %-10s %-8s lr=%-8.3g final loss=%.4f  most frequent group=%.4f  "
                    "rarest group=%.4f", model_name, subset, name, entry["learning_rate"],

@@ -197,6 +197,19 @@ def parse_exponents(text: str) -> tuple[float, ...]:
   return tuple(sorted(values))
 
 
+def RatesAtOnce(**kwargs) -> Int:  # noqa: N802
+  """Step sizes computed at once on one device (0: every member of the sweep at once; k:
+  one seed and k step sizes at a time, a scan over batches that holds k members)."""
+  kwargs.setdefault("help", "0: every sweep member at once; k: one seed x k step sizes at a "
+                    "time (memory of k members; one device)")
+  return Int(minimum=0, default=0, **kwargs)
+
+
+def members_at_once(rates_at_once: int) -> tuple[int, int] | None:
+  """`train.Sweep`'s ``members_at_once`` of a `RatesAtOnce` field's value."""
+  return None if rates_at_once == 0 else (1, rates_at_once)
+
+
 def Exponents(**kwargs) -> Text:  # noqa: N802
   """Step sizes 10^e tried in the first tuning round: ``"-3,-2"``, or ``""``: 10^-6..10^1."""
   kwargs.setdefault("help", "step sizes 10^e tried first (comma-separated e); '': 1e-6..1e1")

@@ -149,6 +149,7 @@ def tune_runs(specs: Sequence[optim.RunSpec], build: Callable[[optim.RunSpec], t
               params_S, data, *, grid: Grid = Grid(), store: train.ResultStore | None = None,
               keys_S=None, data_per_seed: bool = True, threshold: float = 1.5,
               segment_steps: int | None = None, key_prefix: str = "",
+              members_at_once: tuple[int, int] | None = None,
               log: Callable[..., None] = logging.info) -> TunedRuns:
   """Tunes the step size of every run spec: `train.tune_sweep` of ``build(spec)``.
 
@@ -161,6 +162,7 @@ def tune_runs(specs: Sequence[optim.RunSpec], build: Callable[[optim.RunSpec], t
     store: finished rounds are saved here and reloaded on a rerun, under
       ``<key_prefix><run name>/round<i>``.
     keys_S, threshold, segment_steps: as for `train.tune_sweep`.
+    members_at_once: ``(seeds, rates)`` computed at once (`train.Sweep`; None: all).
     log: progress printer (``log(format, *args)``).
   """
   tuned, steps = {}, None
@@ -168,7 +170,8 @@ def tune_runs(specs: Sequence[optim.RunSpec], build: Callable[[optim.RunSpec], t
     run = build(spec)
     steps = run.history_steps
     result = train.tune_sweep(
-        train.Sweep(run, data_per_seed=data_per_seed), params_S, data, keys_S=keys_S,
+        train.Sweep(run, data_per_seed=data_per_seed, members_at_once=members_at_once),
+        params_S, data, keys_S=keys_S,
         exponents=grid.exponents, refine_rounds=grid.refine_rounds, threshold=threshold,
         store=store, store_key=key_prefix + spec.name, segment_steps=segment_steps,
         log=log)

@@ -216,6 +216,12 @@ class Sweep:
     train: the run to sweep.
     data_per_seed: ``True`` if ``data`` has a leading seed axis (a data set per
       seed), ``False`` if all seeds share one data set.
+    members_at_once: ``(seeds, rates)`` computed at once on one device, or None
+      (all): the grid is then a scan over batches of that many members
+      (`jax.lax.map` with ``batch_size``), one compiled program whose memory
+      holds one batch, for members that do not all fit (the paper presets' CNNs
+      and ResNets on one GPU: see docs/paper_scale.md). Results equal the full
+      vmap's up to floating-point reassociation.
     example_shards: devices that split one data set along its examples (the
       ``x`` and ``y`` of every `Dataset` in ``data``); must divide the device
       count and each data set's size. ``None``: 1, unless a seed's data exceed
@@ -238,15 +244,28 @@ class Sweep:
   train: Train
   data_per_seed: bool = True
   example_shards: int | None = None
+  members_at_once: tuple[int, int] | None = None
+
+  def __post_init__(self):
+    if self.members_at_once is not None:
+      if not isinstance(self.members_at_once, tuple | list) or len(self.members_at_once) != 2:
+        raise ValueError(f"members_at_once must be (seeds at once, rates at once), got "
+                         f"{self.members_at_once!r}")
+      _checks.check_int("members_at_once[0] (seeds at once)", self.members_at_once[0], minimum=1)
+      _checks.check_int("members_at_once[1] (rates at once)", self.members_at_once[1], minimum=1)
 
   @property
   def _data_axis(self):
     return 0 if self.data_per_seed else None
 
+  def _batch_sizes(self) -> tuple[int | None, int | None]:
+    return (None, None) if self.members_at_once is None else tuple(self.members_at_once)
+
   def _vmap(self, fn, rate_axis_inner):
     """vmap over rates (inner) and seeds (outer) of ``fn(params, data, lr, key)``."""
-    inner = jax.vmap(fn, in_axes=(None, None, rate_axis_inner, None))
-    return jax.vmap(inner, in_axes=(0, self._data_axis, None, 0))
+    seeds_at_once, rates_at_once = self._batch_sizes()
+    inner = _map(fn, (None, None, rate_axis_inner, None), rates_at_once)
+    return _map(inner, (0, self._data_axis, None, 0), seeds_at_once)
 
   @staticmethod
   def _with_key(fn):
@@ -267,15 +286,18 @@ class Sweep:
 
   @functools.cached_property
   def _run(self):
+    seeds_at_once, rates_at_once = self._batch_sizes()
+
     def run(state, data, num_steps):
-      inner = jax.vmap(lambda s, d: self.train.run(s, d, num_steps), in_axes=(0, None))
-      return jax.vmap(inner, in_axes=(0, self._data_axis))(state, data)
+      inner = _map(lambda s, d: self.train.run(s, d, num_steps), (0, None), rates_at_once)
+      return _map(inner, (0, self._data_axis), seeds_at_once)(state, data)
     return jax.jit(run, static_argnums=2)
 
   @functools.cached_property
   def _finish(self):
-    inner = jax.vmap(self.train.finish, in_axes=(0, None))
-    return jax.jit(jax.vmap(inner, in_axes=(0, self._data_axis)))
+    seeds_at_once, rates_at_once = self._batch_sizes()
+    inner = _map(self.train.finish, (0, None), rates_at_once)
+    return jax.jit(_map(inner, (0, self._data_axis), seeds_at_once))
 
   def layout(self, num_seeds: int, num_rates: int, data) -> Layout:
     """`plan_layout` of this sweep on ``jax.devices()`` for ``data``."""
@@ -317,6 +339,9 @@ class Sweep:
                        "seeds")
     dtype = jnp.result_type(*jax.tree.leaves(params_S))
     layout = self.layout(num_seeds, rates.shape[0], data)
+    if self.members_at_once is not None and layout.num_devices > 1:
+      raise ValueError("members_at_once batches members on one device; on several devices the "
+                       "members are sharded instead (leave it None)")
     rates = jnp.asarray(rates[np.minimum(np.arange(layout.padded_rates), rates.shape[0] - 1)],
                         dtype)
     if layout.num_devices == 1:
@@ -362,6 +387,24 @@ class Sweep:
 
   def finish(self, state: TrainState, data):
     return self._finish(state, data)
+
+
+def _map(fn, in_axes, batch_size: int | None):
+  """``jax.vmap(fn, in_axes)`` (every in_axis 0 or None), or with ``batch_size`` the same
+  map computed ``batch_size`` members at a time (`jax.lax.map`: a scan over vmapped
+  batches, so peak memory holds ``batch_size`` members, not all)."""
+  if batch_size is None:
+    return jax.vmap(fn, in_axes=in_axes)
+  mapped = [i for i, axis in enumerate(in_axes) if axis is not None]
+
+  def batched(*args):
+    def one(xs):
+      full = list(args)
+      for i, x in zip(mapped, xs):
+        full[i] = x
+      return fn(*full)
+    return jax.lax.map(one, tuple(args[i] for i in mapped), batch_size=batch_size)
+  return batched
 
 
 def _gather_rows(state, index_SW):
