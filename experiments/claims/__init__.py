@@ -45,6 +45,8 @@ PAPERS = {
           "arXiv 2402.16788)",
     "D": "Towards Quantifying the Hessian Structure of Neural Networks (Dong et al., 2025, "
          "arXiv 2505.02809)",
+    "KB": "Scaling Laws for Gradient Descent and Sign Descent for Linear Bigram Models under "
+          "Zipf's Law (Kunstner and Bach, NeurIPS 2025, arXiv 2505.19227)",
 }
 
 
