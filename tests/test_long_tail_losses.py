@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from imbalance_jax import data, losses, models, optim, train
+from imbalance_jax import data, losses, metrics, models, optim, train
 from imbalance_jax.losses import long_tail
 from imbalance_jax.types import make_dataset
 
@@ -150,8 +150,9 @@ def test_ldam_drw_switches_at_the_step_under_jit(x64):
 
 def test_run_names_and_objective_train_with_a_long_tail_loss():
   assert optim.parse_run("adam+m@balanced_softmax").weighting == "balanced_softmax"
-  with pytest.raises(ValueError, match="weighting must be one of"):
-    optim.parse_run("gd@ldam_drw")  # needs drw_step: classification_objective(drw_step=)
+  assert optim.parse_run("gd@ldam_drw").weighting == "ldam_drw"  # built with its drw_step
+  with pytest.raises(ValueError, match="drw_step must be given"):
+    train.classification_objective(lambda p, x: x, "ldam_drw")
   with pytest.raises(ValueError, match="^weighting must be one of"):
     train.classification_objective(lambda p, x: x, "nope")
   x = np.random.default_rng(3).normal(size=(7, 4)).astype(np.float32)
@@ -296,3 +297,49 @@ def test_ldam_drw_in_make_train_gets_the_step(x64):
   never = train.make_train(train.classification_objective(model.apply, "ldam"),
                            optim.injectable("gd", 0.0), num_steps=6, log_every=3)(params, ds, 0.3)
   assert not np.allclose(jax.tree.leaves(never.params)[0], jax.tree.leaves(p)[0])
+
+
+def test_loss_params_reach_the_objective(x64):
+  """``loss_params`` override the defaults: the objective is the float64 NumPy reference at
+  the given tau / gamma / class-balanced beta."""
+  rng = np.random.default_rng(5)
+  x = rng.normal(size=(7, 4))
+  ds = make_dataset(x, LABELS, len(COUNTS))
+  model = models.LinearSoftmax(ds.num_classes)
+  params = model.init(jax.random.key(0), ds.x[:1])
+  z = np.asarray(model.apply(params, ds.x), np.float64)
+  counts = np.asarray(ds.class_counts, np.float64)  # of the labels: [2, 2, 0, 1, 2]
+  cases = [("logit_adjust", {"tau": 2.0}, ref_logit_adjust(z, LABELS, counts, 2.0)),
+           ("focal", {"focal_gamma": 3.0}, ref_focal(z, LABELS, 3.0)),
+           ("class_balanced", {"class_balanced_beta": 0.5},
+            ref_class_balanced(counts, 0.5)[LABELS] * _ce(z, LABELS))]
+  for name, params_, ref in cases:
+    value, _ = train.classification_objective(model.apply, name, loss_params=params_)(params, ds)
+    np.testing.assert_allclose(float(value), np.mean(ref), rtol=1e-10, err_msg=name)
+  with pytest.raises(ValueError, match="loss_params has unknown entries"):
+    train.classification_objective(model.apply, "focal", loss_params={"gamma": 1.0})
+
+
+def test_post_hoc_metrics_match_sklearn_on_adjusted_argmax(x64):
+  from sklearn.metrics import balanced_accuracy_score
+  rng = np.random.default_rng(6)
+  counts = np.array([300, 60, 8, 2])
+  groups = np.array([0, 0, 1, 1])
+  logits = rng.normal(size=(40, 4))
+  labels = rng.integers(0, 4, size=40)
+  aux = {"logits": jnp.asarray(logits), "label_N": jnp.asarray(labels),
+         "prediction_N": jnp.argmax(logits, -1),
+         "confidence_N": jnp.asarray(rng.uniform(0.3, 1.0, size=40))}
+  for tau in (0.0, 1.0, 2.5):
+    out = jax.jit(lambda a, t=tau: metrics.long_tail_metrics(counts, groups, post_hoc_tau=t)(
+        None, None, a, None))(aux)
+    pred = np.argmax(logits - tau * np.log(counts / counts.sum()), -1)
+    np.testing.assert_allclose(float(out["posthoc_balanced_accuracy"]),
+                               balanced_accuracy_score(labels, pred), rtol=1e-12)
+    hit = pred == labels
+    want = [hit[np.isin(labels, np.flatnonzero(groups == g))].mean() for g in (0, 1)]
+    np.testing.assert_allclose(np.asarray(out["posthoc_group_accuracy"]), want, rtol=1e-12)
+    assert float(out["posthoc_worst_group_accuracy"]) == min(want)
+  with pytest.raises(ValueError, match="post_hoc_tau needs aux"):
+    metrics.long_tail_metrics(counts, post_hoc_tau=1.0)(
+        None, None, {k: v for k, v in aux.items() if k != "logits"}, None)

@@ -14,11 +14,11 @@ from imbalance_jax import _checks
 from imbalance_jax.losses import long_tail
 from imbalance_jax.losses.long_tail import LOSSES
 
-OBJECTIVES = ("none", "inverse", "inverse_sqrt", "class_balanced") + tuple(
-    name for name in LOSSES if name != "ldam_drw")
+OBJECTIVES = ("none", "inverse", "inverse_sqrt", "class_balanced") + LOSSES
 """Everything the ``@<...>`` part of a run name may name: a class weighting or a loss
 (``ldam_drw`` needs its ``drw_step``: build it with
-``train.classification_objective(apply, "ldam_drw", drw_step=k)``)."""
+``train.classification_objective(apply, "ldam_drw", drw_step=k)``; a builder that gives
+none, e.g. `experiment.train_builder`, refuses it naming ``drw_step``)."""
 
 WEIGHTINGS = ("none", "inverse", "inverse_sqrt", "class_balanced")
 

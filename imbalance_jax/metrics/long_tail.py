@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from imbalance_jax.losses.long_tail import post_hoc_adjusted_logits
 from imbalance_jax.metrics.per_class import per_class_mean
 from imbalance_jax.types import Dataset
 
@@ -54,8 +55,8 @@ def _ece(confidence_N, correct_N, group_N, num_groups: int, num_bins: int) -> ja
   return jnp.where(n_g > 0, per_group / jnp.maximum(n_g, 1), jnp.nan)
 
 
-def long_tail_metrics(train_class_counts, class_to_group=None, *, num_bins: int = 15
-                      ) -> Callable[..., dict[str, jax.Array]]:
+def long_tail_metrics(train_class_counts, class_to_group=None, *, num_bins: int = 15,
+                      post_hoc_tau: float | None = None) -> Callable[..., dict[str, jax.Array]]:
   """Builds a ``metrics_fn(params, grads, aux, data)``: balanced, shot, group, worst-group
   accuracy and per-group calibration error of a split.
 
@@ -67,6 +68,12 @@ def long_tail_metrics(train_class_counts, class_to_group=None, *, num_bins: int 
     class_to_group: optional int ``[C]`` frequency groups (e.g.
       `imbalance_jax.data.frequency_groups` of the training counts).
     num_bins: confidence bins of the ECE.
+    post_hoc_tau: if given, also the metrics of post hoc logit adjustment (Menon et
+      al., ICLR 2021, Eq. 9: predict ``argmax_k logits_k - tau log pi_k``, ``pi`` the
+      training prior): ``posthoc_balanced_accuracy``, ``posthoc_shot_accuracy`` and,
+      with ``class_to_group``, ``posthoc_group_accuracy`` and
+      ``posthoc_worst_group_accuracy``. Needs ``aux['logits']`` (full-batch
+      evaluation: chunked evaluation drops the logits).
 
   Returns:
     ``metrics_fn`` giving ``balanced_accuracy`` (mean per-class recall over the
@@ -119,6 +126,18 @@ def long_tail_metrics(train_class_counts, class_to_group=None, *, num_bins: int 
       out["group_accuracy"] = group_accuracy
       out["worst_group_accuracy"] = jnp.nanmin(group_accuracy)
       out["group_ece"] = _ece(confidence_N, correct_N, groups[label_N], num_groups, num_bins)
+    if post_hoc_tau is not None:
+      if "logits" not in aux:
+        raise ValueError("post_hoc_tau needs aux['logits'], which chunked evaluation drops: "
+                         "evaluate the split in one chunk (eval_chunk_size=None)")
+      adjusted = post_hoc_adjusted_logits(aux["logits"].reshape(-1, num_classes), counts,
+                                          post_hoc_tau)
+      hit_N = (jnp.argmax(adjusted, -1) == label_N).astype(confidence_N.dtype)
+      out["posthoc_balanced_accuracy"] = jnp.nanmean(per_class_mean(hit_N, label_N, num_classes))
+      out["posthoc_shot_accuracy"] = per_class_mean(hit_N, shots[label_N], len(SHOTS))
+      if groups is not None:
+        out["posthoc_group_accuracy"] = per_class_mean(hit_N, groups[label_N], num_groups)
+        out["posthoc_worst_group_accuracy"] = jnp.nanmin(out["posthoc_group_accuracy"])
     return out
 
   return metrics_fn

@@ -11,7 +11,8 @@ from imbalance_jax import losses
 from imbalance_jax.types import Dataset
 
 
-def _cross_entropy_outputs(logits, data: Dataset, weighting: str, step=0, drw_step=None):
+def _cross_entropy_outputs(logits, data: Dataset, weighting: str, step=0, drw_step=None,
+                           loss_params=None):
   """``(objective, aux)`` of softmax cross-entropy; labels may be ``[N]`` or ``[N, T]``."""
   if not jnp.issubdtype(data.y.dtype, jnp.integer):  # static: checked once, at trace time
     raise ValueError(f"data.y must hold integer class ids, got {data.y.dtype} (build the "
@@ -29,9 +30,12 @@ def _cross_entropy_outputs(logits, data: Dataset, weighting: str, step=0, drw_st
     logits_NC = logits.reshape(-1, logits.shape[-1])
     value = jnp.mean(losses.long_tail.training_loss(
         weighting, logits_NC, label_N, data.class_counts, step,
-        drw_step=0 if drw_step is None else drw_step))
+        drw_step=0 if drw_step is None else drw_step,
+        **{k: v for k, v in loss_params.items() if k != "class_balanced_beta"}))
   else:
-    weights_C = losses.class_weights(data.class_counts, weighting).astype(loss_N.dtype)
+    beta = {"beta": loss_params["class_balanced_beta"]} if "class_balanced_beta" in loss_params \
+        else {}
+    weights_C = losses.class_weights(data.class_counts, weighting, **beta).astype(loss_N.dtype)
     value = losses.weighted_mean_loss(loss_N, label_N, weights_C)
   aux = {"logits": logits, "loss_N": loss_N, "label_N": label_N,
          "prediction_N": jnp.argmax(logits, axis=-1).reshape(-1), "loss": mean_loss,
@@ -41,7 +45,8 @@ def _cross_entropy_outputs(logits, data: Dataset, weighting: str, step=0, drw_st
 
 
 def classification_objective(apply_fn: Callable, weighting: str = "none", *,
-                             stateful: bool = False, drw_step: int | None = None) -> Callable:
+                             stateful: bool = False, drw_step: int | None = None,
+                             loss_params: dict | None = None) -> Callable:
   """Softmax cross-entropy as a training objective.
 
   The objective is the (optionally class-reweighted) mean cross-entropy; the
@@ -70,6 +75,10 @@ def classification_objective(apply_fn: Callable, weighting: str = "none", *,
       class-balanced weights from this optimizer step on (Cao et al.'s DRW). The
       objective then takes ``step=`` (marked ``takes_step``; `make_train` passes
       the step inside the scan, so it compiles once).
+    loss_params: overrides of `imbalance_jax.losses.long_tail.DEFAULTS` (``tau``,
+      ``max_margin``, ``ldam_scale``, ``drw_beta``, ``focal_gamma``, ``vs_gamma``,
+      ``vs_tau``) and ``class_balanced_beta`` (the ``beta`` of
+      `imbalance_jax.losses.class_weights`, default 0.9999).
     stateful: build ``objective(params, data, model_state, key, training)`` for
       `imbalance_jax.train.make_train` ``(stateful=True)``; ``aux["model_state"]``
       is the updated state (batch statistics in training mode).
@@ -88,13 +97,19 @@ def classification_objective(apply_fn: Callable, weighting: str = "none", *,
   """
   if weighting not in losses.OBJECTIVES + ("ldam_drw",):  # validated eagerly
     raise ValueError(f"weighting must be one of {losses.OBJECTIVES}, got {weighting!r}")
+  loss_params = dict(loss_params or {})
+  unknown = set(loss_params) - set(losses.long_tail.DEFAULTS) - {"class_balanced_beta"}
+  if unknown:
+    raise ValueError(f"loss_params has unknown entries {sorted(unknown)}; known: "
+                     f"{sorted(losses.long_tail.DEFAULTS) + ['class_balanced_beta']}")
   if (weighting == "ldam_drw") != (drw_step is not None):
     raise ValueError("drw_step must be given exactly when weighting='ldam_drw', got "
                      f"weighting={weighting!r}, drw_step={drw_step!r}")
 
   if not stateful:
     def objective(params, data: Dataset, step=0):
-      return _cross_entropy_outputs(apply_fn(params, data.x), data, weighting, step, drw_step)
+      return _cross_entropy_outputs(apply_fn(params, data.x), data, weighting, step, drw_step,
+                                    loss_params)
 
     objective.takes_step = drw_step is not None
     return objective
@@ -108,7 +123,7 @@ def classification_objective(apply_fn: Callable, weighting: str = "none", *,
       model_state = dict(model_state)
     else:
       logits = apply_fn(variables, data.x, train=training, rngs=rngs)
-    value, aux = _cross_entropy_outputs(logits, data, weighting, step, drw_step)
+    value, aux = _cross_entropy_outputs(logits, data, weighting, step, drw_step, loss_params)
     aux["model_state"] = model_state
     return value, aux
 
