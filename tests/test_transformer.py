@@ -102,7 +102,8 @@ def test_forward_matches_loop_reference(x64):
         new_h[t] = layer_norm(u + m, p[f"ln_mlp_{i}"])
       h = new_h
     expected[n] = h @ p["head"]["kernel"] + p["head"]["bias"]
-  np.testing.assert_allclose(model.apply({"params": p}, x), expected, rtol=1e-10, atol=1e-12)
+  got = jax.jit(model.apply)({"params": p}, x)  # jitted: eager Flax ops compile one by one
+  np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("position", [0, 3, T - 1])
@@ -111,7 +112,7 @@ def test_attention_is_causal(x64, position):
   x = tokens(4)
   params = shared_params("float64")
   changed = x.at[:, position].set((x[:, position] + 1) % V)
-  before, after = model.apply(params, x), model.apply(params, changed)
+  before, after = jax.jit(jax.vmap(model.apply, (None, 0)))(params, jnp.stack([x, changed]))
   np.testing.assert_array_equal(before[:, :position], after[:, :position])
   assert np.all(np.abs(before[:, position:] - after[:, position:]).max(axis=-1) > 1e-6)
 
@@ -120,7 +121,7 @@ def test_dropout_differs_across_keys_and_is_reproducible():
   model = small(dropout_rate=0.3)
   x = tokens()
   params = shared_params()
-  run = lambda key: model.apply(params, x, train=True, rngs={"dropout": key})
+  run = jax.jit(lambda key: model.apply(params, x, train=True, rngs={"dropout": key}))
   # "rbg" keys: the module treats every key type alike, and their bit generator compiles
   # in a third of threefry's time on CPU.
   key = functools.partial(jax.random.key, impl="rbg")
@@ -130,15 +131,20 @@ def test_dropout_differs_across_keys_and_is_reproducible():
   # Per-step keys as the training loop makes them: fold_in(member key, step).
   step0, step1 = (run(jax.random.fold_in(key(7), s)) for s in (0, 1))
   assert not np.allclose(step0, step1)
-  np.testing.assert_array_equal(model.apply(params, x), small().apply(params, x))  # eval: off
+  # eval: off (both models in one compiled call)
+  np.testing.assert_array_equal(*jax.jit(lambda: (model.apply(params, x),
+                                                  small().apply(params, x)))())
   with pytest.raises(Exception, match="dropout"):
     model.apply(params, x, train=True)  # no key, no dropout
 
 
 def test_init_vmaps_over_seeds():
   model = small()
-  params_S = jax.vmap(lambda k: model.init(k, tokens()))(jax.random.split(jax.random.key(0), 3))
-  logits_S = jax.vmap(model.apply, (0, None))(params_S, tokens())
+  x = tokens()
+  init_and_apply = jax.jit(lambda keys: jax.vmap(model.apply, (0, None))(
+      jax.vmap(lambda k: model.init(k, x))(keys), x))  # one program: eager Flax is slow
+  # "rbg" keys as in the dropout test: the module treats every key type alike.
+  logits_S = init_and_apply(jax.random.split(jax.random.key(0, impl="rbg"), 3))
   assert logits_S.shape == (3, 3, T, V)
   assert not np.allclose(logits_S[0], logits_S[1])
 
@@ -223,7 +229,7 @@ def test_per_class_token_loss_equals_loop(x64):
   model = small(jnp.float64)
   x = jax.random.randint(jax.random.key(9), (3, T + 1), 0, V)
   params = shared_params("float64")
-  logits = model.apply(params, x[:, :-1])
+  logits = jax.jit(model.apply)(params, x[:, :-1])
   targets = x[:, 1:]
   loss_N = losses.cross_entropy(logits, targets).reshape(-1)
   fast = metrics.per_class_mean(loss_N, targets.reshape(-1), V)
@@ -241,7 +247,7 @@ def test_flops_per_token_matches_xla_cost_analysis(training):
   fields = dict(num_layers=2, d_model=64, mlp_dim=128)
   model = tr.Transformer(vocab_size=256, num_heads=4, **fields)
   x = jnp.zeros((4, 32), jnp.int32)
-  params = model.init(jax.random.key(0), x)
+  params = jax.eval_shape(model.init, jax.random.key(0), x)  # shapes suffice to lower
   if training:
     fn = jax.grad(lambda p: jnp.sum(model.apply(p, x)))
   else:
