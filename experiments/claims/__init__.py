@@ -22,6 +22,7 @@ import importlib
 import pkgutil
 import re
 
+from imbalance_jax import results
 from imbalance_jax.experiment import RunSummary
 from imbalance_jax.experiment.claims import (Claim, Criterion, Experiment, Figure, RunResult,
                                              Verdict, at_least, at_most)
@@ -101,8 +102,9 @@ def write_docs_index(path: str) -> None:
   end = start
   while end < len(lines) and lines[end].startswith("|"):
     end += 1
-  with open(path, "w") as f:
-    f.write("\n".join(lines[:start] + [docs_table()] + lines[end:]))
+  table = docs_table()  # first: a failure must not leave the index half written
+  with results.atomic_path(path) as tmp, open(tmp, "w") as f:
+    f.write("\n".join(lines[:start] + [table] + lines[end:]))
 
 
 def group_losses(entry) -> tuple[float, float]:
