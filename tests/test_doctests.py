@@ -51,6 +51,7 @@ MODULES = [
     "imbalance_jax.plotting.vision",
     "imbalance_jax.reporting",
     "imbalance_jax.results",
+    "imbalance_jax.theory.bigram",
     "imbalance_jax.theory.quadratic",
     "imbalance_jax.theory.simple_setting",
     "imbalance_jax.theory.simulate",
