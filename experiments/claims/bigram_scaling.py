@@ -23,7 +23,7 @@ def _exponents(run):
 
 EXPERIMENT = Experiment(
     binary="bigram_scaling",
-    cpu_runs={"quick": 150.0},
+    cpu_runs={"quick": 125.0},
     paper_runs=("paper",),
     notes="linear bigram under Zipf(alpha): iterations to eps vs vocabulary size, GD and sign "
           "descent",

@@ -241,7 +241,12 @@ def gd_iterations(pi, eps: float, max_steps: int, eta=None):
   _checks.check_positive("eps", eps)
   max_steps = _checks.check_int("max_steps", max_steps, minimum=1)
   pi = jnp.asarray(pi)
-  eta = 1.0 / pi.max() if eta is None else eta
+  eta = 1.0 / pi.max() if eta is None else jnp.asarray(eta, pi.dtype)
+  return _gd_bisect(max_steps, pi, jnp.asarray(eps, pi.dtype), eta)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _gd_bisect(max_steps, pi, eps, eta):
   rounds = math.ceil(math.log2(max_steps)) + 1
 
   def body(_, bounds):  # invariant: r(lo) > eps >= r(hi)
