@@ -48,6 +48,7 @@ MODULES = [
     "imbalance_jax.plotting.curvature",
     "imbalance_jax.plotting.language",
     "imbalance_jax.plotting.linear",
+    "imbalance_jax.plotting.long_tail",
     "imbalance_jax.plotting.vision",
     "imbalance_jax.reporting",
     "imbalance_jax.results",
