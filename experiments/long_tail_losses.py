@@ -41,8 +41,8 @@ OPTIMIZERS = ("gd+m", "adam+m", "sign_descent+m")
 REMEDIES = ("none", "inverse_sqrt", "inverse", "logit_adjust", "balanced_softmax", "ldam_drw",
             "class_balanced", "focal")
 _GRID = ",".join(o if r == "none" else f"{o}@{r}" for o in OPTIMIZERS for r in REMEDIES)
-_COMMON = dict(num_seeds=2, log_every=10, exponents="-3,-2,-1,0,1", refine_rounds=1, segment_steps=0,
-               learning_rate=0.0, runs=_GRID)
+_COMMON = dict(num_seeds=1, log_every=15, exponents="-4,-3,-2,-1,0", refine_rounds=0,
+               segment_steps=0, learning_rate=0.0, runs=_GRID)
 
 LOSS_FIELDS = dict(
     tau=fields.Real(minimum=0.0, maximum=10.0, default=1.0,
@@ -91,8 +91,8 @@ def validate(config) -> None:
 CONFIG = ex.Config(
     presets={
         "quick": dict(_COMMON, num_steps=300, hidden=0),
-        "paper": dict(_COMMON, exponents="", num_seeds=3, num_steps=2000, log_every=20, segment_steps=200,
-                      hidden=256),
+        "paper": dict(_COMMON, exponents="", refine_rounds=1, num_seeds=3, num_steps=2000,
+                      log_every=20, segment_steps=200, hidden=256),
     },
     fields=dict(
         num_seeds=fields.Int(minimum=1, maximum=32),

@@ -136,6 +136,10 @@ CONFIG_CASES = [
      "config.batch_size=32 exceeds config.num_windows=8"),
     # a subset that is no longer imbalanced
     ("reweighting_mnist", dict(ratio=1.0), "config.ratio must be"),
+    # DRW at or beyond the run's last step, a profile whose rarest class is empty, no data
+    ("long_tail_losses", dict(drw_fraction=1.0), r"config.drw_fraction=1.0 puts DRW at step 300"),
+    ("long_tail_losses", dict(max_per_class=50), "config.max_per_class=50 / config.ratio=100"),
+    ("long_tail_losses", dict(dataset="fashion_mnist"), "config.dataset='fashion_mnist' has no"),
 ]
 
 

@@ -48,7 +48,8 @@ EXPERIMENT = Experiment(
     notes="embedded MNIST digits under the exponential profile (rho=100), linear model",
     test_flags=("--config.num_steps=8", "--config.log_every=2", "--config.segment_steps=4",
                 "--config.refine_rounds=0", "--config.exponents=-1,0",
-                "--config.runs=gd+m,adam+m@ldam_drw", "--config.max_per_class=40", "--config.ratio=10"),
+                "--config.runs=gd+m,adam+m@ldam_drw", "--config.max_per_class=40",
+                "--config.ratio=10"),
     slow_test=True,
     figures=(
         Figure("H", "Fig 22", "quick", "remedy_heatmap.png",
