@@ -41,7 +41,7 @@ def test_simulation_matches_the_numpy_bigram_loop_full_and_reduced(x64, method, 
     np.testing.assert_allclose(np.asarray(reduced)[0], reference, rtol=1e-10, atol=1e-13)
 
 
-@pytest.mark.parametrize("alpha", [0.5, 1.0, 1.5])
+@pytest.mark.parametrize("alpha", [0.5, 1.5])
 def test_closed_forms_match_the_simulation(x64, alpha):
   pi, p = bigram.zipf_bigram(50, alpha)
   t = np.arange(301)
@@ -77,8 +77,8 @@ def test_iterations_to_eps_against_a_python_scan(x64):
 def test_gd_bisection_is_the_first_hitting_time_of_the_closed_form(x64, alpha):
   pi, _ = bigram.zipf_bigram(400, alpha)
   t = int(bigram.gd_iterations(pi, 0.1, 10**6))
-  r = np.asarray(bigram.gd_relative_error(np.arange(t + 1), pi, 1 / pi[0]))
-  assert r[t] <= 0.1 < r[t - 1]
+  before, at = np.asarray(bigram.gd_relative_error(np.array([t - 1, t]), pi, 1 / pi[0]))
+  assert at <= 0.1 < before
   assert int(bigram.gd_iterations(pi, 0.1, t - 1)) == -1  # censored below its count
 
 
