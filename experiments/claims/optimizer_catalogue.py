@@ -62,7 +62,8 @@ def _per_class_normalized(run):
 
 EXPERIMENT = Experiment(
     binary="optimizer_catalogue",
-    cpu_runs={"quick": 1330.0},  # measured on the shared 2-core machine under heavy load
+    # Three tasks, measured on the shared 2-core machine at load 6-11 (user CPU 640 s).
+    cpu_runs={"quick": 1164.0},
     paper_runs=("paper",),
     notes="the optimizer catalogue (docs/optimizers.md) on the linear task (17 runs), the "
           "CNN on MNIST+Barcoded (4) and the 1-layer transformer on TinyPTB (5); every "
