@@ -48,6 +48,7 @@ PAPERS = {
          "arXiv 2505.02809)",
     "KB": "Scaling Laws for Gradient Descent and Sign Descent for Linear Bigram Models under "
           "Zipf's Law (Kunstner and Bach, NeurIPS 2025, arXiv 2505.19227)",
+    "LA": "Long-tail learning via logit adjustment (Menon et al., ICLR 2021, arXiv 2007.07314)",
 }
 
 

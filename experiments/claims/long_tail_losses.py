@@ -59,7 +59,7 @@ EXPERIMENT = Experiment(
                "Per-group training loss and test accuracy of every remedy with each optimizer"),
     ),
     claims=(
-        Claim("H", "Sec 5 / Menon et al. 2021", "Logit adjustment in the loss (tau=1) raises "
+        Claim("LA", "Table 2", "Logit adjustment in the loss (tau=1) raises "
               "balanced test accuracy over plain cross-entropy with either optimizer (Menon "
               "et al., ICLR 2021, Table 2).", "quick", _logit_adjustment,
               (at_least("gd+m_balanced_gain", 0.01), at_least("adam+m_balanced_gain", 0.01))),
