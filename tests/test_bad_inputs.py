@@ -140,6 +140,19 @@ CONFIG_CASES = [
     ("long_tail_losses", dict(drw_fraction=1.0), r"config.drw_fraction=1.0 puts DRW at step 300"),
     ("long_tail_losses", dict(max_per_class=50), "config.max_per_class=50 / config.ratio=100"),
     ("long_tail_losses", dict(dataset="fashion_mnist"), "config.dataset='fashion_mnist' has no"),
+    # curvature_spectra: sizes beyond the data or the memory, refused at resolve
+    *[("curvature_spectra", {f: 10**9}, rf"config\.{f}=1000000000.*lower .*config\.{f}")
+      for f in ("copies", "d_model", "mlp_dim", "linear_steps", "cnn_steps", "transformer_steps",
+                "num_probes", "one_one_columns", "frobenius_probes")],
+    ("curvature_spectra", dict(cnn_features="1000000000"),
+     r"config.cnn_features=1000000000, .*lower .*config.cnn_features"),
+    ("curvature_spectra", dict(kernel_size=10**9), r"config.kernel_size must be an integer in "
+     r"\[1, 28\]"),
+    ("curvature_spectra", dict(plain_per_digit=10**9), "config.plain_per_digit=1000000000 "
+     "exceeds the ~320 training digits"),
+    ("curvature_spectra", dict(num_windows=10**9), "config.num_windows=1000000000 exceeds the "
+     "2095 windows"),
+    ("curvature_spectra", dict(seq_len=10**9), "config.seq_len=1000000000 leaves no window"),
 ]
 
 
