@@ -55,7 +55,7 @@ def _one_one_ratio(run):
 
 EXPERIMENT = Experiment(
     binary="curvature_spectra",
-    cpu_runs={"quick": 1140.0},  # measured: 19 min wall, 5.7 min CPU, shared machine at load 6-11
+    cpu_runs={"quick": 560.0},  # measured: 9 min 20 s wall, 4.8 min CPU, shared machine at load 5-7
     paper_runs=("paper",),
     notes="per-block Hessian spectra, block heterogeneity, off-diagonal share, (1,1)-norm "
           "along GD and Adam on the linear task, the MNIST+Barcoded CNN and the TinyPTB "
