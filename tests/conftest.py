@@ -49,7 +49,7 @@ _BINARY_TEST_FILES = ("test_experiment_", "test_resume", "test_multidevice", "te
 # `no_float64`: the tests pinned by mutation testing, which CI runs in 32 bits only).
 _FLOAT64_TEST_FILES = ("test_batching", "test_train", "test_selection", "test_sweep",
                        "test_metrics", "test_models_losses", "test_optim", "test_results",
-                       "test_data", "test_bad_inputs", "test_config", "test_confusion",
+                       "test_data", "test_config", "test_confusion",
                        "test_curvature_exact", "test_theory_quadratic", "test_text")
 
 

@@ -224,6 +224,7 @@ def test_unknown_field_and_wrong_type_are_named(name):
                                         ("curvature_cnn", "config.num_bits, config.plain_per_digit"),
                                         ("theory_figures", "preset=quick"),
                                         ("unigram_scaling", "config.sizes")])
+@pytest.mark.float64  # the estimates count 8-byte floats under x64
 def test_memory_check_names_what_to_lower(name, field, monkeypatch):
   monkeypatch.setattr(_checks, "available_memory_bytes", lambda: 1024)
   with pytest.raises(ValueError, match=rf"needs about .* but 1 KiB is available; lower .*"
@@ -231,6 +232,7 @@ def test_memory_check_names_what_to_lower(name, field, monkeypatch):
     resolve(name)
 
 
+@pytest.mark.float64
 def test_heavy_tailed_memory_estimate_counts_data_and_members():
   config = resolve("heavy_tailed_linear", m=3, num_seeds=2, learning_rate=0.5)
   n, d, c = 24, 32, 7
