@@ -13,7 +13,8 @@ from experiments import claims, report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS_DIR = os.path.join(ROOT, "experiments")
-_FIGURE = re.compile(r"\b([HRS]) (Fig \d+|Thm \d+|Prop \d+|smoothness|rates)( \(GPU\))?")
+_FIGURE = re.compile(r"\b([A-Z]{1,3}) ((?:Fig|Thm|Prop|Sec|Table) \d+(?: / (?:Fig|Thm) \d+)?"
+                     r"|abstract|smoothness|rates)( \(GPU\))?")
 
 
 def _binaries_on_disk():
