@@ -30,7 +30,7 @@ EXPERIMENT = Experiment(
     test_flags=("--config.sizes=20,40,80", "--config.alphas=1.0,2.0",
                 "--config.sign_max_steps=200", "--config.num_factors=5"),
     kill_after=1,
-    slow_test=True,  # resumes through experiment.Progress, as unigram_scaling does in CI
+    slow_test=True,  # resumes through experiment.Progress, as theory_figures does in CI
     figures=(
         Figure("KB", "Fig 1", "quick", "bigram_scaling.png",
                "Iterations to relative error eps vs vocabulary size d per Zipf exponent alpha "

@@ -25,7 +25,7 @@ EXPERIMENT = Experiment(
                 "--config.cnn_features=2,4", "--config.num_steps=10", "--config.log_every=5",
                 "--config.num_probes=4", "--config.snapshot_steps=0,10", "--config.map_classes=4"),
     kill_after=1,  # after the Adam run is saved, before GD's
-    slow_test=True,  # resume with -m slow: curvature_linear checks saved-run resume in CI
+    slow_test=True,  # resume with -m slow: heavy_tailed_linear checks saved-run resume in CI
     figures=(
         Figure("H", "Fig 24", "quick", "fig24_adam_scatter.png",
                "CNN on MNIST+Barcoded (4-bit barcodes, CPU scale): per-class gradient norm vs "

@@ -11,6 +11,7 @@ EXPERIMENT = Experiment(
                 "--config.snapshot_steps=0,5,20", "--config.map_classes=4", "--config.map_dims=2",
                 "--config.num_groups=3"),
     kill_after=1,  # after the Adam run is saved, before GD's
+    slow_test=True,  # resumes through its ResultStore, as heavy_tailed_linear does in CI
     figures=(
         Figure("H", "Fig 7", "quick", "fig07_fig23b_adam_scatter.png",
                "Per-class gradient norm vs Hessian trace along Adam (linear model)"),

@@ -43,6 +43,7 @@ EXPERIMENT = Experiment(
                 "--config.runs=gd,adam", "--config.exponents=-1,0", "--config.num_groups=3",
                 "--config.num_seeds=2"),
     kill_after=1,
+    slow_test=True,  # store + sweep segments, as heavy_tailed_linear does in CI
     figures=(
         Figure("H", "Fig 5", "quick", "overview.png",
                "Last layer of a frozen simplified one-layer transformer on TinyPTB, full batch: "

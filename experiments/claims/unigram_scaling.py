@@ -18,6 +18,7 @@ EXPERIMENT = Experiment(
     test_flags=("--config.sizes=20,60", "--config.methods=gd", "--config.eps=0.05",
                 "--config.max_steps=100", "--config.segment_steps=50"),
     kill_after=1,
+    slow_test=True,  # resumes through experiment.Progress, as theory_figures does in CI
     figures=(
         Figure("S", "rates", "quick", "unigram_scaling.png",
                "Iterations to reach eps vs vocabulary size d (Zipf frequencies), each method at "
