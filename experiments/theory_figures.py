@@ -112,7 +112,7 @@ CONFIG = ex.Config(
                                   help="n_k = lcm(1..c) / k: exactly Zipf, n = lcm(1..c) H_c"),
         simple_gd_lr=fields.Positive(maximum=0.5, default=0.05,  # GD tracks gradient flow
                                      help="GD step on the Thm 3 figure (<= 0.5: the loss is "
-                                          "1/2-smooth, and the figure compares with gradient flow)"),
+                                          "1/2-smooth; the figure compares with gradient flow)"),
         unigram_eps=fields.Positive(default=0.01),
         ufm_R=fields.Int(minimum=1, default=10,
                          help="imbalance ratio of the spectrum and dynamics figures"),
