@@ -90,7 +90,8 @@ def _task_bytes(config, *, steps: int, examples: int, per_example: int, data: in
   ``num_probes (lanczos_steps + 1)`` parameter vectors), plus the ``data``.
   """
   members = 1 if config.learning_rate > 0 else len(config.exponents)
-  sweep = members * (4 * params + 3 * examples * per_example + steps * (1 + config.num_groups))
+  groups = min(config.num_groups, examples)  # frequency_groups never makes more than classes
+  sweep = members * (4 * params + 3 * examples * per_example + steps * (1 + groups))
   hvps = max(config.num_probes, config.frobenius_probes, config.one_one_columns)
   measures = (hvps * (3 * examples * per_example + 2 * params)
               + config.num_probes * (config.lanczos_steps + 1) * params)
