@@ -105,6 +105,29 @@ def check_int_list(name: str, text: Any, *, minimum: int | None = None,
   return values
 
 
+def check_class_ids(name: str, ids: Any, num_classes: int) -> None:
+  """Concrete ids must be integers in ``[0, num_classes)`` (traced ids are left alone: under
+  jit a segment sum would drop ids out of range, so check before)."""
+  if is_traced(ids):
+    return
+  ids = np.asarray(ids)
+  if ids.size and (not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0
+                   or ids.max() >= num_classes):
+    raise ValueError(f"{name} must be integer class ids in [0, {num_classes}), got "
+                     f"{ids.dtype} values in [{ids.min()}, {ids.max()}]")
+
+
+def check_class_counts(name: str, counts: Any) -> None:
+  """Concrete counts ``[..., C]`` must be finite, non-negative, with a positive total."""
+  if is_traced(counts):
+    return
+  given = np.asarray(counts)
+  if (given.ndim == 0 or not np.issubdtype(given.dtype, np.number)
+      or not np.all(np.isfinite(given)) or np.any(given < 0) or np.any(given.sum(-1) <= 0)):
+    raise ValueError(f"{name} must be finite, non-negative counts [C] with a positive total, "
+                     f"got {counts!r}")
+
+
 def available_memory_bytes() -> int:
   """Memory a new allocation can use now: host RAM (``psutil``), or device memory.
 

@@ -7,7 +7,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from imbalance_jax import _checks
@@ -53,12 +52,7 @@ def class_weights(class_counts_C: jax.Array, weighting: str = "none", *,
     [0.6666666865348816, 2.0]
   """
   _checks.check_choice("weighting", weighting, WEIGHTINGS)
-  if not _checks.is_traced(class_counts_C):  # under jit the counts cannot be inspected
-    given = np.asarray(class_counts_C)
-    if (given.ndim == 0 or not np.issubdtype(given.dtype, np.number)
-        or not np.all(np.isfinite(given)) or np.any(given < 0) or np.any(given.sum(-1) <= 0)):
-      raise ValueError("class_counts_C must be finite, non-negative counts [C] with a positive "
-                       f"total, got {class_counts_C!r}")
+  _checks.check_class_counts("class_counts_C", class_counts_C)
   counts = jnp.asarray(class_counts_C, jnp.result_type(float))
   pi = counts / counts.sum(-1, keepdims=True)
   if weighting == "none":

@@ -47,12 +47,7 @@ our unnormalised logits the default scale is 1, an assumption); focal gamma =
 
 
 def _float_counts(class_counts_C, dtype):
-  if not _checks.is_traced(class_counts_C):  # under jit the values cannot be inspected
-    counts = np.asarray(class_counts_C)
-    if (counts.ndim < 1 or not np.issubdtype(counts.dtype, np.number)
-        or not np.all(np.isfinite(counts)) or np.any(counts < 0) or np.any(counts.sum(-1) <= 0)):
-      raise ValueError("class_counts_C must be finite, non-negative counts [C] with a positive "
-                       f"total, got {class_counts_C!r}")
+  _checks.check_class_counts("class_counts_C", class_counts_C)
   return jnp.asarray(class_counts_C, dtype)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from imbalance_jax import _checks
 
@@ -25,13 +24,8 @@ def confusion_matrix(labels_N: jax.Array, predictions_N: jax.Array, num_classes:
     [[0.5, 0.5], [0.0, 1.0]]
   """
   num_classes = _checks.check_int("num_classes", num_classes, minimum=1)
-  for name, ids in (("labels_N", labels_N), ("predictions_N", predictions_N)):
-    if not _checks.is_traced(ids):  # under jit, segment_sum would drop ids out of range
-      ids = np.asarray(ids)
-      if ids.size and (not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0
-                       or ids.max() >= num_classes):
-        raise ValueError(f"{name} must be integer class ids in [0, {num_classes}), got "
-                         f"{ids.dtype} values in [{ids.min()}, {ids.max()}]")
+  _checks.check_class_ids("labels_N", labels_N, num_classes)
+  _checks.check_class_ids("predictions_N", predictions_N, num_classes)
   pairs = labels_N * num_classes + predictions_N
   counts = jax.ops.segment_sum(jnp.ones_like(pairs, jnp.result_type(float)), pairs,
                                num_segments=num_classes * num_classes)

@@ -28,12 +28,7 @@ def per_class_mean(values_N: jax.Array, labels_N: jax.Array, num_classes: int) -
   segment_sum would drop them.
   """
   num_classes = _checks.check_int("num_classes", num_classes, minimum=1)
-  if not _checks.is_traced(labels_N):
-    labels = np.asarray(labels_N)
-    if labels.size and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0
-                        or labels.max() >= num_classes):
-      raise ValueError(f"labels_N must be integer class ids in [0, {num_classes}), got "
-                       f"{labels.dtype} values in [{labels.min()}, {labels.max()}]")
+  _checks.check_class_ids("labels_N", labels_N, num_classes)
   sums = jax.ops.segment_sum(values_N, labels_N, num_segments=num_classes)
   counts = jax.ops.segment_sum(jnp.ones_like(values_N), labels_N, num_segments=num_classes)
   return jnp.where(counts > 0, sums / jnp.maximum(counts, 1), jnp.nan)
