@@ -37,6 +37,7 @@ from absl import app, flags, logging
 from experiments import claims, report
 from imbalance_jax import results
 from imbalance_jax.experiment import plan
+from imbalance_jax.train.checkpoint import set_aside
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for every run and the report.")
 _SCALE = flags.DEFINE_enum("scale", "cpu", ["cpu", "paper"],
@@ -92,9 +93,7 @@ def is_done(state: dict, workdir: str, binary: str, preset: str) -> bool:
     with open(path) as f:
       json.load(f)
   except (OSError, ValueError) as error:
-    os.replace(path, path + ".damaged")
-    logging.warning("%s cannot be read (%s); moved it to %s.damaged and rerunning %s/%s",
-                    path, error, path, binary, preset)
+    set_aside(path, error, f"the summary of {binary}/{preset}")
     return False
   return True
 
