@@ -104,8 +104,10 @@ def fit_tokenizer(kind: str, train_text: str, vocab_size: int | None, **kwargs):
 
 def load_windows(corpus: str, corpus_dir: str, seq_len: int, *, num_windows: int = 0,
                  compact: bool = False, splits=("train",), tokenizer: str = "word",
-                 vocab_size: int | None = None) -> tuple[dict[str, data.TokenWindows], dict]:
-  """Windows of ``splits`` (``num_windows`` > 0: the first that many of each split).
+                 vocab_size: int | None = None, split_windows: dict[str, int] | None = None
+                 ) -> tuple[dict[str, data.TokenWindows], dict]:
+  """Windows of ``splits`` (``num_windows`` > 0: the first that many of each split;
+  ``split_windows`` overrides it per split, e.g. ``{"valid": 512}``, 0: all).
 
   Returns:
     ``(windows by split, info)`` with ``info`` = ``{"source", "tokenizer_vocab_size",
@@ -113,8 +115,11 @@ def load_windows(corpus: str, corpus_dir: str, seq_len: int, *, num_windows: int
   """
   text = data.load_corpus(corpus, corpus_dir_for(corpus, corpus_dir))
   tok = fit_tokenizer(tokenizer, text["train"], vocab_size)
-  windows = data.language_model_data(text, tok, seq_len, max_windows=num_windows or None,
-                                     splits=splits)
+  limits = {split: num_windows for split in splits} | dict(split_windows or {})
+  windows = {}
+  for split in splits:  # one split at a time: each its own number of windows
+    windows.update(data.language_model_data(text, tok, seq_len,
+                                            max_windows=limits[split] or None, splits=(split,)))
   if compact:
     unk = tok.tokens.index(data.vocabulary.UNK) if data.vocabulary.UNK in tok.tokens else None
     windows = compact_vocabulary(windows, unk)

@@ -15,13 +15,25 @@ worst-group accuracy, ECE, and the post hoc logit-adjusted balanced accuracy
 (``test/posthoc_balanced_accuracy``, tau = ``config.tau``), so a plain-CE run is
 also judged post hoc.
 
-Writes config.json, summary.json (``{"digits": {run: entry}}``: learning_rate,
+Writes config.json, summary.json (``{"digits": {run: entry}, "tinyptb": ...}``: learning_rate,
 final_loss, final_group_losses (group 0 = most frequent) and the held-out
 numbers), metrics.jsonl, dataset.json, table.json (balanced / few-shot /
 worst-group test accuracy per run), remedy_heatmap.png (few-shot test accuracy
 gain of each remedy over plain CE per optimizer) and group_curves.png.
 
-TinyPTB next-token prediction is not part of this binary yet (see docs/long_tail.md).
+The ``tinyptb`` task (``--config.tasks``): next-token prediction on TinyPTB with
+the transformer of `experiments.transformer_ptb` (its preset ``ptb_preset``,
+resolved as a sub-config: ``quick`` = 1 layer, d=32, compacted vocabulary;
+``fig18`` = paper H's), full batch, the remedies of ``ptb_runs`` with class
+counts = the training split's token counts; recorded every ``log_every`` steps
+of that preset: the training and validation (``valid/``) loss and accuracy of
+every token-frequency group, the groups defined by the *training* counts
+(`data.frequency_groups`, the preset's 10). Accuracy-based shot bins and
+balanced accuracy are not recorded there (see docs/long_tail.md). Its summary
+entries (``summary["tinyptb"]``) add ``initial_group_losses``,
+``final_valid_loss`` and ``final_valid_group_losses``; its figures are
+remedy_heatmap_tinyptb.png (rarest group's validation-loss reduction over plain
+CE) and group_curves_tinyptb.png (per-group training and validation loss).
 
   python -m experiments.long_tail_losses --workdir /tmp/ltl
   python -m experiments.long_tail_losses --workdir /tmp/ltl_fashion --config.preset=paper \
@@ -32,6 +44,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from experiments import language_data, transformer_ptb
 from imbalance_jax import data, experiment as ex, metrics, models, optim, plotting, train
 from imbalance_jax.experiment import fields
 from imbalance_jax.types import make_dataset
@@ -40,7 +53,19 @@ TASK = "digits"
 OPTIMIZERS = ("gd+m", "adam+m", "sign_descent+m")
 REMEDIES = ("none", "inverse_sqrt", "inverse", "logit_adjust", "balanced_softmax", "ldam_drw",
             "class_balanced", "focal")
-_GRID = ",".join(o if r == "none" else f"{o}@{r}" for o in OPTIMIZERS for r in REMEDIES)
+TASKS = (TASK, "tinyptb")
+
+
+def grid(optimizers, remedies) -> str:
+  """Run names ``optimizer[@remedy]`` of optimizers x remedies (``none`` = plain CE)."""
+  return ",".join(o if r == "none" else f"{o}@{r}" for o in optimizers for r in remedies)
+
+
+_GRID = grid(OPTIMIZERS, REMEDIES)
+# TinyPTB at quick scale: GD+m and Adam+m, no LDAM-DRW / class-balanced, and no balanced
+# softmax (at tau = 1 it is logit adjustment, the same loss: 2 runs saved).
+PTB_QUICK_RUNS = grid(("gd+m", "adam+m"), ("none", "inverse_sqrt", "inverse", "logit_adjust",
+                                           "focal"))
 _COMMON = dict(num_seeds=1, log_every=15, exponents="-4,-3,-2,-1,0", refine_rounds=0,
                segment_steps=0, learning_rate=0.0, runs=_GRID)
 
@@ -62,9 +87,20 @@ LOSS_FIELDS = dict(
     vs_tau=fields.Real(minimum=0.0, maximum=10.0, default=1.0, help="VS loss tau"))
 
 
-def drw_step(config) -> int:
-  """The optimizer step DRW starts at: ``round(drw_fraction * num_steps)``."""
-  return int(round(config.drw_fraction * config.num_steps))
+def drw_step(config, num_steps: int | None = None) -> int:
+  """The optimizer step DRW starts at: ``round(drw_fraction * num_steps)`` (default: the
+  digits task's ``config.num_steps``)."""
+  return int(round(config.drw_fraction * (num_steps or config.num_steps)))
+
+
+def ptb_config(config):
+  """The `experiments.transformer_ptb` config of the TinyPTB task (validation recorded)."""
+  overrides = {"preset": config.ptb_preset, "runs": "gd", "valid": True, "seed": config.seed,
+               "exponents": config.raw.ptb_exponents}
+  for name in ("num_steps", "num_windows", "seq_len", "log_every"):
+    if config[f"ptb_{name}"]:
+      overrides[name] = config[f"ptb_{name}"]
+  return transformer_ptb.CONFIG.resolve(overrides)
 
 
 def loss_params(config) -> dict:
@@ -86,13 +122,36 @@ def validate(config) -> None:
   if config.data_dir == "" and config.max_per_class > 400:
     raise ValueError(f"config.max_per_class={config.max_per_class} exceeds the embedded "
                      "digits' 400 training examples per class (give config.data_dir)")
+  if "tinyptb" in config.tasks:
+    if not config.ptb_runs:
+      raise ValueError("config.ptb_runs must name at least one run when config.tasks "
+                       "includes 'tinyptb'")
+    try:
+      sub = ptb_config(config)
+    except ValueError as e:
+      raise ValueError(f"config.tasks includes 'tinyptb', whose transformer_ptb config "
+                       f"(config.ptb_preset={config.ptb_preset!r} and the ptb_* fields) is "
+                       f"refused: {e}") from None
+    if sub.corpus != "tinyptb":
+      raise ValueError(f"config.ptb_preset={config.ptb_preset!r} trains on {sub.corpus!r}, "
+                       "not TinyPTB")
+    step = drw_step(config, sub.num_steps)
+    if any(spec.weighting == "ldam_drw" for spec in config.ptb_runs) and not (
+        1 <= step < sub.num_steps):
+      raise ValueError(f"config.drw_fraction={config.drw_fraction} puts the TinyPTB task's "
+                       f"DRW at step {step}, outside its steps 1..{sub.num_steps - 1}")
 
 
 CONFIG = ex.Config(
     presets={
-        "quick": dict(_COMMON, num_steps=300, hidden=0),
+        "quick": dict(_COMMON, num_steps=300, hidden=0, tasks=",".join(TASKS),
+                      ptb_preset="quick", ptb_runs=PTB_QUICK_RUNS, ptb_num_steps=100,
+                      ptb_num_windows=96, ptb_seq_len=16, ptb_log_every=20,
+                      ptb_valid_windows=1024, ptb_exponents="-3,-2,-1,0,1"),
         "paper": dict(_COMMON, exponents="", refine_rounds=1, num_seeds=3, num_steps=2000,
-                      log_every=20, segment_steps=200, hidden=256),
+                      log_every=20, segment_steps=200, hidden=256, tasks=",".join(TASKS),
+                      ptb_preset="fig18", ptb_runs=_GRID, ptb_num_steps=0, ptb_num_windows=0,
+                      ptb_seq_len=0, ptb_log_every=0, ptb_valid_windows=0, ptb_exponents=""),
     },
     fields=dict(
         num_seeds=fields.Int(minimum=1, maximum=32),
@@ -113,6 +172,17 @@ CONFIG = ex.Config(
         num_groups=fields.Int(minimum=1, maximum=10, default=3),
         divergence_threshold=fields.DivergenceThreshold(),
         seed=fields.Int(minimum=0, default=0),
+        tasks=fields.Names(TASKS, help="digits | tinyptb"),
+        ptb_preset=fields.Choice(("quick", "fig18"),
+                                 help="experiments.transformer_ptb preset of the TinyPTB task"),
+        ptb_runs=fields.Runs(allow_empty=True, help="runs of the TinyPTB task"),
+        ptb_num_steps=fields.Int(minimum=0, help="0: the ptb_preset's"),
+        ptb_num_windows=fields.Int(minimum=0, help="training windows (0: the ptb_preset's)"),
+        ptb_seq_len=fields.Int(minimum=0, help="tokens per window (0: the ptb_preset's)"),
+        ptb_log_every=fields.Int(minimum=0, help="0: the ptb_preset's"),
+        ptb_valid_windows=fields.Int(minimum=0, maximum=10**6,
+                                     help="validation windows (0: the whole split)"),
+        ptb_exponents=fields.Exponents(),
         **LOSS_FIELDS),
     validate=validate)
 
@@ -129,23 +199,32 @@ def load_task(config, key):
                                     max_per_class=config.max_per_class), test
 
 
-def builder(model_apply, config, counts, groups):
-  """spec -> `train.Train`: the spec's loss (``@ldam_drw`` with DRW at `drw_step`) and
-  optimizer; metrics: `metrics.classification_metrics` + `metrics.long_tail_metrics`
-  (with post hoc adjustment at ``config.tau``)."""
+def digits_metrics(counts, groups, config):
+  """`metrics.classification_metrics` + `metrics.long_tail_metrics` (with post hoc
+  adjustment at ``config.tau``)."""
   per_class = metrics.classification_metrics(groups)
   long_tail = metrics.long_tail_metrics(counts, groups, post_hoc_tau=config.tau)
 
   def metrics_fn(params, grads, aux, split):
     return {**per_class(params, grads, aux, split), **long_tail(params, grads, aux, split)}
+  return metrics_fn
+
+
+def builder(model_apply, config, metrics_fn, *, num_steps=None, log_every=None,
+            stateful=False, batching=None, record_train_mode=False):
+  """spec -> `train.Train`: the spec's loss (``@ldam_drw`` with DRW at `drw_step` of
+  ``num_steps``) and optimizer, recording ``metrics_fn`` (default steps: the digits
+  task's ``config.num_steps`` / ``config.log_every``)."""
+  num_steps, log_every = num_steps or config.num_steps, log_every or config.log_every
 
   def build(spec: optim.RunSpec) -> train.Train:
     objective = train.classification_objective(
-        model_apply, spec.weighting, loss_params=loss_params(config),
-        drw_step=drw_step(config) if spec.weighting == "ldam_drw" else None)
+        model_apply, spec.weighting, stateful=stateful, loss_params=loss_params(config),
+        drw_step=drw_step(config, num_steps) if spec.weighting == "ldam_drw" else None)
     return train.make_train(objective, optim.injectable(spec.optimizer, spec.momentum),
-                            num_steps=config.num_steps, log_every=config.log_every,
-                            metrics_fn=metrics_fn)
+                            num_steps=num_steps, log_every=log_every, metrics_fn=metrics_fn,
+                            stateful=stateful, batching=batching or train.FullBatch(),
+                            record_train_mode=record_train_mode)
   return build
 
 
@@ -170,18 +249,22 @@ def held_out_entry(history) -> dict:
           np.asarray(history["test/group_accuracy"])[..., -1], 0).tolist()}
 
 
-def remedy_gains(summary: dict, metric: str) -> np.ndarray:
-  """``[R, O]`` gain of ``metric`` of remedy r with optimizer o over o's plain CE run."""
+def remedy_gains(summary: dict, metric, sign: float = 1.0) -> np.ndarray:
+  """``[R, O]`` gain ``sign * (metric(remedy run) - metric(plain CE run))`` of remedy r with
+  optimizer o (NaN where not run); ``metric`` a key or ``entry -> value``; ``sign=-1`` for
+  a loss (a positive gain = the remedy lowered it)."""
+  value = metric if callable(metric) else (lambda entry: entry[metric])  # noqa: E731
   out = np.full((len(REMEDIES) - 1, len(OPTIMIZERS)), np.nan)
   for j, opt in enumerate(OPTIMIZERS):
     for i, remedy in enumerate(REMEDIES[1:]):
       name = f"{opt}@{remedy}"
       if opt in summary and name in summary:
-        out[i, j] = summary[name][metric] - summary[opt][metric]
+        out[i, j] = sign * (value(summary[name]) - value(summary[opt]))
   return out
 
 
-def run(config, workdir: str) -> dict:
+def digits_task(config, store):
+  """``(summary entries, figures, metrics records, table, dataset entry)`` of the digits task."""
   data_key, init_key = jax.random.split(jax.random.key(config.seed))
   train_ds, test_ds = load_task(config, data_key)
   counts = np.asarray(train_ds.class_counts)
@@ -194,9 +277,9 @@ def run(config, workdir: str) -> dict:
                "%d groups, DRW from step %d", config.dataset, config.ratio, counts.tolist(),
                test_ds.num_examples, int(groups.max()) + 1, drw_step(config))
   tuned = ex.tune_runs(
-      config.runs, builder(model.apply, config, counts, groups), params_S,
-      {"train": train_ds, "test": test_ds}, grid=ex.Grid.from_config(config),
-      store=ex.store(workdir), data_per_seed=False, threshold=config.divergence_threshold,
+      config.runs, builder(model.apply, config, digits_metrics(counts, groups, config)),
+      params_S, {"train": train_ds, "test": test_ds}, grid=ex.Grid.from_config(config),
+      store=store, data_per_seed=False, threshold=config.divergence_threshold,
       segment_steps=config.segment_steps or None, key_prefix=TASK + "/")
   histories = tuned.best_histories()
   runs = {name: {**entry, **held_out_entry(histories[name])}
@@ -214,13 +297,81 @@ def run(config, workdir: str) -> dict:
           {TASK: remedy_gains(runs, "test_few_shot_accuracy")}, REMEDIES[1:], OPTIMIZERS),
       "group_curves.png": plotting.long_tail.plot_remedy_group_curves(
           tuned.steps, histories, REMEDIES, OPTIMIZERS)}
-  summary = {TASK: runs}
-  ex.write_outputs(workdir, summary=summary, metrics=tuned.records(task=TASK), figures=figures,
-                   files={"table.json": table, "dataset.json": {
-                       "dataset": config.dataset, "ratio": config.ratio,
-                       "train_class_counts": counts, "class_to_group": groups,
-                       "shot_groups": metrics.shot_groups(counts),
-                       "test_examples": test_ds.num_examples, "drw_step": drw_step(config)}})
+  dataset = {"dataset": config.dataset, "ratio": config.ratio,
+             "train_class_counts": counts, "class_to_group": groups,
+             "shot_groups": metrics.shot_groups(counts),
+             "test_examples": test_ds.num_examples, "drw_step": drw_step(config)}
+  return runs, figures, list(tuned.records(task=TASK)), table, dataset
+
+
+def load_ptb(sub, valid_windows: int):
+  """``(windows {"train", "valid"}, info)`` of the TinyPTB task: ``sub``'s training windows
+  and the first ``valid_windows`` validation windows (0: all), vocabulary compacted to the
+  training windows' types when ``sub.compact_vocab`` (other validation tokens become
+  ``<unk>``), as `experiments.transformer_ptb.load_data`."""
+  return language_data.load_windows(
+      sub.corpus, sub.corpus_dir, sub.seq_len, num_windows=sub.num_windows,
+      compact=sub.compact_vocab, splits=("train", "valid"), tokenizer=sub.tokenizer,
+      vocab_size=sub.subword_vocab_size, split_windows={"valid": valid_windows})
+
+
+def ptb_task(config, store):
+  """The TinyPTB task: `experiments.transformer_ptb`'s transformer at ``ptb_preset``'s scale,
+  each remedy's class counts the training split's token counts; groups by training counts."""
+  sub = ptb_config(config)
+  windows, info = load_ptb(sub, config.ptb_valid_windows)
+  model, params_S, keys_S, _ = transformer_ptb.init_model(sub, windows["train"])
+  counts = np.asarray(windows["train"].class_counts)
+  groups = data.frequency_groups(counts, sub.num_groups)
+  valid_counts = np.asarray(windows["valid"].class_counts)
+  logging.info("tinyptb task (%s preset): %d classes (%d without a training target), "
+               "windows %d train / %d valid x %d tokens, %d groups, %d runs",
+               config.ptb_preset, windows["train"].num_classes, int(np.sum(counts == 0)),
+               windows["train"].num_examples, windows["valid"].num_examples, sub.seq_len,
+               int(groups.max()) + 1, len(config.ptb_runs))
+  build = builder(model.apply, config, metrics.classification_metrics(groups),
+                  num_steps=sub.num_steps, log_every=sub.log_every, stateful=True,
+                  batching=train.FullBatch(sub.chunk_size or None),
+                  record_train_mode=sub.record_mode == "train")
+  tuned = ex.tune_runs(config.ptb_runs, build, params_S, dict(windows),
+                       grid=ex.Grid.from_config(sub), store=store, keys_S=keys_S,
+                       data_per_seed=False, threshold=config.divergence_threshold,
+                       key_prefix="tinyptb/")
+  runs = language_data.summary_entries(tuned, valid=True)
+  for name, entry in runs.items():
+    logging.info("%-24s lr %.3g  rarest group: train %.3f  valid %.3f", name,
+                 entry["learning_rate"], entry["final_group_losses"][-1],
+                 entry["final_valid_group_losses"][-1])
+  histories = tuned.best_histories()
+  figures = {
+      "remedy_heatmap_tinyptb.png": plotting.long_tail.plot_remedy_heatmap(
+          {"tinyptb": remedy_gains(runs, lambda e: e["final_valid_group_losses"][-1], -1.0)},
+          REMEDIES[1:], OPTIMIZERS, what="rarest group's validation loss reduction"),
+      "group_curves_tinyptb.png": plotting.long_tail.plot_remedy_group_curves(
+          tuned.steps, histories, REMEDIES, OPTIMIZERS, test_key="valid/group_loss")}
+  dataset = {**transformer_ptb.dataset_json(sub, windows, info, counts, groups),
+             "valid_group_tokens": np.bincount(groups, weights=valid_counts,
+                                               minlength=int(groups.max()) + 1),
+             "valid_top_class_share": float(valid_counts.max() / valid_counts.sum()),
+             "classes_without_training_target": int(np.sum(counts == 0))}
+  return runs, figures, list(tuned.records(task="tinyptb")), dataset
+
+
+def run(config, workdir: str) -> dict:
+  store = ex.store(workdir)
+  summary, figures, records, files = {}, {}, [], {}
+  if TASK in config.tasks:
+    summary[TASK], task_figures, task_records, files["table.json"], digits_data = digits_task(
+        config, store)
+    figures.update(task_figures)
+    records.extend(task_records)
+    files["dataset.json"] = digits_data  # the digits task's, as before the TinyPTB task
+  if "tinyptb" in config.tasks:
+    summary["tinyptb"], task_figures, task_records, ptb_data = ptb_task(config, store)
+    figures.update(task_figures)
+    records.extend(task_records)
+    files["dataset_tinyptb.json"] = ptb_data
+  ex.write_outputs(workdir, summary=summary, metrics=records, figures=figures, files=files)
   return summary
 
 
