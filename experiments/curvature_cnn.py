@@ -31,8 +31,11 @@ with statistics of the training split. Presets:
   without ``data_dir`` the embedded digits, 3,200 / 800),
   ``num_bits=10`` (10,240 barcoded classes x 5 copies, 10,250 classes,
   101,200 examples), the paper's CNN (32/100 channels, 5x5 kernels), 300
-  full-batch steps. Needs a GPU (`validate` refuses it where the estimated
-  memory does not fit).
+  full-batch steps, 64 probes. The full batch is accumulated over chunks of
+  4,096 examples (``chunk_size``) and the probes are vmapped 4 at a time
+  (``probes_at_once``), which brings one run to about 43 GB (XLA:CPU's
+  temporaries, `experiments.reproduce --plan`). Needs a GPU (`validate`
+  refuses it where the estimated memory does not fit).
 
 Groups (``groups``): ``"two"`` (Fig 24: group 0 = the plain digit classes,
 group 1 = the barcoded classes) or ``"frequency"`` (`data.frequency_groups`
@@ -87,22 +90,36 @@ def _activations_and_features(config) -> tuple[int, int]:
   return sum(config.mlp_hidden), config.mlp_hidden[-1]
 
 
+def probes_at_once(config) -> int:
+  """Hutchinson probes vmapped together (``config.probes_at_once``; 0: all of them)."""
+  return min(config.probes_at_once or config.num_probes, config.num_probes)
+
+
+def _probe_batches(config) -> int | None:
+  """``probe_batch_size`` of the Hutchinson estimate: None (one vmap) unless it splits."""
+  return probes_at_once(config) if probes_at_once(config) < config.num_probes else None
+
+
 def estimate_bytes(config) -> int:
   """Rough peak memory of one training step with its Hutchinson record.
 
-  Per example: the image, every layer's activations (forward and backward,
-  ``x 3``) and, per probe, the head's features and logits (the probes are
-  vmapped); with ``tune``, 8 sparse step sizes are swept at once; and the parameters
-  with their gradient and optimizer state (`experiment.network_bytes`).
+  Per example: the image and the head's features and logits (the record's
+  forward over the whole set), and per vmapped probe a tangent of the
+  features and logits (`probes_at_once`). Per example of a chunk
+  (``chunk_size``; 0: the whole set): every layer's activations (forward and
+  backward, ``x 3``) and logits of each member; with ``tune``, 8 sparse step
+  sizes are swept at once; and the parameters with their gradient and
+  optimizer state (`experiment.network_bytes`).
   """
   n, c = num_train_examples(config), num_classes(config)
+  chunk = min(n, config.chunk_size) if config.chunk_size else n
   activations, features = _activations_and_features(config)
   members = len(SPARSE_EXPONENTS) if config.tune else 1
-  per_example = (IMAGE_SIZE * IMAGE_SIZE + members * 3 * (activations + c)
-                 + config.num_probes * (features + c))
+  per_example = IMAGE_SIZE * IMAGE_SIZE + (1 + probes_at_once(config)) * (features + c)
   parameters = ex.network_bytes(_model(config, c), (IMAGE_SIZE, IMAGE_SIZE, 1),
                                 members=members, examples=0)
-  return parameters + ex.float_bytes() * n * per_example
+  return parameters + ex.float_bytes() * (n * per_example
+                                          + members * 3 * chunk * (activations + c))
 
 
 def _check_digits(config) -> None:
@@ -130,10 +147,11 @@ def validate(config) -> None:
   ex.check_memory(
       estimate_bytes(config),
       what=(f"config.num_bits={config.num_bits} (n={num_train_examples(config)}, "
-            f"c={num_classes(config)}) with {config.model} widths {widths} "
-            f"and config.num_probes={config.num_probes}"),
-      lower="config.num_bits, config.plain_per_digit, the widths or config.num_probes "
-            "(presets: quick num_bits=4, paper num_bits=10)")
+            f"c={num_classes(config)}) with {config.model} widths {widths}"
+            f", config.num_probes={config.num_probes}, config.chunk_size={config.chunk_size} "
+            f"and config.probes_at_once={config.probes_at_once}"),
+      lower="config.num_bits, config.plain_per_digit, the widths, or set config.chunk_size "
+            "or config.probes_at_once (presets: quick num_bits=4, paper num_bits=10)")
   if config.map_classes > num_classes(config):
     raise ValueError(f"config.map_classes must be in [2, {num_classes(config)}] (the classes "
                      f"at num_bits={config.num_bits}), got {config.map_classes}")
@@ -146,7 +164,8 @@ CONFIG = ex.Config(
                       num_probes=16, snapshot_steps="0,10,50,150"),
         "paper": dict(num_bits=10, copies=5, plain_per_digit=0, num_validation=0,
                       cnn_features="32,100", kernel_size=5, num_steps=300, log_every=10,
-                      num_probes=64, snapshot_steps="0,10,100,300"),
+                      num_probes=64, snapshot_steps="0,10,100,300", chunk_size=4096,
+                      probes_at_once=4),
     },
     fields=dict(
         num_bits=fields.Int(minimum=1, maximum=10, help="10 * 2^num_bits barcoded classes"),
@@ -159,6 +178,12 @@ CONFIG = ex.Config(
         num_steps=fields.Int(minimum=1, help="full-batch steps per run"),
         log_every=fields.Int(minimum=1, help="diagnostics recorded every k steps"),
         num_probes=fields.Int(minimum=1, help="Hutchinson probes per record"),
+        chunk_size=fields.Int(minimum=0, default=0,
+                              help=">0: the full-batch gradient accumulated over chunks of "
+                                   "this many examples"),
+        probes_at_once=fields.Int(minimum=0, default=0,
+                                  help="Hutchinson probes vmapped at once (lax.map over "
+                                       "batches); 0: all"),
         snapshot_steps=fields.IntList(minimum=0,
                                       help="steps of the scatter panels (nearest logged)"),
         data_dir=fields.Directory(holds=lambda d: data.find_images("mnist", "train", d),
@@ -227,6 +252,11 @@ def _dataset(config, key):
                            copies=config.copies, num_validation=num_validation(config),
                            plain_per_digit=config.plain_per_digit or None)["train"]
   return ds, source
+
+
+def _batching(config) -> train.FullBatch:
+  """Full batch, in one pass or accumulated over ``config.chunk_size`` examples."""
+  return train.FullBatch(config.chunk_size or None)
 
 
 def _model(config, num_classes: int):
@@ -323,12 +353,14 @@ def _figures(config, names, rates, recorded, corr, snaps, groups, classes, trace
   return figures
 
 
-def _metrics_fn(config, model, groups, probe_key):
-  """The head's Hutchinson and exact block diagnostics, and the group losses."""
+def _metrics_fn(config, model, groups, probe_key, probes_per_batch: int | None):
+  """The head's Hutchinson and exact block diagnostics, and the group losses (the probes
+  vmapped ``probes_per_batch`` at a time; None: all at once)."""
   features_fn = lambda p, x: model.apply(p, x, return_features=True)[1]  # noqa: E731
   return with_group_losses(curvature.hutchinson_curvature_metrics(
       train.classification_objective(model.apply), groups, key=probe_key,
-      num_probes=config.num_probes, features_fn=features_fn), groups)
+      num_probes=config.num_probes, probe_batch_size=probes_per_batch,
+      features_fn=features_fn), groups)
 
 
 def plan_steps(config) -> list[ex.plan.StepPlan]:
@@ -339,24 +371,27 @@ def plan_steps(config) -> list[ex.plan.StepPlan]:
   ds = ex.plan.abstract_dataset(num_train_examples(config), (IMAGE_SIZE, IMAGE_SIZE, 1), c)
   model = _model(config, c)
   groups = ex.plan.spread_groups(c, 2 if config.groups == "two" else config.num_groups)
-  metrics_fn = _metrics_fn(config, model, groups, jax.random.key(0))
+  builders = [ex.train_builder(model.apply, num_steps=config.num_steps,
+                               log_every=config.log_every, batching=_batching(config),
+                               metrics_fn=_metrics_fn(config, model, groups, jax.random.key(0),
+                                                      probes))
+              for probes in (_probe_batches(config), None)]  # None: the FLOPs, one vmap
   steps = []
   for k, spec in {"adam": config.adam_run, "gd": config.gd_run}.items():
-    run = ex.train_builder(model.apply, num_steps=config.num_steps, log_every=config.log_every,
-                           metrics_fn=metrics_fn)(spec)
     rate = config.adam_lr if k == "adam" else config.gd_lr
     grid = ex.Grid() if config.tune else ex.Grid((float(np.log10(rate)),), 0)
-    steps.append(ex.plan.StepPlan(spec.name, run, ex.plan.init_shapes(model.init, ds.x), ds,
-                                  grid=grid))
+    steps.append(ex.plan.StepPlan(spec.name, builders[0](spec),
+                                  ex.plan.init_shapes(model.init, ds.x), ds, grid=grid,
+                                  flops_train=builders[1](spec)))
   return steps
 
 
 def _record(config, model, params, ds, runs, rates, groups, probe_key, store):
   """Trains every run recording the head's Hutchinson and exact block diagnostics."""
-  metrics_fn = _metrics_fn(config, model, groups, probe_key)
+  metrics_fn = _metrics_fn(config, model, groups, probe_key, _probe_batches(config))
   return study.record_runs(model.apply, params, ds, runs, rates, dict.fromkeys(runs, metrics_fn),
                            num_steps=config.num_steps, log_every=config.log_every, store=store,
-                           log=logging.info)
+                           log=logging.info, batching=_batching(config))
 
 
 def _end_block_map(config, key, model, final_params, ds, counts):
@@ -383,7 +418,8 @@ def run(config, workdir: str) -> dict:
   store = ex.store(workdir)  # finished tuning rounds and runs; a rerun resumes after them
   rates = study.select_step_sizes(model.apply, params, ds, runs,
                                   {"adam": config.adam_lr, "gd": config.gd_lr}, tune=config.tune,
-                                  num_steps=config.num_steps, log=logging.info, store=store)
+                                  num_steps=config.num_steps, log=logging.info, store=store,
+                                  batching=_batching(config))
   recorded = _record(config, model, params, ds, runs, rates, groups, probe_key, store)
   correlations = lambda trace: {  # noqa: E731  grad norm vs (Hutchinson or exact) trace
       k: study.correlations_over_time(h["grad_norm_C"], h[trace])

@@ -178,3 +178,28 @@ def test_study_tuning_and_records_match_a_direct_tune_sweep_and_train(tmp_path):
     jax.tree.map(np.testing.assert_array_equal, recorded.histories[key], history)
     jax.tree.map(np.testing.assert_array_equal, recorded.final_params[key], final)
     assert store.load(f"run/{key}") is not None
+
+
+def test_hutchinson_record_in_chunks_and_probe_batches_equals_one_pass():
+  """A chunked full batch (whose aux drops the logits) with the probes mapped 2 at a time
+  (2 + 2 + 1) records what one pass with every probe vmapped records (float64), as
+  curvature_cnn's paper preset runs it."""
+  with jax.enable_x64(True):
+    data = _data(3)
+    model = MLP(C, hidden=(6,), param_dtype=jnp.float64)
+    params = model.init(jax.random.key(7), data.x)
+    objective = train.classification_objective(model.apply)
+    features_fn = lambda p, x: model.apply(p, x, return_features=True)[1]  # noqa: E731
+    histories = []
+    for chunk_size, probe_batch_size in ((None, None), (5, 2)):
+      metrics_fn = curvature.hutchinson_curvature_metrics(
+          objective, GROUPS, key=jax.random.key(8), num_probes=5, features_fn=features_fn,
+          probe_batch_size=probe_batch_size)
+      _, history, _ = study.record_run(model.apply, params, data, "adam+m", 0.01, num_steps=2,
+                                       log_every=1, metrics_fn=metrics_fn,
+                                       batching=train.FullBatch(chunk_size))
+      histories.append(history)
+    assert set(histories[0]) == set(histories[1])
+    for name in histories[0]:
+      np.testing.assert_allclose(histories[1][name], histories[0][name], rtol=1e-10,
+                                 atol=1e-14, err_msg=name)

@@ -103,3 +103,23 @@ def test_every_paper_preset_resolves_for_the_plan():
     module = claims.binary_module(binary)
     for preset in claims.load(binary).paper_runs:
       assert plan.preset_values(module.CONFIG, preset).preset == preset
+
+
+def test_hutchinson_probe_batches_are_counted_at_full_flops():
+  """curvature_cnn maps its Hutchinson probes in batches (`probes_at_once`): the loop's body
+  is counted once by XLA, so the plan reads the FLOPs of the one-vmap step (`flops_train`);
+  the logged step's FLOPs do not depend on the batching."""
+  from experiments import curvature_cnn
+  small = dict(num_bits=1, copies=2, plain_per_digit=4, cnn_features="2,4", num_probes=8,
+               log_every=2, num_steps=4, snapshot_steps="0,4", map_classes=4)
+  flops = {}
+  for probes in (0, 2):
+    config = plan.preset_values(curvature_cnn.CONFIG, "quick", probes_at_once=probes,
+                                chunk_size=16, **small)
+    step = curvature_cnn.plan_steps(config)[0]
+    flops[probes] = plan.measure(step, memory=False).mean_flops
+    if probes:  # as compiled, the 4 batches of 2 probes count as one batch
+      looped, unrolled = (plan._flops(plan.lowered_step(step, True, plan.one_pass(train)))
+                          for train in (step.train, step.flops_train))
+      assert looped < 0.9 * unrolled
+  np.testing.assert_allclose(flops[2], flops[0], rtol=1e-6)

@@ -187,6 +187,8 @@ def hutchinson_curvature_metrics(objective_fn: Callable[[Any, Any], tuple[jax.Ar
     return out
 
   def metrics_fn(params, grads, aux, data) -> dict[str, jax.Array]:
+    if "logits" not in aux:  # a chunked full batch keeps only per-example entries
+      aux = objective_fn(params, data)[1]
     out = diagnostics(params, grads, aux["logits"], data, aux["loss"])
     if negated:
       neg_params = jax.tree.map(jnp.negative, params)

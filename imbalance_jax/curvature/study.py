@@ -59,13 +59,15 @@ def _spec(run: optim.RunSpec | str) -> optim.RunSpec:
 def record_run(model_apply: Callable, params: Any, data: Dataset, run: optim.RunSpec | str,
                learning_rate: float, *, num_steps: int, log_every: int,
                metrics_fn: Callable, store: train.ResultStore | None = None,
-               store_key: str | None = None) -> tuple[np.ndarray, dict[str, np.ndarray], Any]:
+               store_key: str | None = None, batching: train.FullBatch | None = None
+               ) -> tuple[np.ndarray, dict[str, np.ndarray], Any]:
   """Trains one run (a spec or a name: ``"adam+m"``, ``"gd"``, ...) recording ``metrics_fn``.
 
   Args:
     store: if given, the finished run (steps, history, final params) is saved
       under ``store_key`` (default the run's name) and a rerun loads it instead
       of training: an interrupted experiment resumes after its finished runs.
+    batching: e.g. ``train.FullBatch(chunk_size)`` (default: one full-batch pass).
 
   Returns:
     ``(steps [T], history {name: [T, ...]} as numpy, final params)``.
@@ -76,7 +78,7 @@ def record_run(model_apply: Callable, params: Any, data: Dataset, run: optim.Run
   if store is not None and (saved := store.load(key)) is not None:
     return np.asarray(saved["steps"]), dict(saved["history"]), saved["params"]
   training = train_builder(model_apply, num_steps=num_steps, log_every=log_every,
-                           metrics_fn=metrics_fn)(spec)
+                           metrics_fn=metrics_fn, batching=batching)(spec)
   result = jax.jit(training)(params, data, learning_rate)
   history = jax.tree.map(np.asarray, result.history)
   final_params = jax.device_get(result.params)
@@ -100,7 +102,8 @@ def record_runs(model_apply: Callable, params: Any, data: Dataset,
                 runs: Mapping[str, optim.RunSpec | str], learning_rates: Mapping[str, float],
                 metrics_fns: Mapping[str, Callable], *, num_steps: int, log_every: int,
                 store: train.ResultStore | None = None,
-                log: Callable[..., None] = print) -> RecordedRuns:
+                log: Callable[..., None] = print,
+                batching: train.FullBatch | None = None) -> RecordedRuns:
   """`record_run` of every ``runs[key]`` at ``learning_rates[key]`` with ``metrics_fns[key]``,
   in order, each saved in ``store`` under ``run/<key>``."""
   steps, histories, final_params, wall = None, {}, {}, {}
@@ -108,7 +111,8 @@ def record_runs(model_apply: Callable, params: Any, data: Dataset,
     start = time.perf_counter()
     steps, histories[key], final_params[key] = record_run(
         model_apply, params, data, run, learning_rates[key], num_steps=num_steps,
-        log_every=log_every, metrics_fn=metrics_fns[key], store=store, store_key=f"run/{key}")
+        log_every=log_every, metrics_fn=metrics_fns[key], store=store, store_key=f"run/{key}",
+        batching=batching)
     wall[key] = time.perf_counter() - start
     log("%s lr=%.3g: loss %.3f -> %.3f in %.1fs", _spec(run).name, learning_rates[key],
         histories[key]["loss"][0], histories[key]["loss"][-1], wall[key])
@@ -123,7 +127,8 @@ def _formatting(log: Callable[[str], None]) -> Callable[..., None]:
 def tune_learning_rates(model_apply: Callable, params: Any, data: Dataset,
                         runs: Sequence[optim.RunSpec | str], *, num_steps: int, exponents,
                         log: Callable[[str], None] = print,
-                        store: train.ResultStore | None = None) -> dict[str, float]:
+                        store: train.ResultStore | None = None,
+                        batching: train.FullBatch | None = None) -> dict[str, float]:
   """Step sizes chosen by the library's tuning (paper H App. A.4) on one seed, by run name.
 
   Each run is swept over ``10**exponents``, then half powers around the best
@@ -132,7 +137,8 @@ def tune_learning_rates(model_apply: Callable, params: Any, data: Dataset,
   """
   # Several segments, so members that diverge early are dropped.
   build = train_builder(model_apply, num_steps=num_steps,
-                        log_every=train.driver.default_segment_steps(num_steps, 1))
+                        log_every=train.driver.default_segment_steps(num_steps, 1),
+                        batching=batching)
   add_seed = lambda tree: jax.tree.map(lambda v: v[None], tree)  # noqa: E731
   tuned = tune_runs([_spec(run) for run in runs], build, add_seed(params), add_seed(data),
                     grid=Grid(tuple(float(e) for e in exponents)), store=store,
@@ -152,14 +158,15 @@ def tune_learning_rate(model_apply: Callable, params: Any, data: Dataset,
 def select_step_sizes(model_apply: Callable, params: Any, data: Dataset,
                       runs: Mapping[str, optim.RunSpec | str], fixed: Mapping[str, float], *,
                       tune: bool, num_steps: int, log: Callable[[str], None] = print,
-                      store: train.ResultStore | None = None) -> dict[str, float]:
+                      store: train.ResultStore | None = None,
+                      batching: train.FullBatch | None = None) -> dict[str, float]:
   """``fixed`` step sizes, or with ``tune`` those `tune_learning_rates` picks for ``runs``
   (over paper H's sparse grid 1e-6..1e1), by the keys of ``runs``."""
   if not tune:
     return dict(fixed)
   rates = tune_learning_rates(model_apply, params, data, list(runs.values()),
                               num_steps=num_steps, exponents=train.SPARSE_EXPONENTS, log=log,
-                              store=store)
+                              store=store, batching=batching)
   return {key: rates[_spec(run).name] for key, run in runs.items()}
 
 

@@ -69,6 +69,9 @@ class StepPlan:
     grid: the step sizes of the tuning (one program per round).
     data_per_seed: the data is held once per seed (else once per program).
     analytic_flops: FLOPs per member-step by formula, where the model has one.
+    flops_train: where ``train`` loops inside its metrics (e.g. Hutchinson probes
+      mapped in batches), the same step with that loop unrolled into one vmap;
+      its FLOPs are read instead (XLA counts a loop's body once).
   """
 
   name: str
@@ -80,6 +83,7 @@ class StepPlan:
   grid: Grid = Grid()
   data_per_seed: bool = False
   analytic_flops: float | None = None
+  flops_train: Any = None
 
   @property
   def members(self) -> int:
@@ -158,7 +162,7 @@ def measure(step: StepPlan, memory: bool = True) -> Measured:
   """`Measured`: FLOPs from the one-pass steps' lowered HLO, temporaries from the compiled
   program as the run chunks it (the larger of the quiet and logged steps: either can be;
   0 unless ``memory``: compiling is most of a plan's time)."""
-  flat = one_pass(step.train)
+  flat = one_pass(step.flops_train or step.train)
   quiet, logged = (_flops(lowered_step(step, record, flat)) for record in (False, True))
   every = step.train.log_every
   temp = max(lowered_step(step, record).compile().memory_analysis().temp_size_in_bytes
