@@ -40,6 +40,7 @@ MODULES = [
     "imbalance_jax.models.linear",
     "imbalance_jax.models.mlp",
     "imbalance_jax.optim.aliases",
+    "imbalance_jax.optim.blocks",
     "imbalance_jax.optim.catalogue",
     "imbalance_jax.optim.research",
     "imbalance_jax.optim.runs",

@@ -1,4 +1,4 @@
-"""The optimizer catalogue (optim.catalogue, optim.research) against float64 NumPy references.
+"""The optimizer catalogue (optim.catalogue, .research, .blocks) against float64 NumPy references.
 
 A small pytree shaped like a transformer (embedding, LayerNorm, a hidden dense
 layer, the classifier ``head``) on the separable quadratic ``sum(a x^2 / 2 + b x)``;
@@ -14,7 +14,7 @@ import optax
 import pytest
 
 from imbalance_jax import optim
-from imbalance_jax.optim import catalogue, research
+from imbalance_jax.optim import blocks, catalogue, research
 from imbalance_jax.optim.aliases import PAPER_OPTIMIZERS
 from imbalance_jax.theory import simple_setting
 
@@ -194,7 +194,7 @@ def test_muon_rule_for_matrices():
 
 # ---------------------------------------------------------------- research variants
 
-def research_reference(name, momentum):
+def research_reference(name, momentum, gd_scale=1.0):
   in_head = lambda k: k.startswith("head/")
   if name == "scaled_sign_descent":
     return heavy_ball_np(lambda g, t: {k: np.sign(v) * sum(np.abs(w).sum() for w in g.values())
@@ -222,7 +222,7 @@ def research_reference(name, momentum):
           x[k] = x[k] - LR * u
         else:
           gd_m[k] = momentum * gd_m[k] + g[k]
-          x[k] = x[k] - LR * gd_m[k]
+          x[k] = x[k] - gd_scale * LR * gd_m[k]
       elif name == "adalayer":  # block second moment = mean g^2; head: one block per class
         m, v = state[k]
         sq = (g[k]**2).mean(0) if (in_head(k) and g[k].ndim == 2) else (
@@ -260,6 +260,17 @@ def test_research_optimizers_match_numpy(name, momentum):
   assert_close(path[-1], research_reference(name, momentum))
 
 
+@pytest.mark.parametrize("name", ["adam_head", "adam_last_layer"])
+def test_adam_on_blocks_gd_part_at_its_own_step_size(name):
+  # GD's step is gd_scale x the (injected) Adam step; the Adam part is unchanged.
+  path, _, _ = run_optax(optim.injectable(name, 0.9, gd_scale=0.25)(LR))
+  want = research_reference(name, 0.9, gd_scale=0.25)
+  assert_close(path[-1], want)
+  default = research_reference(name, 0.9)
+  assert np.abs(want["body/kernel"] - default["body/kernel"]).max() > 1e-3
+  np.testing.assert_array_equal(want["head/kernel"], default["head/kernel"])
+
+
 def test_coupled_adam_shares_one_second_moment_per_embedding_column(x64):
   opt = research.coupled_adam(1.0, momentum=0.0, eps=0.0)
   params = nest({k: jnp.asarray(v) for k, v in X0.items()})
@@ -276,12 +287,12 @@ def test_coupled_adam_shares_one_second_moment_per_embedding_column(x64):
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_rotation_leaves_gd_and_normalized_gd_unchanged_but_not_adam(seed):
-  blocks = ("head", "body", "embed")
+  rotated_blocks = ("head", "body", "embed")
 
   def pair(name, momentum):
     plain = run_optax(optim.OPTIMIZERS[name](LR, momentum=momentum), steps=6)[0]
-    rot = run_optax(research.rotated(optim.OPTIMIZERS[name], blocks, seed=seed)(LR, momentum),
-                    steps=6)[0]
+    make = blocks.rotated(optim.OPTIMIZERS[name], rotated_blocks, seed=seed)
+    rot = run_optax(make(LR, momentum), steps=6)[0]
     return plain, rot
 
   for name, momentum in (("gd", 0.0), ("gd", 0.9), ("normalized_gd", 0.9)):
@@ -298,8 +309,8 @@ def test_rotation_leaves_gd_and_normalized_gd_unchanged_but_not_adam(seed):
 
 def test_rotation_bases_are_orthogonal_and_fixed():
   params = nest({k: np.zeros(s) for k, s in SHAPES.items()})
-  _, bases = research.rotation_bases(params, ("head",), seed=3)
-  _, again = research.rotation_bases(params, ("head",), seed=3)
+  _, bases = blocks.rotation_bases(params, ("head",), seed=3)
+  _, again = blocks.rotation_bases(params, ("head",), seed=3)
   inside = [b for b in bases if b is not None]
   assert len(inside) == 2 and sum(b is None for b in bases) == len(bases) - 2
   for basis, same in zip(inside, [b for b in again if b is not None]):
@@ -413,6 +424,7 @@ def test_every_catalogue_name_is_a_run_and_its_rate_is_traced():
     (lambda: catalogue.schedule_free(0.1, 0.0), "momentum must be > 0 for schedule_free"),
     (lambda: catalogue.lion(-1.0), "learning_rate"),
     (lambda: research.adalayer(0.1, momentum=1.5), "momentum"),
+    (lambda: optim.injectable("adam_head", 0.9, gd_scale=0.0), "gd_scale"),
 ])
 def test_bad_inputs_name_the_argument(call, message):
   with pytest.raises(ValueError, match=message):
@@ -420,7 +432,7 @@ def test_bad_inputs_name_the_argument(call, message):
 
 
 def test_blocks_that_match_nothing_are_refused():
-  opt = research.adam_on_blocks(0.1, blocks=("decoder",))
+  opt = blocks.adam_on_blocks(0.1, blocks=("decoder",))
   with pytest.raises(ValueError, match="blocks"):
     opt.init({"head": {"kernel": jnp.zeros((2, 2))}})
   with pytest.raises(ValueError, match="head"):

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import optax
 
 from imbalance_jax import _checks
-from imbalance_jax.optim import catalogue, research
+from imbalance_jax.optim import blocks, catalogue, research
 from imbalance_jax.optim.transforms import normalize_by_global_norm
 
 ScalarOrSchedule = optax.ScalarOrSchedule
@@ -73,13 +73,13 @@ PAPER_OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
 
 # Every run name's optimizer: paper H's four, the optax catalogue
 # (`imbalance_jax.optim.catalogue`), our research variants
-# (`imbalance_jax.optim.research`) and paper H's four in a random basis of the
-# classifier (`research.rotated`).
+# (`imbalance_jax.optim.research`, `imbalance_jax.optim.blocks`) and paper H's four in a
+# random basis of the classifier (`blocks.rotated`).
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     **PAPER_OPTIMIZERS,
     **catalogue.OPTIMIZERS,
     **research.OPTIMIZERS,
-    **{f"rotated_{name}": research.rotated(factory) for name, factory in PAPER_OPTIMIZERS.items()},
+    **{f"rotated_{name}": blocks.rotated(factory) for name, factory in PAPER_OPTIMIZERS.items()},
 }
 
 
