@@ -134,6 +134,15 @@ def figure(records, fits, alphas, eps):
   return fig
 
 
+def plan_note(config) -> str:
+  """`experiments.reproduce --plan`: why this preset has no step to lower."""
+  members = len(config.alphas) * config.num_factors
+  return (f"no network: GD in closed form, sign descent scanned for "
+          f"{config.sign_max_steps:,} steps over {members} (alpha, step) members on d-vectors, "
+          f"d up to {max(config.sizes):,}: O(members d) elementwise work per step, "
+          "memory-bound; not planned in FLOPs")
+
+
 def run(config, workdir: str) -> dict:
   start = time.perf_counter()
   progress = ex.Progress(workdir)  # one unit per d; a rerun resumes after the last one

@@ -186,11 +186,13 @@ def run_pending(workdir: str, pending, state: dict) -> tuple[list[str], list[str
 
 
 def preset_rows(binary: str, preset: str, peak_flops: float, mfu: float) -> list[dict]:
-  """The plan's rows of one preset: one per compiled program, or one with a ``note``."""
+  """The plan's rows of one preset: one per compiled program, or one with a ``note``: the
+  binary's ``plan_note(config)`` where it trains no network (simulations, tokenizers)."""
   module = claims.binary_module(binary)
   if not hasattr(module, "plan_steps"):
-    return [{"binary": binary, "preset": preset,
-             "note": "not lowered: the binary has no plan_steps"}]
+    note = (f"not lowered: {module.plan_note(plan.preset_values(module.CONFIG, preset))}"
+            if hasattr(module, "plan_note") else "not lowered: the binary has no plan_steps")
+    return [{"binary": binary, "preset": preset, "note": note}]
   config = plan.preset_values(module.CONFIG, preset)
   return [{"binary": binary, "preset": preset,
            **plan.describe(step, peak_flops=peak_flops, mfu=mfu)}

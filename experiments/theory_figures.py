@@ -140,6 +140,13 @@ def _draw(name: str, config, workdir: str, progress: ex.Progress) -> dict:
   return progress.put(name, numbers)
 
 
+def plan_note(config) -> str:
+  """`experiments.reproduce --plan`: why this preset has no step to lower."""
+  return ("no network: closed forms drawn over small scanned simulations and ODE solves "
+          f"(quadratic_classes={config.quadratic_classes}, simple_gd_steps="
+          f"{config.simple_gd_steps}); sequential and latency-bound, run on a CPU")
+
+
 def run(config, workdir: str) -> dict:
   progress = ex.Progress(workdir)
   start = time.perf_counter()

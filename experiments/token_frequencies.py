@@ -172,6 +172,12 @@ def _measure_all(config, progress: ex.Progress) -> dict:
   return units
 
 
+def plan_note(config) -> str:
+  """`experiments.reproduce --plan`: why this preset has no step to lower."""
+  return (f"no training: tokenizes {config.raw.corpus} and counts tokens on the CPU "
+          "(the quick preset takes seconds; a GPU is not used)")
+
+
 def run(config, workdir: str) -> dict:
   units = _measure_all(config, ex.Progress(os.path.join(workdir, "checkpoints")))
   summary, counts, groups_of, arrays = {}, {}, {}, {}

@@ -90,6 +90,14 @@ CONFIG = ex.Config(
     validate=validate)
 
 
+def plan_note(config) -> str:
+  """`experiments.reproduce --plan`: why this preset has no step to lower."""
+  return (f"no network: scanned GD / sign descent on the unigram model's d-vector, d up to "
+          f"{max(config.sizes):,}, each (method, d) run capped at config.max_work="
+          f"{config.max_work:g} coordinate-steps and config.max_steps={config.max_steps:,}; "
+          "O(d) elementwise work per step; not planned in FLOPs")
+
+
 def run(config, workdir: str) -> dict:
   start = time.perf_counter()
   # Each finished (method, d) is saved at once; a rerun resumes after the last one.
