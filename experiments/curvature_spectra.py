@@ -33,7 +33,8 @@ Presets: ``quick`` (CPU, under 10 minutes: m=5, 3-bit barcodes, 100 plain + 80
 barcoded images, with the CNN of curvature_cnn's quick preset, 32 TinyPTB windows at
 width 16; a coarse grid; records at the first and last step, 2 SLQ probes);
 ``paper`` (the papers' sizes: m=11, 10-bit barcodes and the paper's CNN on
-MNIST, TinyPTB at width 1,200, paper H's grid; GPU-scale).
+MNIST, TinyPTB at width 1,200, paper H's grid; GPU-scale; the blocks' measures one
+block at a time, ``--config.blocks_at_once=1``, for the 2,047 class blocks at m=11).
 
   python -m experiments.curvature_spectra --workdir /tmp/spectra
   python -m experiments.curvature_spectra --workdir /tmp/spectra_p --config.preset=paper \
@@ -77,42 +78,63 @@ def _num_windows(config) -> int:
   return max(1, min(config.num_windows, total) if config.num_windows else total)
 
 
+def _at_once(config, num_blocks: int) -> int:
+  """Blocks of one size group the measures compute at once (``config.blocks_at_once``,
+  0: all ``num_blocks``)."""
+  return min(config.blocks_at_once or num_blocks, num_blocks)
+
+
 def _task_bytes(config, *, steps: int, examples: int, per_example: int, data: int,
-                params: int) -> int:
+                params: int, blocks: int, block_params: int) -> int:
   """Rough peak memory of one task (Python ints: absurd sizes cannot overflow).
 
   The larger of the step-size sweep (``members`` = the grid's step sizes trained at
   once: parameters with gradient and two moments, ``3`` copies of every example's
   activations ``per_example`` and a loss history of ``steps x (1 + num_groups)``) and
-  the measures (`curvature.spectral_curvature_metrics`: at least ``max(num_probes,
-  frobenius_probes, one_one_columns)`` vmapped Hessian-vector products, each with the
-  activations and their tangents, ``3 per_example`` per example, and the Lanczos bases,
-  ``num_probes (lanczos_steps + 1)`` parameter vectors), plus the ``data``.
+  the measures (`curvature.spectral_curvature_metrics`: ``blocks`` blocks at once, the
+  blocks of one size group computed together (``_at_once``), each with ``max(num_probes,
+  frobenius_probes, one_one_columns)`` vmapped Hessian-vector products, each with a
+  tangent and an output of all the ``params`` and the activations and their tangents,
+  ``3 per_example`` per example, and the Lanczos bases, ``num_probes (lanczos_steps + 1)``
+  vectors of the ``block_params`` coordinates of those blocks), plus the ``data``.
   """
   members = 1 if config.learning_rate > 0 else len(config.exponents)
   groups = min(config.num_groups, examples)  # frequency_groups never makes more than classes
   sweep = members * (4 * params + 3 * examples * per_example + steps * (1 + groups))
   hvps = max(config.num_probes, config.frobenius_probes, config.one_one_columns)
-  measures = (hvps * (3 * examples * per_example + 2 * params)
-              + config.num_probes * (config.lanczos_steps + 1) * params)
+  measures = (blocks * hvps * (3 * examples * per_example + 2 * params)
+              + config.num_probes * (config.lanczos_steps + 1) * block_params)
   return ex.float_bytes() * (data + max(sweep, measures))
 
 
-_MEASURE_FIELDS = ("num_probes", "lanczos_steps", "one_one_columns", "frobenius_probes")
+_MEASURE_FIELDS = ("num_probes", "lanczos_steps", "one_one_columns", "frobenius_probes",
+                   "blocks_at_once")
 
 
 def check_memory(config) -> None:
   """Refuses, before anything is allocated, a task whose estimate exceeds free memory."""
   measures = ", ".join(f"config.{f}={config[f]}" for f in _MEASURE_FIELDS)
   lower = ", ".join(f"config.{f}" for f in _MEASURE_FIELDS)
-  # linear: n = m 2^m examples in d = (m+1) 2^m dimensions, C = 2^m - 1 classes.
+  # linear: n = m 2^m examples in d = (m+1) 2^m dimensions, C = 2^m - 1 classes; the
+  # class blocks (d + 1 coordinates each) are one size group.
   n, d, c = config.m * 2**config.m, (config.m + 1) * 2**config.m, 2**config.m - 1
+  blocks = _at_once(config, c)
   ex.check_memory(
       _task_bytes(config, steps=config.linear_steps, examples=n, per_example=c, data=n * d,
-                  params=c * (d + 1)),
+                  params=c * (d + 1), blocks=blocks, block_params=blocks * (d + 1)),
       what=f"the linear task at config.m={config.m} (n={n}, d={d}) over "
            f"config.linear_steps={config.linear_steps} with {measures}",
       lower=f"config.m, config.linear_steps, {lower}")
+  # class sweep at its largest m: the Frobenius probes of the class blocks at init.
+  top = max(config.sweep_m)
+  n, d, c = top * 2**top, (top + 1) * 2**top, 2**top - 1
+  ex.check_memory(
+      ex.float_bytes() * (n * d + _at_once(config, c) * config.frobenius_probes
+                          * (3 * n * c + 2 * c * (d + 1))),
+      what=f"the class sweep at m={top} of config.sweep_m={config.raw.sweep_m} (n={n}, d={d}) "
+           f"with config.frobenius_probes={config.frobenius_probes}, config.blocks_at_once="
+           f"{config.blocks_at_once}",
+      lower="config.sweep_m, config.frobenius_probes, config.blocks_at_once")
   # CNN: every conv layer's output before and after pooling, and the logits.
   _, _, images = _cnn_sizes(config)
   classes = 10 * 2**config.num_bits + 10
@@ -123,9 +145,12 @@ def check_memory(config) -> None:
   model = SmallCNN(classes, features=config.cnn_features, kernel_size=config.kernel_size)
   params = ex.network_bytes(model, (IMAGE_SIZE, IMAGE_SIZE, 1), members=1, examples=0,
                             states_per_parameter=1) // ex.float_bytes()
+  # Weight blocks: the conv kernels and the head's (at most all of them in one size group;
+  # their Lanczos bases at most the parameters).
   ex.check_memory(
       _task_bytes(config, steps=config.cnn_steps, examples=images, per_example=activations,
-                  data=images * IMAGE_SIZE**2, params=params),
+                  data=images * IMAGE_SIZE**2, params=params,
+                  blocks=_at_once(config, len(config.cnn_features) + 1), block_params=params),
       what=f"the CNN task at config.num_bits={config.num_bits}, config.copies={config.copies}, "
            f"config.plain_per_digit={config.plain_per_digit} ({images} images), "
            f"config.cnn_features={config.raw.cnn_features}, config.kernel_size="
@@ -134,13 +159,18 @@ def check_memory(config) -> None:
             f"config.kernel_size, config.cnn_steps, {lower}")
   # transformer (as transformer_ptb.estimate_bytes): per token the logits (3 V) and
   # 20 d + 2 mlp + 3 heads T; TinyPTB's word vocabulary is at most 5,980.
+  # Weight blocks: embedding, head, qkv, attention output, MLP in and out; blocks of equal
+  # size form one group.
   vocab, dim, mlp, seq = 5_980, config.d_model, config.mlp_dim, config.seq_len
   windows = _num_windows(config)
+  params = 2 * vocab * dim + vocab + 4 * dim * dim + 2 * dim * mlp
+  sizes = [vocab * dim, vocab * dim, 3 * dim * dim, dim * dim, dim * mlp, dim * mlp]
+  group = max(sizes.count(size) for size in sizes)
   ex.check_memory(
       _task_bytes(config, steps=config.transformer_steps, examples=windows * seq,
                   per_example=3 * vocab + 20 * dim + 2 * mlp + 3 * config.num_heads * seq,
-                  data=2 * windows * seq,
-                  params=2 * vocab * dim + vocab + 4 * dim * dim + 2 * dim * mlp),
+                  data=2 * windows * seq, params=params, blocks=_at_once(config, group),
+                  block_params=params),
       what=f"the transformer task at config.d_model={dim}, config.mlp_dim={mlp}, "
            f"config.num_heads={config.num_heads}, config.seq_len={seq}, config.num_windows="
            f"{config.num_windows} ({windows} windows) over config.transformer_steps="
@@ -197,8 +227,11 @@ CONFIG = ex.Config(
                       d_model=16, mlp_dim=16, linear_steps=200, cnn_steps=100,
                       transformer_steps=100, log_every=10, num_records=1,
                       exponents="-3,-2,-1,0,1", refine_rounds=0),
+        # blocks_at_once=1: the linear task's 2,047 class blocks one at a time (~59 GiB by
+        # check_memory; all at once ~114 TiB).
         "paper": dict(num_probes=16, lanczos_steps=64, top_k=5, one_one_columns=64,
-                      frobenius_probes=4, m=11, sweep_m="3,4,5,6,7,8,9,10,11", num_bits=10,
+                      frobenius_probes=4, blocks_at_once=1, m=11,
+                      sweep_m="3,4,5,6,7,8,9,10,11", num_bits=10,
                       copies=5, plain_per_digit=0, cnn_features="32,100", kernel_size=5,
                       num_windows=0, d_model=1200, mlp_dim=1200, linear_steps=1000,
                       cnn_steps=300, transformer_steps=1000, log_every=10, num_records=10,
@@ -237,6 +270,9 @@ CONFIG = ex.Config(
         top_k=fields.Int(minimum=1, help="top eigenvalues per block"),
         one_one_columns=fields.Int(minimum=1, help="sampled columns of the (1,1)-norm"),
         frobenius_probes=fields.Int(minimum=1, help="probes per column block (Dong et al.)"),
+        blocks_at_once=fields.Int(minimum=0, default=0, help="blocks of one size whose "
+                                  "measures are computed at once (0: all; lower it to fit "
+                                  "memory, the same measures up to rounding)"),
         num_groups=fields.Int(minimum=1, default=10, help="frequency groups (linear, "
                               "transformer; the CNN has plain vs barcoded)"),
         divergence_threshold=fields.DivergenceThreshold(),
@@ -252,7 +288,8 @@ def _measures_fn(config, loss_fn, measure_data, partition: str, key):
       lambda p, d: (loss_fn(p, d), {}), key=key, partition=partition,
       layer="head" if partition == "class" else None,
       num_probes=config.num_probes, num_steps=config.lanczos_steps, top_k=config.top_k,
-      frobenius_probes=config.frobenius_probes, one_one_columns=config.one_one_columns)
+      frobenius_probes=config.frobenius_probes, one_one_columns=config.one_one_columns,
+      blocks_at_once=config.blocks_at_once or None)
   measures = jax.jit(lambda p, d: metrics_fn(p, None, {"loss": loss_fn(p, d)}, d))
   return lambda p: measures(p, measure_data)
 
@@ -360,7 +397,8 @@ def class_sweep(config, key) -> dict:
     ids, names = curvature.block_partition(head, "class")
     mass = jax.jit(lambda h, d, ids=ids, n=len(names): curvature.block_frobenius_mass(
         lambda w: objective({"params": {"head": w}}, d)[0], h, ids, num_blocks=n,
-        key=probe_key, num_probes=config.frobenius_probes))(head, ds)
+        key=probe_key, num_probes=config.frobenius_probes,
+        blocks_at_once=config.blocks_at_once or None))(head, ds)
     shares.append(float(curvature.offdiag_share(mass)))
     num_classes.append(ds.num_classes)
   return {"m": list(config.sweep_m), "num_classes": num_classes, "offdiag_share": shares}

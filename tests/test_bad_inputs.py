@@ -153,6 +153,7 @@ CONFIG_CASES = [
     ("curvature_spectra", dict(num_windows=10**9), "config.num_windows=1000000000 exceeds the "
      "2095 windows"),
     ("curvature_spectra", dict(seq_len=10**9), "config.seq_len=1000000000 leaves no window"),
+    ("curvature_spectra", dict(blocks_at_once=-1), "config.blocks_at_once must be >= 0"),
 ]
 
 

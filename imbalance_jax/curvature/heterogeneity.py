@@ -37,7 +37,8 @@ from jax.flatten_util import ravel_pytree
 from imbalance_jax import _checks
 from imbalance_jax.curvature.hvp import hvp, restrict_to_layer
 from imbalance_jax.curvature.spectra import (PARTITIONS, block_indices, block_partition,
-                                             block_spectra, density_moments, flat_block_ids,
+                                             block_spectra, check_blocks_at_once,
+                                             density_moments, flat_block_ids, map_blocks,
                                              size_groups, top_eigenvalues)
 
 
@@ -157,12 +158,13 @@ def _rademacher_on(idx, size, key, n, dtype):
 
 def block_frobenius_mass(loss_fn: Callable[[Any], jax.Array], params: Any, block_ids: Any, *,
                          num_blocks: int, key: jax.Array, num_probes: int,
-                         columns=None) -> jax.Array:
+                         columns=None, blocks_at_once: int | None = None) -> jax.Array:
   """Estimates ``M_bc = ||H_bc||_F^2`` for every block ``b`` and the column blocks ``c``.
 
   For a Rademacher probe ``v`` supported on block ``c``, ``E ||(H v)_b||^2 =
   ||H_bc||_F^2`` for every ``b`` at once (``E v v^T = I_c``): a segment sum of
-  ``(H v)^2`` by block id. Cost: ``len(columns) * num_probes`` hvps.
+  ``(H v)^2`` by block id. Cost: ``len(columns) * num_probes`` hvps,
+  ``blocks_at_once * num_probes`` of them at once.
 
   Args:
     loss_fn, params, block_ids, num_blocks: as in
@@ -171,6 +173,8 @@ def block_frobenius_mass(loss_fn: Callable[[Any], jax.Array], params: Any, block
     num_probes: ``K >= 1`` probes per column block.
     columns: int ``[S]`` column blocks (e.g. `imbalance_jax.curvature.sample_classes`);
       ``None`` for all ``B``.
+    blocks_at_once: column blocks of one size computed at once
+      (`imbalance_jax.curvature.spectra.map_blocks`); ``None``: all of them.
 
   Returns:
     ``[B, S]``; column ``s`` is block ``columns[s]``.
@@ -184,6 +188,7 @@ def block_frobenius_mass(loss_fn: Callable[[Any], jax.Array], params: Any, block
   """
   indices = block_indices(params, block_ids, num_blocks)
   num_probes = _checks.check_int("num_probes", num_probes, minimum=1)
+  blocks_at_once = check_blocks_at_once(blocks_at_once)
   columns = np.arange(num_blocks) if columns is None else np.asarray(columns, np.int64)
   if columns.ndim != 1 or columns.size == 0 or columns.min() < 0 or columns.max() >= num_blocks:
     raise ValueError(f"columns must be 1-d block ids in [0, {num_blocks}), got {columns}")
@@ -202,7 +207,8 @@ def block_frobenius_mass(loss_fn: Callable[[Any], jax.Array], params: Any, block
         return jax.ops.segment_sum(hv**2, seg, num_segments=num_blocks + 1)[:num_blocks]
       return jnp.mean(jax.vmap(one_probe)(jax.random.split(column_key, num_probes)), axis=0)
 
-    mass = jax.vmap(one_column)(keys[columns[blocks]], jnp.asarray(idx_BN))
+    mass = map_blocks(one_column, (keys[columns[blocks]], jnp.asarray(idx_BN)),
+                      blocks_at_once)
     for j, s in enumerate(blocks):
       out[s] = mass[j]
   return jnp.stack(out, axis=1)
@@ -227,14 +233,15 @@ def offdiag_share(mass_BS: jax.Array, columns=None) -> jax.Array:
 
 
 def block_one_one_norms(loss_fn: Callable[[Any], jax.Array], params: Any, block_ids: Any, *,
-                        num_blocks: int, key: jax.Array, num_columns: int) -> jax.Array:
+                        num_blocks: int, key: jax.Array, num_columns: int,
+                        blocks_at_once: int | None = None) -> jax.Array:
   """Estimates ``||H_bb||_{1,1} = sum_{i,j in b} |H_ij|`` for every block, ``[B]``.
 
   Column sampling: ``||A||_{1,1} = sum_i ||A e_i||_1``, so ``(n_b / J)
   sum_{i in S} ||(H e_i)_b||_1`` over ``J`` coordinates ``S`` of block ``b``
   drawn uniformly without replacement is unbiased, and exact when ``J >=
   n_b`` (a block smaller than ``J`` uses all its columns). Cost: ``sum_b
-  min(J, n_b)`` hvps (vmapped). The variance is
+  min(J, n_b)`` hvps (vmapped, ``blocks_at_once * J`` at once). The variance is
   that of the column 1-norms; it is small when the columns are alike (as for
   the class blocks of a softmax head).
 
@@ -243,6 +250,8 @@ def block_one_one_norms(loss_fn: Callable[[Any], jax.Array], params: Any, block_
       `imbalance_jax.curvature.spectra.block_spectra`.
     key: PRNG key of the sampled coordinates.
     num_columns: ``J >= 1`` sampled columns per block.
+    blocks_at_once: blocks of one size computed at once
+      (`imbalance_jax.curvature.spectra.map_blocks`); ``None``: all of them.
 
   Example:
     >>> loss = lambda w: 0.5 * w @ jnp.array([[2., -1., 0.], [-1., 3., 0.], [0., 0., 5.]]) @ w
@@ -255,6 +264,7 @@ def block_one_one_norms(loss_fn: Callable[[Any], jax.Array], params: Any, block_
   """
   indices = block_indices(params, block_ids, num_blocks)
   num_columns = _checks.check_int("num_columns", num_columns, minimum=1)
+  blocks_at_once = check_blocks_at_once(blocks_at_once)
   flat, unravel = ravel_pytree(params)
   keys = jax.random.split(key, num_blocks)
   out = [None] * num_blocks
@@ -272,7 +282,7 @@ def block_one_one_norms(loss_fn: Callable[[Any], jax.Array], params: Any, block_
         return jnp.sum(jnp.abs(hv[idx]))
       return size / used * jnp.sum(jax.vmap(one_column)(picked))
 
-    norms = jax.vmap(one_block)(keys[blocks], jnp.asarray(idx_BN))
+    norms = map_blocks(one_block, (keys[blocks], jnp.asarray(idx_BN)), blocks_at_once)
     for j, b in enumerate(blocks):
       out[b] = norms[j]
   return jnp.stack(out)
@@ -294,7 +304,8 @@ def spectral_curvature_metrics(objective_fn: Callable[[Any, Any], tuple[jax.Arra
                                num_steps: int = 16, top_k: int = 5,
                                frobenius_probes: int = 2, frobenius_columns=None,
                                one_one_columns: int = 8, num_points: int = 512,
-                               relative_sigma: float = 0.01
+                               relative_sigma: float = 0.01,
+                               blocks_at_once: int | None = None
                                ) -> Callable[..., dict[str, jax.Array]]:
   """``metrics_fn`` for `imbalance_jax.train.make_train` recording the block-structure measures.
 
@@ -313,7 +324,9 @@ def spectral_curvature_metrics(objective_fn: Callable[[Any, Any], tuple[jax.Arra
   * ``loss``.
 
   Cost per record: ``B (K m + J) + S K_F`` hvps (``S`` column blocks,
-  ``K_F = frobenius_probes``, ``J = one_one_columns``).
+  ``K_F = frobenius_probes``, ``J = one_one_columns``). Memory: at most
+  ``blocks_at_once * max(K, K_F, J)`` hvps at once (``None``: every block of a
+  size group at once; the same measures up to rounding).
 
   Example:
     >>> from imbalance_jax import data, models, optim, train
@@ -335,6 +348,7 @@ def spectral_curvature_metrics(objective_fn: Callable[[Any, Any], tuple[jax.Arra
     _checks.check_int(name, value, minimum=1)
   if top_k > num_steps:
     raise ValueError(f"top_k must be <= num_steps={num_steps}, got {top_k}")
+  blocks_at_once = check_blocks_at_once(blocks_at_once)
   k_spec, k_frob, k_one = jax.random.split(key, 3)
 
   def metrics_fn(params, grads, aux, data) -> dict[str, jax.Array]:
@@ -345,13 +359,15 @@ def spectral_curvature_metrics(objective_fn: Callable[[Any, Any], tuple[jax.Arra
     block_ids, names = block_partition(params, partition)
     num_blocks = len(names)
     spectra = block_spectra(loss_fn, params, block_ids, num_blocks=num_blocks, key=k_spec,
-                            num_probes=num_probes, num_steps=num_steps)
+                            num_probes=num_probes, num_steps=num_steps,
+                            blocks_at_once=blocks_at_once)
     score, dist = block_heterogeneity(spectra.nodes, spectra.weights, num_points=num_points,
                                       relative_sigma=relative_sigma)
     mass = block_frobenius_mass(loss_fn, params, block_ids, num_blocks=num_blocks, key=k_frob,
-                                num_probes=frobenius_probes, columns=frobenius_columns)
+                                num_probes=frobenius_probes, columns=frobenius_columns,
+                                blocks_at_once=blocks_at_once)
     one_one = block_one_one_norms(loss_fn, params, block_ids, num_blocks=num_blocks, key=k_one,
-                                  num_columns=one_one_columns)
+                                  num_columns=one_one_columns, blocks_at_once=blocks_at_once)
     top = top_eigenvalues(spectra, top_k)
     return {"loss": aux["loss"], "top_eigs_BK": top, "moments_BP": density_moments(spectra),
             "slq_nodes": spectra.nodes, "slq_weights": spectra.weights,

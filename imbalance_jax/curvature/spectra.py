@@ -21,7 +21,11 @@ polynomials of degree ``<= 2m - 1``, so the moments ``tr(H_bb^p) / n_b``
 (``p <= 2m - 1``) carry only the probe (Hutchinson) error.
 
 Blocks of equal size are vmapped together (all class rows at once); blocks of
-different sizes (layers) form one vmapped group per size.
+different sizes (layers) form one vmapped group per size. ``blocks_at_once=k``
+computes a group ``k`` blocks at a time instead (`map_blocks`: `jax.lax.map`
+with ``batch_size=k``, a scan over vmapped batches), so that peak memory holds
+``k`` blocks' Hessian-vector products and Lanczos bases, not all of them (the
+2,047 class rows of paper H's linear model at ``m = 11``).
 """
 
 from __future__ import annotations
@@ -153,6 +157,32 @@ def size_groups(indices: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]
           for s in np.unique(sizes)]
 
 
+def check_blocks_at_once(blocks_at_once: int | None) -> int | None:
+  """``None`` (every block of a size group at once) or an int ``>= 1``."""
+  if blocks_at_once is None:
+    return None
+  return _checks.check_int("blocks_at_once", blocks_at_once, minimum=1)
+
+
+def map_blocks(fn: Callable[..., Any], args: tuple, blocks_at_once: int | None) -> Any:
+  """``jax.vmap(fn)(*args)`` over the leading (block) axis of ``args``, ``blocks_at_once``
+  blocks at a time.
+
+  ``None`` or at least the number of blocks: one vmap (all blocks at once); else
+  `jax.lax.map` with ``batch_size=blocks_at_once`` (a scan over vmapped batches, the
+  remainder vmapped after it), so peak memory holds ``blocks_at_once`` blocks; the
+  results are the same up to rounding.
+
+  Example:
+    >>> map_blocks(lambda a, b: a * b, (jnp.arange(5.), jnp.ones(5)), 2).tolist()
+    [0.0, 1.0, 2.0, 3.0, 4.0]
+  """
+  num = jax.tree.leaves(args)[0].shape[0]
+  if blocks_at_once is None or blocks_at_once >= num:
+    return jax.vmap(fn)(*args)
+  return jax.lax.map(lambda a: fn(*a), args, batch_size=blocks_at_once)
+
+
 def block_matvec(loss_fn: Callable[[Any], jax.Array], params: Any
                  ) -> Callable[[jax.Array, jax.Array], jax.Array]:
   """``matvec(u [n_b], idx [n_b]) = (P_b H P_b^T u)`` for the block with coordinates ``idx``.
@@ -238,7 +268,7 @@ def _check_steps(num_steps, indices):
 
 def block_spectra(loss_fn: Callable[[Any], jax.Array], params: Any, block_ids: Any, *,
                   num_blocks: int, key: jax.Array, num_probes: int,
-                  num_steps: int) -> BlockSpectra:
+                  num_steps: int, blocks_at_once: int | None = None) -> BlockSpectra:
   """Lanczos quadratures of ``H_bb`` for every block from ``num_probes`` Rademacher probes each.
 
   Rademacher probes (entries ±1, as in Ubaru et al. 2017) make the moment
@@ -248,7 +278,9 @@ def block_spectra(loss_fn: Callable[[Any], jax.Array], params: Any, block_ids: A
 
   Cost: ``num_blocks * num_probes * num_steps`` Hessian-vector products
   (vmapped over probes and equal-size blocks), plus ``O(n_b m^2)`` of
-  reorthogonalisation per probe.
+  reorthogonalisation per probe. Memory: ``blocks_at_once * num_probes``
+  hvps at once (each with a tangent of all the parameters) and as many
+  Lanczos bases ``[num_steps + 1, n_b]``.
 
   Args:
     loss_fn: scalar loss of ``params``; restrict it first with
@@ -260,6 +292,8 @@ def block_spectra(loss_fn: Callable[[Any], jax.Array], params: Any, block_ids: A
     key: PRNG key of the probes.
     num_probes: ``K >= 1`` probes per block.
     num_steps: ``m`` Lanczos steps, ``<=`` the smallest block size.
+    blocks_at_once: blocks of one size computed at once (`map_blocks`); ``None``:
+      all of them. The same result up to rounding; the same probes.
 
   Returns:
     `BlockSpectra` (``[B, K, m]``), see `top_eigenvalues`,
@@ -275,6 +309,7 @@ def block_spectra(loss_fn: Callable[[Any], jax.Array], params: Any, block_ids: A
   indices = block_indices(params, block_ids, num_blocks)
   num_steps = _check_steps(num_steps, indices)
   num_probes = _checks.check_int("num_probes", num_probes, minimum=1)
+  blocks_at_once = check_blocks_at_once(blocks_at_once)
   matvec = block_matvec(loss_fn, params)
   dtype = ravel_pytree(params)[0].dtype
   keys = jax.random.split(key, num_blocks)
@@ -289,7 +324,7 @@ def block_spectra(loss_fn: Callable[[Any], jax.Array], params: Any, block_ids: A
         return lanczos_quadrature(lambda u: matvec(u, idx), probe, num_steps)
       return jax.vmap(one_probe)(jax.random.split(block_key, num_probes))
 
-    n, w = jax.vmap(one_block)(keys[blocks], jnp.asarray(idx_BN))
+    n, w = map_blocks(one_block, (keys[blocks], jnp.asarray(idx_BN)), blocks_at_once)
     for j, b in enumerate(blocks):
       nodes[b], weights[b] = n[j], w[j]
   return BlockSpectra(jnp.stack(nodes), jnp.stack(weights),
