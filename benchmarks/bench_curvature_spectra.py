@@ -1,6 +1,7 @@
 """Cost of the per-block Lanczos (issue 23), as ratios to a baseline timed in the same run.
 
   python benchmarks/bench_curvature_spectra.py [--m 5] [--steps 32] [--probes 2] [--repeats 3]
+      [--blocks_at_once 1]
 
 1. Lanczos with k steps on one block (the whole head of the linear model, and
    one class row) vs k x one Hessian-vector product of the same block (target
@@ -9,6 +10,8 @@
 2. `block_spectra` of all c class blocks, K probes of k steps, vs c K k x one
    block hvp (extrapolated from the k timed in 1; vmapped over blocks and
    probes, so the ratio can be below 1).
+3. The same with ``blocks_at_once`` (--blocks_at_once, `spectra.map_blocks`: a
+   lax.map over batches of blocks, for memory) vs all blocks at once.
 
 Each timing is the min and median over --repeats runs after a warm-up
 (compile) call; the k hvps of the baseline run inside one jitted lax.scan
@@ -49,7 +52,8 @@ def main():
   parser.add_argument("--steps", type=int, default=32)
   parser.add_argument("--probes", type=int, default=2)
   parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--all_blocks", type=int, default=1, help="0 skips part 2")
+  parser.add_argument("--all_blocks", type=int, default=1, help="0 skips parts 2 and 3")
+  parser.add_argument("--blocks_at_once", type=int, default=1, help="part 3 (0 skips it)")
   args = parser.parse_args()
 
   ds = data.heavy_tailed_labels(jax.random.key(0), args.m)
@@ -100,6 +104,14 @@ def main():
   t_all = (t_hvps[0] * c * kp, t_hvps[1] * c * kp)
   report(f"block_spectra, {c} class blocks x {kp} probes x {k} steps / {c * kp * k} x one hvp",
          t_block, t_all)
+  if not args.blocks_at_once:
+    return
+  batched = jax.jit(lambda p: spectra.block_spectra(
+      head_loss, p, ids, num_blocks=c, key=jax.random.key(3), num_probes=kp, num_steps=k,
+      blocks_at_once=args.blocks_at_once))
+  t_batched = timeit(lambda: batched(head), args.repeats)
+  report(f"block_spectra, blocks_at_once={args.blocks_at_once} / all {c} at once", t_batched,
+         t_block)
 
 
 if __name__ == "__main__":
