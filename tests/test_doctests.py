@@ -70,6 +70,8 @@ MODULES = [
     "imbalance_jax.train.tuning",
     "imbalance_jax.train.xla_cpu",
     "imbalance_jax.train.loop",
+    "imbalance_jax.train.extra_args",
+    "imbalance_jax.train.state",
     "imbalance_jax.train.objective",
     "imbalance_jax.train.selection",
     "imbalance_jax.data.corpora",

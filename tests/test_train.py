@@ -17,6 +17,7 @@ import pytest
 from conftest import tiny_data, make_linear_train, small_problem
 from imbalance_jax import optim, train
 from imbalance_jax.train import batching, loop
+from imbalance_jax.train.state import track_loss
 from imbalance_jax.types import make_dataset
 
 
@@ -179,7 +180,7 @@ def test_init_state_and_messages():
 @pytest.mark.no_float64
 def test_track_initial_max_and_finite():
   state = _squares_train().init(jnp.zeros(2), tiny_data(4), 0.1)
-  track = train.Train._track
+  track = track_loss
   state = track(state, jnp.float32(2.0))
   assert (float(state.initial_loss), float(state.max_loss), bool(state.finite)) == (2, 2, True)
   later = track(state.replace(step=jnp.int32(1)), jnp.float32(5.0))

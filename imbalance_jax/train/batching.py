@@ -105,6 +105,49 @@ def take(data, index):
   return data.replace(x=data.x[index], y=data.y[index])
 
 
+def part_key(key, index):
+  """``fold_in(key, index)``: the key of chunk or micro-batch ``index`` (None without key)."""
+  return None if key is None else jax.random.fold_in(key, index)
+
+
+def minibatch_indices(batching: MiniBatch, step, key_data, n: int) -> jax.Array:
+  """Step ``step``'s examples ``[accumulation_steps, micro_batch_size]`` out of ``n``.
+
+  ``key_data``: the member's raw key (`jax.random.key_data`); unused for
+  ``order="strided"``. The shuffle key is ``fold_in(key, 2**31 - 1)``, distinct
+  from the step keys ``fold_in(key, step)`` (``step < 2**31 - 2``).
+
+  Example:
+    >>> minibatch_indices(MiniBatch(4, accumulation_steps=2, order="strided"), 1, None, 8)
+    Array([[1, 3],
+           [5, 7]], dtype=int32)
+  """
+  steps_per_epoch = n // batching.batch_size
+  epoch, position = jnp.divmod(step, steps_per_epoch)
+  if batching.order == "strided":  # the same batches every epoch, no shuffling
+    index = position + steps_per_epoch * jnp.arange(batching.batch_size)
+    return index.reshape(batching.accumulation_steps, batching.micro_batch_size)
+  shuffle_key = jax.random.fold_in(jax.random.wrap_key_data(key_data), 2**31 - 1)
+  order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n)
+  index = jax.lax.dynamic_slice_in_dim(order, position * batching.batch_size,
+                                       batching.batch_size)
+  return index.reshape(batching.accumulation_steps, batching.micro_batch_size)
+
+
+def scan_micro_batches(body: Callable, carry, data, index_AB: jax.Array, key):
+  """``lax.scan`` of ``body(carry, micro_batch, micro_key) -> (carry, out)`` over the rows
+  ``a`` of ``index_AB`` (`minibatch_indices`), ``micro_key = fold_in(key, a)``.
+
+  Returns ``(carry, outs)``, ``outs`` stacked over the ``A`` micro-batches.
+  """
+  def micro(carry, inputs):
+    index_B, a = inputs
+    micro_key = part_key(key, a)
+    return body(carry, take(data, index_B), micro_key)
+
+  return jax.lax.scan(micro, carry, (index_AB, jnp.arange(index_AB.shape[0], dtype=jnp.int32)))
+
+
 def slice_examples(data, start: int, size: int):
   """Examples ``[start, start + size)`` (static bounds)."""
   return data.replace(x=data.x[start:start + size], y=data.y[start:start + size])

@@ -14,17 +14,13 @@ averages) and randomness (dropout) are supported with ``stateful=True``: the
 state is carried in `TrainState` and the step's key is ``fold_in(key, step)``.
 A stateless full-batch run compiles to the same program as before.
 
-Optimizers whose ``update`` needs more than ``(grads, state, params)`` (Sophia's
-``obj_fn``, the line search's ``value`` / ``grad`` / ``value_fn``) say so in
-``make_optimizer.extra_args``; the loop builds those keywords for them only, so
-every other run's program is unchanged. Schedule-free's losses are recorded at
-its averaged iterate (``make_optimizer.eval_params``).
+Optimizers whose ``update`` needs more than ``(grads, state, params)`` (Sophia,
+the line search) or whose losses are recorded at another iterate (schedule-free)
+say so on ``make_optimizer``: see `imbalance_jax.train.extra_args`.
 
-Every step also tracks the loss for divergence: the initial loss, the largest
-finite loss seen and whether any loss was NaN/inf. A sweep uses these to mask
-runs that blow up (see `imbalance_jax.train.selection`). Stateless full-batch
-runs track the loss of every step; mini-batch and stateful runs track the
-full-training-set loss evaluated at the logged steps (and NaN/inf at every
+Every step also tracks the loss for divergence (`imbalance_jax.train.state`):
+stateless full-batch runs the loss of every step; mini-batch and stateful runs
+the full-training-set loss evaluated at the logged steps (and NaN/inf at every
 step), since a mini-batch loss is not the objective.
 """
 
@@ -34,59 +30,23 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from imbalance_jax import _checks
-from imbalance_jax.train.batching import FullBatch, MiniBatch, accumulate, num_examples, take
+from imbalance_jax.train import extra_args as _extra_args
+from imbalance_jax.train.batching import (FullBatch, MiniBatch, accumulate, minibatch_indices,
+                                          num_examples, part_key, scan_micro_batches)
+from imbalance_jax.train.extra_args import UPDATE_KWARGS  # noqa: F401 (re-exported)
+from imbalance_jax.train.state import TrainResult, TrainState, initial_state, track_loss
 from imbalance_jax.train.xla_cpu import cpu_convolutions
 
 ObjectiveFn = Callable[..., tuple[jax.Array, dict]]
 MetricsFn = Callable[[Any, Any, dict, Any], Any]
 
 _TRAIN_SPLIT = "train"
-UPDATE_KWARGS = ("obj_fn", "value_fn", "value", "grad")  # what an optimizer's update may take
-
-
-@flax.struct.dataclass
-class TrainState:
-  """Carry of the scan. Leading axes appear when vmapped over a sweep.
-
-  ``model_state`` holds non-trainable model collections (e.g. ``batch_stats``;
-  ``{}`` for a stateless model) and ``key`` the member's raw key data
-  (``jax.random.key_data``; None when the run needs no randomness).
-  """
-
-  params: Any
-  opt_state: optax.OptState
-  model_state: Any
-  key: Any
-  learning_rate: jax.Array
-  step: jax.Array
-  initial_loss: jax.Array  # loss at step 0 (NaN before the first step)
-  max_loss: jax.Array  # largest finite loss seen so far
-  finite: jax.Array  # no NaN/inf loss seen so far
-
-
-@flax.struct.dataclass
-class TrainResult:
-  """Outcome of a run: final parameters, metric history and loss tracking.
-
-  ``params`` has the structure passed in (the full variables dict, model state
-  included, for a stateful run). ``history`` leaves have a leading axis over
-  ``Train.history_steps`` (steps 0, k, 2k, ..., num_steps). ``max_loss`` and
-  ``finite`` cover every tracked step, including the final iterate.
-  """
-
-  params: Any
-  history: Any
-  initial_loss: jax.Array
-  final_loss: jax.Array
-  max_loss: jax.Array
-  finite: jax.Array
 
 
 def _default_metrics(params, grads, aux, data):
@@ -113,15 +73,11 @@ class Train:
       ``stateful=True`` ``(params, data, model_state, key, training) -> (objective,
       aux)`` with ``aux["model_state"]`` the updated state. ``aux["loss"]`` (if
       present) is the loss tracked for divergence, else the objective.
-    make_optimizer: ``learning_rate -> optax.GradientTransformation``. Two
-      optional attributes (set by `imbalance_jax.optim.injectable`): ``extra_args``,
-      the keywords its ``update`` takes beyond ``(grads, state, params)``, from
-      ``obj_fn`` / ``value_fn`` (parameters -> the step's objective on the step's
-      batch, keys and model state), ``value`` (the objective at ``params``) and
-      ``grad`` (the step's gradient), built for that optimizer only (Sophia, the
-      line search); ``eval_params``, ``(opt_state, params) -> iterate``: every
-      record, the final loss and the returned parameters are at that iterate
-      (schedule-free's average), the steps' gradients at ``params``.
+    make_optimizer: ``learning_rate -> optax.GradientTransformation``, with
+      optional attributes ``extra_args`` (keywords its ``update`` takes beyond
+      ``(grads, state, params)``) and ``eval_params`` (the iterate every record,
+      the final loss and the returned parameters are at), set by
+      `imbalance_jax.optim.injectable`: see `imbalance_jax.train.extra_args`.
     num_steps: optimizer steps of a full run.
     log_every: metrics are recorded at steps 0, k, 2k, ... and at the end.
     metrics_fn: ``(params, grads, aux, data) -> pytree``. Stateless full-batch
@@ -208,9 +164,8 @@ class Train:
     value_and_grad = cpu_convolutions(value_and_grad, cache_key=(self, "value_and_grad"))
 
     def chunk(batch, index):
-      chunk_key = None if key is None else jax.random.fold_in(key, index)
-      (value, (loss, state, aux)), grads = value_and_grad(params, model_state, batch, chunk_key,
-                                                          step)
+      (value, (loss, state, aux)), grads = value_and_grad(params, model_state, batch,
+                                                          part_key(key, index), step)
       return (value, loss, state, grads), aux
 
     (value, loss, state, grads), aux = accumulate(chunk, data, chunk_size)
@@ -225,8 +180,7 @@ class Train:
                                 cache_key=(self, "evaluate", training))
 
     def chunk(batch, index):
-      chunk_key = None if key is None else jax.random.fold_in(key, index)
-      _, loss, _, aux = evaluate(params, model_state, batch, chunk_key)
+      _, loss, _, aux = evaluate(params, model_state, batch, part_key(key, index))
       return loss, aux
 
     loss, aux = accumulate(chunk, data, chunk_size)
@@ -241,30 +195,18 @@ class Train:
     """Metrics of the training split (and of held-out splits) at the current iterate
     (with ``key``: in training mode, split ``i`` with ``fold_in(key, i)``)."""
     train_data, held_out = split_data(data)
-    split_key = lambda i: None if key is None else jax.random.fold_in(key, i)  # noqa: E731
     if step_metrics is None:
       loss, aux = self._evaluate(params, model_state, train_data, self._eval_chunk_size,
-                                 split_key(0))
+                                 part_key(key, 0))
       metrics = self.metrics_fn(params, None, aux, train_data)
     else:
       loss, metrics = step_metrics
     for i, (name, split) in enumerate(held_out.items()):
       _, aux = self._evaluate(params, model_state, split, self._eval_chunk_size,
-                              split_key(i + 1))
+                              part_key(key, i + 1))
       for k, v in self.metrics_fn(params, None, aux, split).items():
         metrics[f"{name}/{k}"] = v
     return loss, metrics
-
-  @staticmethod
-  def _track(state: TrainState, loss, *, track_value: bool = True) -> TrainState:
-    loss = loss.astype(state.max_loss.dtype)
-    is_finite = jnp.isfinite(loss)
-    if not track_value:
-      return state.replace(finite=state.finite & is_finite)
-    return state.replace(
-        initial_loss=jnp.where(state.step == 0, loss, state.initial_loss),
-        max_loss=jnp.where(is_finite, jnp.maximum(state.max_loss, loss), state.max_loss),
-        finite=state.finite & is_finite)
 
   def _step_key(self, state: TrainState):
     if state.key is None:
@@ -281,19 +223,7 @@ class Train:
 
   def _batch(self, state: TrainState, train_data):
     """The step's mini-batch indices ``[accumulation_steps, micro_batch]``."""
-    batching: MiniBatch = self.batching
-    n = num_examples(train_data)
-    steps_per_epoch = n // batching.batch_size
-    epoch, position = jnp.divmod(state.step, steps_per_epoch)
-    if batching.order == "strided":  # the same batches every epoch, no shuffling
-      index = position + steps_per_epoch * jnp.arange(batching.batch_size)
-      return index.reshape(batching.accumulation_steps, batching.micro_batch_size)
-    # Step keys are fold_in(key, step) with step < 2**31 - 1: this one is distinct.
-    shuffle_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), 2**31 - 1)
-    order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n)
-    index = jax.lax.dynamic_slice_in_dim(order, position * batching.batch_size,
-                                         batching.batch_size)
-    return index.reshape(batching.accumulation_steps, batching.micro_batch_size)
+    return minibatch_indices(self.batching, state.step, state.key, num_examples(train_data))
 
   def _gradient(self, state: TrainState, data):
     """``(objective loss, new model state, aux, grads, objective value)`` of one optimizer
@@ -304,98 +234,58 @@ class Train:
       value, loss, model_state, aux, grads = self._value_and_grad(
           state.params, state.model_state, train_data, key, self.batching.chunk_size, state.step)
       return loss, model_state, aux, grads, value
-    index_AB = self._batch(state, train_data)
     with_value = "value" in self.extra_args
 
-    def micro(model_state, inputs):
-      index_B, a = inputs
-      micro_key = None if key is None else jax.random.fold_in(key, a)
+    def micro(model_state, batch, micro_key):
       value, loss, model_state, _, grads = self._value_and_grad(
-          state.params, model_state, take(train_data, index_B), micro_key, None, state.step)
+          state.params, model_state, batch, micro_key, None, state.step)
       return model_state, ((loss, grads, value) if with_value else (loss, grads))
 
-    model_state, outputs = jax.lax.scan(
-        micro, state.model_state,
-        (index_AB, jnp.arange(index_AB.shape[0], dtype=jnp.int32)))
+    model_state, outputs = scan_micro_batches(micro, state.model_state, train_data,
+                                              self._batch(state, train_data), key)
     losses, grads = outputs[:2]
     value = jnp.mean(outputs[2]) if with_value else None
     grads = jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
     return jnp.mean(losses), model_state, None, grads, value
 
-  # -- what optimizers beyond (grads, state, params) see ---------------------------
+  # -- what optimizers beyond (grads, state, params) see: `imbalance_jax.train.extra_args`
 
   @property
   def extra_args(self) -> tuple[str, ...]:
     """Keywords the optimizer's ``update`` takes beyond ``(grads, state, params)``
     (``make_optimizer.extra_args``, e.g. Sophia's ``obj_fn``; ``()`` for most)."""
-    return tuple(getattr(self.make_optimizer, "extra_args", ()))
-
-  def _objective_value(self, params, model_state, data, key, chunk_size, step,
-                       canonical: bool):
-    """The objective (training mode) over ``data`` in chunks, as `_value_and_grad` sees it
-    (``canonical``: with the CPU conv rewrite of `cpu_convolutions`, which is not twice
-    differentiable)."""
-    value_fn = lambda p, s, b, k, t: self._objective(p, s, b, k, True, t)[0]  # noqa: E731
-    if canonical:
-      value_fn = cpu_convolutions(value_fn, cache_key=(self, "objective_value"))
-
-    def chunk(batch, index):
-      chunk_key = None if key is None else jax.random.fold_in(key, index)
-      return value_fn(params, model_state, batch, chunk_key, step), {}
-
-    return accumulate(chunk, data, chunk_size)[0]
-
-  def _step_objective(self, state: TrainState, data, canonical: bool = True):
-    """``params -> the step's objective``: its batch (mini-batch: the mean over its
-    micro-batches), dropout keys and model state, as the step's gradient differentiates it
-    (BatchNorm statistics: the step's input state for every micro-batch). ``canonical=False``
-    for a function that is differentiated (Sophia's Hessian-vector products)."""
-    train_data, _ = split_data(data)
-    key = self._step_key(state)
-    if not self.minibatch:
-      return lambda params: self._objective_value(
-          params, state.model_state, train_data, key, self.batching.chunk_size, state.step,
-          canonical)
-    index_AB = self._batch(state, train_data)
-
-    def objective(params):
-      def micro(total, inputs):
-        index_B, a = inputs
-        micro_key = None if key is None else jax.random.fold_in(key, a)
-        value = self._objective_value(params, state.model_state, take(train_data, index_B),
-                                      micro_key, None, state.step, canonical)
-        return total + value, None
-
-      zero = jnp.zeros((), jnp.result_type(*jax.tree.leaves(params)))
-      total, _ = jax.lax.scan(micro, zero,
-                              (index_AB, jnp.arange(index_AB.shape[0], dtype=jnp.int32)))
-      return total / index_AB.shape[0]
-
-    return objective
-
-  def _update_kwargs(self, state: TrainState, data, value, grads) -> dict:
-    """The extra keywords of the optimizer's ``update`` (``{}`` for a plain optimizer)."""
-    names = self.extra_args
-    if not names:
-      return {}
-    provided = {"value": value, "grad": grads}
-    if "value_fn" in names:  # evaluated only
-      provided["value_fn"] = self._step_objective(state, data)
-    if "obj_fn" in names:  # differentiated twice (Sophia's Hessian-vector products)
-      provided["obj_fn"] = self._step_objective(state, data, canonical=False)
-    return {name: provided[name] for name in names}
+    return _extra_args.declared(self.make_optimizer)
 
   @property
   def eval_params(self) -> Callable | None:
     """``(opt_state, params) -> iterate`` at which losses are recorded (schedule-free's
     averaged iterate: ``make_optimizer.eval_params``); None: at ``params``."""
-    return getattr(self.make_optimizer, "eval_params", None)
+    return _extra_args.eval_params(self.make_optimizer)
 
   def _evaluated(self, state: TrainState) -> TrainState:
     """``state`` at the iterate its losses are recorded at (itself for most optimizers)."""
-    if self.eval_params is None:
-      return state
-    return state.replace(params=self.eval_params(state.opt_state, state.params))
+    return _extra_args.evaluated(self.eval_params, state)
+
+  def _step_objective(self, state: TrainState, data, canonical: bool = True):
+    """``params -> the step's objective`` (`extra_args.step_objective`) on the step's batch,
+    keys and model state; ``canonical``: through `cpu_convolutions` (``False`` for a
+    function differentiated again: Sophia's Hessian-vector products)."""
+    objective = lambda p, s, b, k, t: self._objective(p, s, b, k, True, t)[0]  # noqa: E731
+    if canonical:
+      objective = cpu_convolutions(objective, cache_key=(self, "objective_value"))
+    train_data, _ = split_data(data)
+    key = self._step_key(state)
+    if not self.minibatch:
+      return _extra_args.step_objective(objective, train_data, state.model_state, key,
+                                        state.step, chunk_size=self.batching.chunk_size)
+    return _extra_args.step_objective(objective, train_data, state.model_state, key,
+                                      state.step, index_AB=self._batch(state, train_data))
+
+  def _update_kwargs(self, state: TrainState, data, value, grads) -> dict:
+    """The extra keywords of the optimizer's ``update`` (``{}`` for a plain optimizer)."""
+    return _extra_args.update_kwargs(self.extra_args, value, grads,
+                                     lambda canonical: self._step_objective(state, data,
+                                                                            canonical))
 
   def _record_with_gradient(self, state: TrainState, data):
     """``(loss, metrics)`` of a full-batch record at ``state.params``, its own gradient
@@ -410,7 +300,7 @@ class Train:
     loss, model_state, aux, grads, value = self._gradient(state, data)
     metrics = None
     if self._tracks_every_step:
-      state = self._track(state, loss)
+      state = track_loss(state, loss)
       if record and self.eval_params is not None:  # at the evaluated iterate, its gradient
         _, metrics = self._record_with_gradient(self._evaluated(state), data)
       elif record:
@@ -423,8 +313,8 @@ class Train:
         at = self._evaluated(state)
         eval_loss, metrics = self._record(at.params, at.model_state, data,
                                           key=self._record_key(state))
-        state = self._track(state, eval_loss)
-      state = self._track(state, loss, track_value=False)
+        state = track_loss(state, eval_loss)
+      state = track_loss(state, loss, track_value=False)
     optimizer = self.make_optimizer(state.learning_rate)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params,
                                           **self._update_kwargs(state, data, value, grads))
@@ -452,10 +342,7 @@ class Train:
     opt_state = self.make_optimizer(learning_rate).init(params)
     if key is not None and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
       key = jax.random.key_data(key)  # raw uint32 data: checkpointable like any array
-    return TrainState(params=params, opt_state=opt_state, model_state=model_state, key=key,
-                      learning_rate=learning_rate, step=jnp.zeros((), jnp.int32),
-                      initial_loss=jnp.full((), jnp.nan, dtype),
-                      max_loss=jnp.full((), -jnp.inf, dtype), finite=jnp.ones((), bool))
+    return initial_state(params, opt_state, model_state, key, learning_rate)
 
   def step(self, state: TrainState, data, record: bool = False):
     """One optimizer step: ``(state, metrics)``, metrics None unless ``record`` (what
@@ -486,7 +373,7 @@ class Train:
     else:
       loss, metrics = self._record(at.params, at.model_state, data,
                                    key=self._record_key(state))
-    tracked = self._track(state, loss)
+    tracked = track_loss(state, loss)
     result = TrainResult(params=self._join_variables(at.params, at.model_state),
                          history=None, initial_loss=tracked.initial_loss,
                          final_loss=loss.astype(tracked.max_loss.dtype),
@@ -550,10 +437,7 @@ def make_train(objective_fn: ObjectiveFn,
     raise ValueError(f"batching must be a FullBatch or MiniBatch, got {batching!r}")
   if not callable(objective_fn):
     raise ValueError(f"objective_fn must be callable, got {objective_fn!r}")
-  unknown = set(getattr(make_optimizer, "extra_args", ())) - set(UPDATE_KWARGS)
-  if unknown:
-    raise ValueError(f"make_optimizer.extra_args must be among {UPDATE_KWARGS}, got "
-                     f"{sorted(unknown)}")
+  _extra_args.check_declared(make_optimizer)
   if record_train_mode and not stateful:
     raise ValueError("record_train_mode=True needs stateful=True (a model with dropout "
                      "and a key); a stateless full-batch run already records its steps")
