@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from imbalance_jax.models.linear import pytorch_uniform
+from imbalance_jax.models.linear import pytorch_dense, pytorch_uniform
 
 
 def max_pool_2x2(h):
@@ -36,6 +36,23 @@ def max_pooled_layers(image_size: int) -> int:
     4
   """
   return max(int(image_size).bit_length() - 1, 0)
+
+
+def _as_nhwc(x):
+  """Images ``[N, H, W]`` (one channel) or ``[N, H, W, C]`` as ``[N, H, W, C]``."""
+  if x.ndim == 3:
+    x = x[..., None]
+  if x.ndim != 4:
+    raise ValueError(f"x must have shape [N, H, W] or [N, H, W, channels], got {x.shape}")
+  return x
+
+
+def _pytorch_conv(width: int, h, kernel_size: int, padding, param_dtype, name: str):
+  """``nn.Conv(width)`` on ``h`` with PyTorch's default init (fan-in ``k * k * channels``)."""
+  k = kernel_size
+  init = pytorch_uniform(k * k * h.shape[-1])
+  return nn.Conv(width, (k, k), padding=padding, kernel_init=init, bias_init=init,
+                 param_dtype=param_dtype, name=name)(h)
 
 
 def check_pooled_layers(name: str, num_layers: int, height: int, width: int) -> None:
@@ -76,23 +93,15 @@ class SmallCNN(nn.Module):
 
   @nn.compact
   def __call__(self, x, return_features: bool = False):
-    if x.ndim == 3:
-      x = x[..., None]
-    if x.ndim != 4:
-      raise ValueError(f"x must have shape [N, H, W] or [N, H, W, channels], got {x.shape}")
-    h = x
-    k = self.kernel_size
+    h = _as_nhwc(x)
     check_pooled_layers(f"SmallCNN features={tuple(self.features)}", len(self.features),
-                        *x.shape[1:3])
+                        *h.shape[1:3])
     for i, width in enumerate(self.features):
-      init = pytorch_uniform(k * k * h.shape[-1])
-      h = nn.Conv(width, (k, k), padding=k // 2, kernel_init=init, bias_init=init,
-                  param_dtype=self.param_dtype, name=f"conv_{i}")(h)
+      h = _pytorch_conv(width, h, self.kernel_size, self.kernel_size // 2, self.param_dtype,
+                        f"conv_{i}")
       h = max_pool_2x2(nn.relu(h))
     h = h.reshape(h.shape[0], -1)
-    init = pytorch_uniform(h.shape[-1])
-    logits = nn.Dense(self.num_classes, kernel_init=init, bias_init=init,
-                      param_dtype=self.param_dtype, name="head")(h)
+    logits = pytorch_dense(self.num_classes, h.shape[-1], self.param_dtype, "head")(h)
     return (logits, h) if return_features else logits
 
 
@@ -127,21 +136,12 @@ class ThreeLayerCNN(nn.Module):
 
   @nn.compact
   def __call__(self, x, return_features: bool = False):
-    if x.ndim == 3:
-      x = x[..., None]
-    if x.ndim != 4:
-      raise ValueError(f"x must have shape [N, H, W] or [N, H, W, channels], got {x.shape}")
-    h = x
-    k = self.kernel_size
+    h = _as_nhwc(x)
     for i in range(3):
-      init = pytorch_uniform(k * k * h.shape[-1])
-      h = nn.Conv(self.width, (k, k), padding="SAME", kernel_init=init, bias_init=init,
-                  param_dtype=self.param_dtype, name=f"conv_{i}")(h)
-      h = nn.relu(h)
+      h = nn.relu(_pytorch_conv(self.width, h, self.kernel_size, "SAME", self.param_dtype,
+                                f"conv_{i}"))
       if min(h.shape[1:3]) >= 2:
         h = max_pool_2x2(h)
     h = h.mean(axis=(1, 2))
-    init = pytorch_uniform(self.width)
-    logits = nn.Dense(self.num_classes, kernel_init=init, bias_init=init,
-                      param_dtype=self.param_dtype, name="head")(h)
+    logits = pytorch_dense(self.num_classes, self.width, self.param_dtype, "head")(h)
     return (logits, h) if return_features else logits

@@ -43,7 +43,9 @@ import jax
 import jax.numpy as jnp
 
 from imbalance_jax import _checks
-from imbalance_jax.models.transformer import HEAD, CausalSelfAttention, sinusoidal_positions
+from imbalance_jax.models.transformer import (HEAD, CausalSelfAttention, check_heads_and_dropout,
+                                              check_token_ids, optional_dropout,
+                                              sinusoidal_positions)
 
 #: The authors' ``INIT_STD * sqrt(2)`` (general_settings.py of their GPT2 experiments).
 GPT2_INIT_STD = math.sqrt(2.0) * 0.02
@@ -93,24 +95,17 @@ class GPT2(nn.Module):
     _checks.check_int("d_model", self.d_model, minimum=2)
     _checks.check_int("num_heads", self.num_heads, minimum=1)
     _checks.check_int("mlp_dim", self.mlp_dim, minimum=1)
-    if self.d_model % self.num_heads:
-      raise ValueError(f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}")
-    if not 0.0 <= self.dropout_rate < 1.0:
-      raise ValueError(f"dropout_rate must lie in [0, 1), got {self.dropout_rate}")
+    check_heads_and_dropout(self.d_model, self.num_heads, self.dropout_rate)
     if not self.init_std > 0:
       raise ValueError(f"init_std must be positive, got {self.init_std}")
 
   def _dropout(self, h, train):
-    if self.dropout_rate == 0:
-      return h
-    return nn.Dropout(self.dropout_rate, deterministic=not train)(h)
+    return optional_dropout(h, self.dropout_rate, train)
 
   @nn.compact
   def __call__(self, tokens, train: bool = False, return_features: bool = False):
     self._check_fields()
-    if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
-      raise ValueError(f"tokens must be integer ids of shape [N, T], got {tokens.dtype} "
-                       f"{tokens.shape}")
+    check_token_ids(tokens)
     normal = nn.initializers.normal(stddev=self.init_std)
     residual = nn.initializers.normal(stddev=self.init_std / math.sqrt(2 * self.num_layers))
     dense = lambda width, init, name: nn.Dense(width, kernel_init=init,  # noqa: E731

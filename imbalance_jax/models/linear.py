@@ -21,6 +21,23 @@ def pytorch_uniform(fan_in: int) -> nn.initializers.Initializer:
   return init
 
 
+def pytorch_dense(features: int, fan_in: int, param_dtype, name: str | None = None,
+                  use_bias: bool = True) -> nn.Dense:
+  """``nn.Dense(features)`` with PyTorch's default Linear init (`pytorch_uniform` of
+  ``fan_in``, the layer's input width) for its kernel and bias; call it inside a
+  ``@nn.compact`` method.
+
+  Example:
+    >>> layer = pytorch_dense(3, 4, jnp.float32, name="head")
+    >>> params = layer.init(jax.random.key(0), jnp.ones((2, 4)))["params"]
+    >>> params["kernel"].shape, bool(jnp.all(jnp.abs(params["bias"]) <= 0.5))
+    ((4, 3), True)
+  """
+  init = pytorch_uniform(fan_in)
+  return nn.Dense(features, use_bias=use_bias, kernel_init=init, bias_init=init,
+                  param_dtype=param_dtype, name=name)
+
+
 class LinearSoftmax(nn.Module):
   """Logits ``x W + b`` for a softmax linear model.
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from imbalance_jax.models.linear import pytorch_uniform
+from imbalance_jax.models.linear import pytorch_dense
 
 
 class MLP(nn.Module):
@@ -38,10 +38,6 @@ class MLP(nn.Module):
       raise ValueError(f"hidden widths must be >= 1, got {tuple(self.hidden)}")
     h = x.reshape(x.shape[0], -1)
     for i, width in enumerate(self.hidden):
-      init = pytorch_uniform(h.shape[-1])
-      h = nn.relu(nn.Dense(width, kernel_init=init, bias_init=init, param_dtype=self.param_dtype,
-                           name=f"dense_{i}")(h))
-    init = pytorch_uniform(h.shape[-1])
-    logits = nn.Dense(self.num_classes, kernel_init=init, bias_init=init,
-                      param_dtype=self.param_dtype, name="head")(h)
+      h = nn.relu(pytorch_dense(width, h.shape[-1], self.param_dtype, f"dense_{i}")(h))
+    logits = pytorch_dense(self.num_classes, h.shape[-1], self.param_dtype, "head")(h)
     return (logits, h) if return_features else logits

@@ -32,7 +32,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from imbalance_jax import _checks
-from imbalance_jax.models.linear import pytorch_uniform
+from imbalance_jax.models.linear import pytorch_dense
 
 NORMS = ("batch", "layer")
 STEMS = ("imagenet", "small")
@@ -122,7 +122,6 @@ class ResNet18(nn.Module):
         x = BasicBlock(self.width * 2**i, strides, norm, self.param_dtype,
                        name=f"stage{i + 1}_block{j}")(x)
     features = x.mean(axis=(1, 2))
-    init = pytorch_uniform(features.shape[-1])
-    logits = nn.Dense(self.num_classes, kernel_init=init, bias_init=init,
-                      param_dtype=self.param_dtype, name="head")(features)
+    logits = pytorch_dense(self.num_classes, features.shape[-1], self.param_dtype,
+                           "head")(features)
     return (logits, features) if return_features else logits

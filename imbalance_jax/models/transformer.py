@@ -73,6 +73,29 @@ def sinusoidal_positions(seq_len: int, d_model: int, dtype=jnp.float32) -> jax.A
   return pe.at[:, 1::2].set(jnp.cos(angles[:, :d_model // 2]))
 
 
+def check_heads_and_dropout(d_model: int, num_heads: int, dropout_rate: float) -> None:
+  """``d_model`` split evenly over ``num_heads``; ``dropout_rate`` in ``[0, 1)``."""
+  if d_model % num_heads:
+    raise ValueError(f"d_model={d_model} must be divisible by num_heads={num_heads}")
+  if not 0.0 <= dropout_rate < 1.0:
+    raise ValueError(f"dropout_rate must lie in [0, 1), got {dropout_rate}")
+
+
+def check_token_ids(tokens) -> None:
+  """Token ids must be integers ``[N, T]``."""
+  if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
+    raise ValueError(f"tokens must be integer ids of shape [N, T], got {tokens.dtype} "
+                     f"{tokens.shape}")
+
+
+def optional_dropout(h, rate: float, train: bool):
+  """``nn.Dropout(rate)(h)`` (rng collection ``"dropout"``; call inside ``@nn.compact``),
+  or ``h`` itself when ``rate == 0``."""
+  if rate == 0:
+    return h
+  return nn.Dropout(rate, deterministic=not train)(h)
+
+
 class CausalSelfAttention(nn.Module):
   """Multi-head self-attention where position ``t`` attends to positions ``<= t``.
 
@@ -157,15 +180,10 @@ class Transformer(nn.Module):
     _checks.check_int("d_model", self.d_model, minimum=2)
     _checks.check_int("num_heads", self.num_heads, minimum=1)
     _checks.check_int("mlp_dim", self.mlp_dim, minimum=0)
-    if self.d_model % self.num_heads:
-      raise ValueError(f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}")
-    if not 0.0 <= self.dropout_rate < 1.0:
-      raise ValueError(f"dropout_rate must lie in [0, 1), got {self.dropout_rate}")
+    check_heads_and_dropout(self.d_model, self.num_heads, self.dropout_rate)
 
   def _dropout(self, h, train):
-    if self.dropout_rate == 0:
-      return h
-    return nn.Dropout(self.dropout_rate, deterministic=not train)(h)
+    return optional_dropout(h, self.dropout_rate, train)
 
   def _norm(self, h, name):
     if not self.layer_norm:
@@ -180,9 +198,7 @@ class Transformer(nn.Module):
   @nn.compact
   def __call__(self, tokens, train: bool = False, return_features: bool = False):
     self._check_fields()
-    if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
-      raise ValueError(f"tokens must be integer ids of shape [N, T], got {tokens.dtype} "
-                       f"{tokens.shape}")
+    check_token_ids(tokens)
     dense = lambda width, name: nn.Dense(width, kernel_init=_normal,
                                          bias_init=nn.initializers.zeros,
                                          param_dtype=self.param_dtype, name=name)

@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from imbalance_jax.models.linear import pytorch_uniform
+from imbalance_jax.models.linear import pytorch_dense
 
 VIT_CONFIGS = {
     "s16": dict(patch_size=16, width=384, depth=12, num_heads=6, mlp_dim=1536),
@@ -50,12 +50,6 @@ def posemb_sincos_2d(height: int, width: int, dim: int, temperature: float = 10_
   return jnp.asarray(np.concatenate([np.sin(x), np.cos(x), np.sin(y), np.cos(y)], axis=1), dtype)
 
 
-def _dense(features: int, fan_in: int, use_bias: bool, dtype, name=None):
-  init = pytorch_uniform(fan_in)
-  return nn.Dense(features, use_bias=use_bias, kernel_init=init, bias_init=init,
-                  param_dtype=dtype, name=name)
-
-
 class SelfAttention(nn.Module):
   """Pre-LN multi-head self-attention without biases (vit-pytorch ``Attention``)."""
 
@@ -68,12 +62,12 @@ class SelfAttention(nn.Module):
     width = x_NTD.shape[-1]
     inner = self.num_heads * self.head_dim
     h = nn.LayerNorm(epsilon=1e-5, param_dtype=self.param_dtype)(x_NTD)
-    qkv = _dense(3 * inner, width, False, self.param_dtype, "qkv")(h)
+    qkv = pytorch_dense(3 * inner, width, self.param_dtype, "qkv", use_bias=False)(h)
     q, k, v = jnp.split(qkv.reshape(*qkv.shape[:-1], 3 * self.num_heads, self.head_dim), 3,
                         axis=-2)
     logits = jnp.einsum("nqhd,nkhd->nhqk", q, k) / np.sqrt(self.head_dim)
     attended = jnp.einsum("nhqk,nkhd->nqhd", nn.softmax(logits, axis=-1), v)
-    return _dense(width, inner, False, self.param_dtype, "out")(
+    return pytorch_dense(width, inner, self.param_dtype, "out", use_bias=False)(
         attended.reshape(*attended.shape[:-2], inner))
 
 
@@ -122,17 +116,17 @@ class SimpleViT(nn.Module):
     patches = jnp.asarray(x, self.param_dtype).reshape(n, rows, p, cols, p, channels)
     patches = patches.transpose(0, 1, 3, 2, 4, 5).reshape(n, rows * cols, p * p * channels)
     h = nn.LayerNorm(epsilon=1e-5, param_dtype=self.param_dtype, name="patch_norm_in")(patches)
-    h = _dense(self.width, patches.shape[-1], True, self.param_dtype, "patch_embed")(h)
+    h = pytorch_dense(self.width, patches.shape[-1], self.param_dtype, "patch_embed")(h)
     h = nn.LayerNorm(epsilon=1e-5, param_dtype=self.param_dtype, name="patch_norm_out")(h)
     h = h + posemb_sincos_2d(rows, cols, self.width, dtype=h.dtype)
     for i in range(self.depth):
       h = h + SelfAttention(self.num_heads, self.head_dim, self.param_dtype,
                             name=f"block{i}_attention")(h)
       m = nn.LayerNorm(epsilon=1e-5, param_dtype=self.param_dtype, name=f"block{i}_mlp_norm")(h)
-      m = nn.gelu(_dense(self.mlp_dim, self.width, True, self.param_dtype, f"block{i}_mlp_in")(m),
+      m = nn.gelu(pytorch_dense(self.mlp_dim, self.width, self.param_dtype, f"block{i}_mlp_in")(m),
                   approximate=False)
-      h = h + _dense(self.width, self.mlp_dim, True, self.param_dtype, f"block{i}_mlp_out")(m)
+      h = h + pytorch_dense(self.width, self.mlp_dim, self.param_dtype, f"block{i}_mlp_out")(m)
     h = nn.LayerNorm(epsilon=1e-5, param_dtype=self.param_dtype, name="final_norm")(h)
     features = h.mean(axis=1)
-    logits = _dense(self.num_classes, self.width, True, self.param_dtype, "head")(features)
+    logits = pytorch_dense(self.num_classes, self.width, self.param_dtype, "head")(features)
     return (logits, features) if return_features else logits
