@@ -343,3 +343,51 @@ def test_post_hoc_metrics_match_sklearn_on_adjusted_argmax(x64):
   with pytest.raises(ValueError, match="post_hoc_tau needs aux"):
     metrics.long_tail_metrics(counts, post_hoc_tau=1.0)(
         None, None, {k: v for k, v in aux.items() if k != "logits"}, None)
+
+
+def test_tinyptb_task_counts_groups_and_validation_group_loss(x64):
+  """The TinyPTB task of `experiments.long_tail_losses`: more validation than training
+  windows (the first of each split), groups and remedy counts from the training targets
+  (one compacted type occurs only as an input: count 0; its 1/pi weight is 0 and logit
+  adjustment trains without NaN), and the scan's ``valid/group_loss`` at step 0 is the
+  float64 NumPy mean cross-entropy of the validation tokens per training-count group."""
+  from experiments import language_data, long_tail_losses as ltl
+  config = ltl.CONFIG.resolve({"tasks": "tinyptb", "ptb_num_windows": 6, "ptb_seq_len": 8,
+                               "ptb_valid_windows": 10, "ptb_num_steps": 2,
+                               "ptb_log_every": 1, "ptb_runs": "adam+m@logit_adjust"})
+  sub = ltl.ptb_config(config)
+  assert sub.valid and sub.corpus == "tinyptb" and (sub.num_steps, sub.seq_len) == (2, 8)
+  windows, _ = ltl.load_ptb(sub, config.ptb_valid_windows)
+  tr, va = windows["train"], windows["valid"]
+  assert tr.x.shape == (6, 8) and va.x.shape == (10, 8) and va.num_classes == tr.num_classes
+  raw = language_data.load_windows("tinyptb", "", 8, num_windows=6, splits=("train", "valid"),
+                                   split_windows={"valid": 10})
+  first = language_data.load_windows("tinyptb", "", 8, num_windows=10,
+                                     splits=("train", "valid"))
+  np.testing.assert_array_equal(raw[0]["valid"].y, first[0]["valid"].y)
+  counts = np.asarray(tr.class_counts)
+  np.testing.assert_array_equal(counts, np.bincount(np.asarray(tr.y).ravel(),
+                                                    minlength=tr.num_classes))
+  assert (counts == 0).sum() >= 1
+  weights = np.asarray(losses.class_weights(counts, "inverse"))
+  assert np.all(np.isfinite(weights)) and np.all(weights[counts == 0] == 0)
+  groups = data.frequency_groups(counts, sub.num_groups)
+  c = tr.num_classes
+  w0 = np.random.default_rng(0).normal(size=(c, c))
+  apply = lambda params, x: params["w"][x]  # noqa: E731  (a bigram model: logits [N, T, C])
+  build = ltl.builder(apply, config, metrics.classification_metrics(groups),
+                      num_steps=sub.num_steps, log_every=sub.log_every)
+  z = w0[np.asarray(va.x)].reshape(-1, c)
+  y = np.asarray(va.y).ravel()
+  token_ce, token_group = _ce(z, y), groups[y]
+  for spec in config.ptb_runs:
+    run = build(spec)
+    result = jax.jit(lambda p, d: run(p, d, 0.1))({"w": jnp.asarray(w0)},  # noqa: B023
+                                                   {"train": tr, "valid": va})
+    assert np.all(np.isfinite(np.asarray(result.params["w"]))), spec.name
+    assert np.all(np.isfinite(np.asarray(result.history["loss"]))), spec.name
+    group_loss = np.asarray(result.history["valid/group_loss"][0])
+    for g in range(int(groups.max()) + 1):
+      if (token_group == g).any():
+        np.testing.assert_allclose(group_loss[g], token_ce[token_group == g].mean(),
+                                   rtol=1e-10, err_msg=f"{spec.name} group {g}")
