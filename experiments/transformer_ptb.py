@@ -291,17 +291,20 @@ def init_model(config, train_windows):
   return model, params_S, jax.random.split(run_key, config.num_seeds), probe_key
 
 
+def batching(config) -> train.FullBatch | train.MiniBatch:
+  """``config``'s batching: mini-batches of ``batch_size`` windows (``accumulation_steps``
+  micro-batches each), or the full batch in chunks of ``chunk_size`` (0: one pass)."""
+  if config.batch_size:
+    return train.MiniBatch(config.batch_size, config.accumulation_steps,
+                           eval_chunk_size=config.chunk_size or None, order=config.batch_order)
+  return train.FullBatch(config.chunk_size or None)
+
+
 def train_builder(config, model, groups, num_steps=None, log_every=None):
   """spec -> the `train.Train` of the whole model under ``config``'s batching."""
-  if config.batch_size:
-    batching = train.MiniBatch(config.batch_size, config.accumulation_steps,
-                               eval_chunk_size=config.chunk_size or None,
-                               order=config.batch_order)
-  else:
-    batching = train.FullBatch(config.chunk_size or None)
   return ex.train_builder(model.apply, num_steps=num_steps or config.num_steps,
                           log_every=log_every or config.log_every, groups=groups,
-                          batching=batching, stateful=True,
+                          batching=batching(config), stateful=True,
                           record_train_mode=config.record_mode == "train",
                           weight_normalization=config.weight_normalization)
 
