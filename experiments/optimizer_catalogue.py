@@ -15,23 +15,24 @@ compiled sweep per run and round), on the tasks of ``--config.tasks``:
   = 48 windows, d=32, embedded corpus; ``fig18`` = paper H's), 10 frequency
   groups, ``transformer_runs``.
 
-Each task's data, model and batching are its binary's preset; ``<task>_num_steps``
-(0: the preset's) and ``<task>_exponents`` override its steps and step-size grid.
-Writes config.json, summary.json (per task, then per run: tuned rate, final
-loss per frequency group, group 0 the most frequent), ranking.json (per task
-and run: final loss per group, the steps each group takes to reach half its
-initial loss, the spread = rarest / most frequent group's final loss; sorted by
-the rarest group), dataset.json, timing.json (wall seconds per task),
-metrics.jsonl and per task heatmap_<task>.png (run x frequency group, final
-loss) and all_runs_<task>.png (per-group curves). A rerun with the same
---workdir resumes from finished rounds.
+Each task's data, model and batching are its binary's preset; ``exponents``
+(linear), ``<task>_num_steps`` (0: the preset's) and ``<task>_exponents`` override
+steps and step-size grids. Writes config.json, summary.json (per task, then per
+run: tuned rate, final loss per frequency group, group 0 the most frequent),
+ranking.json (per task and run: final loss per group, the steps each group takes
+to reach half its initial loss, the spread = rarest / most frequent group's final
+loss; sorted by the rarest group), dataset.json, timing.json (wall seconds per
+task; per run its seconds and the part spent compiling), metrics.jsonl and per
+task heatmap_<task>.png (run x frequency group, final loss) and all_runs_<task>.png
+(per-group curves). A rerun with the same --workdir resumes from finished rounds.
 
-The ``quick`` preset (one seed per task) runs 17 optimizers on the linear task
-and a subset of the catalogue on the two costlier ones (``CNN_QUICK_RUNS``: 40
-steps, step sizes 1e-3..1; ``TRANSFORMER_QUICK_RUNS``: 100 steps, 1e-3..10; GD's
-best step size was at the upper edge of narrower grids);
-``paper`` runs every optimizer on every task (``FULL_RUNS``) at the papers'
-sizes (a GPU).
+The ``quick`` preset (one seed per task) runs 13 optimizers on the linear task
+(``QUICK_RUNS``, grid 1e-4..10) and a subset of the catalogue on the two costlier
+ones (``CNN_QUICK_RUNS``: 40 steps, step sizes 1e-2..1; ``TRANSFORMER_QUICK_RUNS``:
+100 steps, 1e-2..10, each round one compiled program: ``drop_diverged``). GD's best
+step size was at the upper edge of narrower grids; 1e-3 was never within 3x of a
+run's best on either task, so it is left out. ``paper`` runs every optimizer on
+every task (``FULL_RUNS``) at the papers' sizes (a GPU).
 
   python -m experiments.optimizer_catalogue --workdir /tmp/cat
   python -m experiments.optimizer_catalogue --workdir /tmp/cat --config.tasks=linear
@@ -51,14 +52,23 @@ from imbalance_jax.models.cnn import SmallCNN
 from imbalance_jax.plotting.common import plt
 
 TASKS = ("linear", "cnn", "transformer")
+# The linear task's quick runs: the catalogue without line_search_sgd, sophia, schedule_free
+# and scaled_sign_descent, which no claim reads: the line search and Sophia are the two
+# costliest runs (several objective evaluations or an HVP per step; together 38% of the
+# task's time), schedule-free ~2x a GD run (and its quick selection is flawed, see
+# docs/optimizers.md), and scaled sign descent's best step size (1e-6) lies below the grid.
+# All four run in the paper preset.
 QUICK_RUNS = ("gd+m,adam+m,sign_descent+m,signum+m,lion+m,muon+m,adagrad,adalayer+m,"
-              "coupled_adam+m,scaled_sign_descent+m,per_class_normalized_gd+m,frequency_oracle,"
-              "rotated_gd+m,rotated_adam+m,sophia+m,line_search_sgd,schedule_free+m")
-# The costlier tasks at quick scale run a subset. Not Sophia on the CNN: on a CPU its
-# Hessian-vector products cannot use the loop's canonical convolutions (`train.xla_cpu`, not
-# twice differentiable) and XLA's own CPU convolutions make it ~20x a GD run.
-CNN_QUICK_RUNS = "gd+m,adam+m,sign_descent+m,adam_head+m"
-TRANSFORMER_QUICK_RUNS = "gd+m,adam+m,adam_last_layer+m,signum+m,sophia+m"
+              "coupled_adam+m,per_class_normalized_gd+m,frequency_oracle,rotated_gd+m,"
+              "rotated_adam+m")
+# The costlier tasks keep what the last-layer claim reads (GD, Adam, Adam on the last layer /
+# head) at quick scale: a run on the quick CNN costs ~35-60 s under load (run-bound), on the
+# transformer ~30-45 s (60-70% XLA compile). Sign descent, Signum and Sophia run there at the
+# paper preset (sign descent and Signum also on the quick linear task). Sophia on a CPU CNN
+# would cost ~20x a GD run: its Hessian-vector products cannot use the loop's canonical
+# convolutions (`train.xla_cpu`, not twice differentiable).
+CNN_QUICK_RUNS = "gd+m,adam+m,adam_head+m"
+TRANSFORMER_QUICK_RUNS = "gd+m,adam+m,adam_last_layer+m"
 FULL_RUNS = ",".join(
     name if name in ("line_search_sgd", "adagrad", "frequency_oracle") else f"{name}+m"
     for name in optim.OPTIMIZERS)  # every optimizer; momentum where it has one
@@ -84,6 +94,13 @@ def transformer_config(config):
   return transformer_ptb.CONFIG.resolve(overrides)
 
 
+def _task_subset(text: str) -> tuple[str, ...]:
+  names = tuple(n.strip() for n in text.split(",") if n.strip())
+  if any(n not in TASKS for n in names) or len(set(names)) != len(names):
+    raise ValueError(f"expected distinct names from {TASKS}")
+  return names
+
+
 def validate(config) -> None:
   ex.check_step_schedule(config)
   m = config.m
@@ -107,12 +124,19 @@ def validate(config) -> None:
 CONFIG = ex.Config(
     presets={
         # One seed per task at quick scale (the 10-minute budget of a 2-core CPU).
+        # Linear grid 1e-4..10: every quick run's best lies in it (sign descent's at its
+        # lower edge: 1e-5 ended 95x higher), and with 6 members the sweeps narrow to
+        # widths 2-4 once the large step sizes diverge (widths are powers of two).
         "quick": dict(_STEPS, m=7, num_seeds=1, num_steps=200, runs=QUICK_RUNS,
+                      exponents="-4,-3,-2,-1,0,1",
                       tasks=",".join(TASKS), cnn_runs=CNN_QUICK_RUNS, cnn_preset="quick",
-                      cnn_num_steps=40, cnn_exponents="-3,-2,-1,0",
+                      cnn_num_steps=40, cnn_exponents="-2,-1,0",
                       transformer_runs=TRANSFORMER_QUICK_RUNS, transformer_preset="quick",
-                      transformer_exponents="-3,-2,-1,0,1"),
-        "paper": dict(_STEPS, m=11, num_seeds=3, num_steps=1000, refine_rounds=1,
+                      transformer_exponents="-2,-1,0,1",
+                      # The quick transformer is compile-bound: dropping diverged members
+                      # would compile a second, narrower program per run (~25 s each).
+                      drop_diverged="linear,cnn"),
+        "paper": dict(_STEPS, m=11, num_seeds=3, num_steps=1000, refine_rounds=1, exponents="",
                       segment_steps=100, runs=FULL_RUNS, tasks=",".join(TASKS),
                       cnn_runs=FULL_RUNS, cnn_preset="paper", cnn_exponents="",
                       transformer_runs=FULL_RUNS, transformer_preset="fig18",
@@ -121,6 +145,7 @@ CONFIG = ex.Config(
     fields=dict(
         **SWEEP_FIELDS,
         tasks=fields.Names(TASKS, help="linear | cnn | transformer"),
+        exponents=fields.Exponents(default=""),
         cnn_runs=fields.Runs(allow_empty=True, help="runs of the CNN task"),
         cnn_preset=fields.Choice(("quick", "paper"), help="experiments.barcoded_mnist preset"),
         cnn_num_steps=fields.Int(minimum=0, default=0, help="0: the cnn_preset's"),
@@ -135,20 +160,33 @@ CONFIG = ex.Config(
                                   help="MNIST for cnn_preset=paper; '': the embedded digits"),
         oracle_exponent=fields.Real(minimum=0.0, default=1.0,
                                     help="a of frequency_oracle: row k scaled by pi_k^-a"),
+        adam_blocks_gd_scale=fields.Positive(
+            default=1.0, help="adam_head / adam_last_layer: the GD part's step size over the "
+                              "(tuned) Adam part's; 1: one step size for both"),
         num_groups=fields.Int(minimum=2, default=10),
         divergence_threshold=fields.DivergenceThreshold(),
+        drop_diverged=fields.Text(
+            parse=_task_subset, default=",".join(TASKS),
+            description=f"a comma-separated subset of {TASKS} (may be empty)",
+            invalid=("no_such_task", "linear,linear"),
+            help="tasks whose diverged members stop between segments (train.tune_sweep's "
+                 "drop_decided); the others run each round as one compiled program"),
         seed=fields.Int(minimum=0, default=0)),
     validate=validate)
 
 
 def builder(model_apply, counts, groups, config, *, num_steps, log_every, stateful=False,
             batching=None, record_train_mode=False):
-  """spec -> Train; ``frequency_oracle`` receives the training set's class counts."""
+  """spec -> Train; ``frequency_oracle`` receives the training set's class counts,
+  ``adam_head`` / ``adam_last_layer`` ``gd_scale = config.adam_blocks_gd_scale``."""
   metrics_fn = metrics.classification_metrics(groups)
 
   def build(spec: optim.RunSpec) -> train.Train:
-    options = ({"class_counts": counts, "exponent": config.oracle_exponent}
-               if spec.optimizer == "frequency_oracle" else {})
+    options = {}
+    if spec.optimizer == "frequency_oracle":
+      options = {"class_counts": counts, "exponent": config.oracle_exponent}
+    elif spec.optimizer in ("adam_head", "adam_last_layer"):
+      options = {"gd_scale": config.adam_blocks_gd_scale}
     return train.make_train(
         train.classification_objective(model_apply, spec.weighting, stateful=stateful),
         optim.injectable(spec.optimizer, spec.momentum, **options), num_steps=num_steps,
@@ -196,8 +234,35 @@ def heatmap(ranked, num_groups, task):
   return fig
 
 
+def tune_timed(specs, tune) -> tuple[ex.TunedRuns, dict]:
+  """``tune([spec])`` per spec, timed: ``(the runs, {name: {"seconds", "compile_seconds"}})``.
+
+  ``compile_seconds`` sums JAX's compile events (tracing, lowering, XLA compile) during
+  the run's tuning; the rest of ``seconds`` is running (and saving) the sweeps.
+  """
+  tuned, timing, steps = {}, {}, None
+  for spec in specs:
+    compiling = []
+
+    def listen(event, seconds, **_):
+      if event.startswith("/jax/core/compile/"):
+        compiling.append(seconds)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    start = time.perf_counter()
+    try:
+      one = tune([spec])
+    finally:
+      jax.monitoring.unregister_event_duration_listener(listen)
+    tuned.update(one.tuned)
+    steps = one.steps
+    timing[spec.name] = {"seconds": round(time.perf_counter() - start, 2),
+                         "compile_seconds": round(sum(compiling), 2)}
+  return ex.TunedRuns(tuned, steps), timing
+
+
 def linear_task(config, store):
-  """``(tuned runs, class counts, class_to_group, dataset entry)`` of the linear task."""
+  """``(tuned runs, timing per run, class_to_group, dataset entry)`` of the linear task."""
   data_key, init_key = jax.random.split(jax.random.key(config.seed))
   datasets = jax.vmap(lambda k: data.heavy_tailed_labels(k, config.m))(
       jax.random.split(data_key, config.num_seeds))
@@ -210,10 +275,11 @@ def linear_task(config, store):
                datasets.num_classes, len(config.runs))
   build = builder(model.apply, counts, groups, config, num_steps=config.num_steps,
                   log_every=config.log_every)
-  tuned = ex.tune_runs(config.runs, build, params_S, datasets, grid=ex.Grid.from_config(config),
-                       store=store, threshold=config.divergence_threshold,
-                       segment_steps=config.segment_steps or None)
-  return tuned, counts, groups, {"m": config.m, "class_counts": counts,
+  tuned, timing = tune_timed(config.runs, lambda specs: ex.tune_runs(
+      specs, build, params_S, datasets, grid=ex.Grid.from_config(config), store=store,
+      threshold=config.divergence_threshold, segment_steps=config.segment_steps or None,
+      drop_decided="linear" in config.drop_diverged))
+  return tuned, timing, groups, {"m": config.m, "class_counts": counts,
                                  "class_to_group": groups}
 
 
@@ -236,10 +302,12 @@ def cnn_task(config, store):
                config.cnn_preset, ds.num_examples, ds.num_classes, len(config.cnn_runs))
   build = builder(model.apply, counts, groups, config, num_steps=sub.num_steps,
                   log_every=sub.log_every, batching=train.FullBatch(sub.chunk_size or None))
-  tuned = ex.tune_runs(config.cnn_runs, build, params_S, ds, grid=ex.Grid.from_config(sub),
-                       store=store, data_per_seed=False, threshold=config.divergence_threshold,
-                       segment_steps=sub.segment_steps or None, key_prefix="cnn/")
-  return tuned, counts, groups, {"preset": config.cnn_preset, "num_examples": ds.num_examples,
+  tuned, timing = tune_timed(config.cnn_runs, lambda specs: ex.tune_runs(
+      specs, build, params_S, ds, grid=ex.Grid.from_config(sub), store=store,
+      data_per_seed=False, threshold=config.divergence_threshold,
+      segment_steps=sub.segment_steps or None, key_prefix="cnn/",
+      drop_decided="cnn" in config.drop_diverged))
+  return tuned, timing, groups, {"preset": config.cnn_preset, "num_examples": ds.num_examples,
                                  "num_classes": ds.num_classes, "group_names": group_names,
                                  "class_counts": counts, "class_to_group": groups}
 
@@ -263,11 +331,11 @@ def transformer_task(config, store):
   build = builder(model.apply, counts, groups, config, num_steps=sub.num_steps,
                   log_every=sub.log_every, stateful=True, batching=batching,
                   record_train_mode=sub.record_mode == "train")
-  tuned = ex.tune_runs(config.transformer_runs, build, params_S, dict(windows),
-                       grid=ex.Grid.from_config(sub), store=store, keys_S=keys_S,
-                       data_per_seed=False, threshold=config.divergence_threshold,
-                       key_prefix="transformer/")
-  return tuned, counts, groups, transformer_ptb.dataset_json(sub, windows, info, counts, groups)
+  tuned, timing = tune_timed(config.transformer_runs, lambda specs: ex.tune_runs(
+      specs, build, params_S, dict(windows), grid=ex.Grid.from_config(sub), store=store,
+      keys_S=keys_S, data_per_seed=False, threshold=config.divergence_threshold,
+      key_prefix="transformer/", drop_decided="transformer" in config.drop_diverged))
+  return tuned, timing, groups, transformer_ptb.dataset_json(sub, windows, info, counts, groups)
 
 
 TASK_RUNNERS = {"linear": linear_task, "cnn": cnn_task, "transformer": transformer_task}
@@ -275,10 +343,10 @@ TASK_RUNNERS = {"linear": linear_task, "cnn": cnn_task, "transformer": transform
 
 def run(config, workdir: str) -> dict:
   store = ex.store(workdir)
-  summary, ranked, dataset, wall, figures, records = {}, {}, {}, {}, {}, []
+  summary, ranked, dataset, wall, per_run, figures, records = {}, {}, {}, {}, {}, {}, []
   for task in config.tasks:
     start = time.perf_counter()
-    tuned, _, groups, dataset[task] = TASK_RUNNERS[task](config, store)
+    tuned, per_run[task], groups, dataset[task] = TASK_RUNNERS[task](config, store)
     num_groups = int(np.max(groups)) + 1
     steps, best, rates = tuned.steps, tuned.best_histories(), tuned.learning_rates()
     summary[task] = tuned.summaries()
@@ -292,7 +360,7 @@ def run(config, workdir: str) -> dict:
                  wall[task], ranked[task]["order"][:3])
   ex.write_outputs(workdir, summary=summary, metrics=records, figures=figures,
                    files={"ranking.json": ranked, "dataset.json": dataset,
-                          "timing.json": {"wall_seconds": wall}})
+                          "timing.json": {"wall_seconds": wall, "runs": per_run}})
   return summary
 
 

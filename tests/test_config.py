@@ -171,6 +171,26 @@ def test_tune_runs_equals_tune_sweep_of_each_spec(tmp_path):
   assert again.summaries() == tuned.summaries()
 
 
+def test_tune_runs_passes_drop_decided_to_tune_sweep():
+  """drop_decided=False: each round one compiled program; the same selection and history
+  as with diverged members dropped (step size 1e2 diverges)."""
+  keys = jax.random.split(jax.random.key(1), 2)
+  data_S = jax.vmap(lambda k: data.heavy_tailed_labels(k, m=3))(keys)
+  model = models.LinearSoftmax(data_S.num_classes)
+  params_S = jax.vmap(lambda k: model.init(k, data_S.x[0, :1]))(keys)
+  build = ex.train_builder(model.apply, num_steps=10, log_every=5)
+  specs, grid = optim.parse_runs("gd"), ex.Grid((-1.0, 2.0), 0)
+  tuned = {}
+  for drop in (True, False):
+    lines = []
+    tuned[drop] = ex.tune_runs(specs, build, params_S, data_S, grid=grid, drop_decided=drop,
+                               log=lambda *a, lines=lines: lines.append(str(a[0])))
+    assert any("in one compiled program" in line for line in lines) is not drop
+  assert tuned[True]["gd"].selection == tuned[False]["gd"].selection
+  np.testing.assert_allclose(tuned[False]["gd"].best_history["loss"],
+                             tuned[True]["gd"].best_history["loss"], rtol=1e-6)
+
+
 def test_network_bytes_counts_parameters_and_module_outputs_from_shapes():
   """Against the parameters of a real init and the sizes of every module's output."""
   model = models.SmallCNN(7, features=(3, 5), kernel_size=3)

@@ -62,12 +62,13 @@ def _per_class_normalized(run):
 
 EXPERIMENT = Experiment(
     binary="optimizer_catalogue",
-    # Three tasks, measured on the shared 2-core machine at load 6-11 (user CPU 640 s).
-    cpu_runs={"quick": 1164.0},
+    # Three tasks from a fresh workdir: 9 min 10 s wall, 307 s user CPU, on the shared 2-core
+    # machine at load average 4.4-7.6 (session 3's 17-run quick preset: 1164 s at load 6-11).
+    cpu_runs={"quick": 550.0},
     paper_runs=("paper",),
-    notes="the optimizer catalogue (docs/optimizers.md) on the linear task (17 runs), the "
-          "CNN on MNIST+Barcoded (4) and the 1-layer transformer on TinyPTB (5); every "
-          "optimizer at the paper preset",
+    notes="the optimizer catalogue (docs/optimizers.md) on the linear task (13 runs), the "
+          "CNN on MNIST+Barcoded (3) and the 1-layer transformer on TinyPTB (3) at the quick "
+          "preset; every optimizer on every task at the paper preset",
     # After 2 of the 4 segments of the linear task's first run; the transformer task after.
     test_flags=("--config.m=3", "--config.num_seeds=2", "--config.num_steps=40",
                 "--config.log_every=5", "--config.segment_steps=10", "--config.refine_rounds=0",

@@ -149,7 +149,7 @@ def tune_runs(specs: Sequence[optim.RunSpec], build: Callable[[optim.RunSpec], t
               params_S, data, *, grid: Grid = Grid(), store: train.ResultStore | None = None,
               keys_S=None, data_per_seed: bool = True, threshold: float = 1.5,
               segment_steps: int | None = None, key_prefix: str = "",
-              members_at_once: tuple[int, int] | None = None,
+              members_at_once: tuple[int, int] | None = None, drop_decided: bool = True,
               log: Callable[..., None] = logging.info) -> TunedRuns:
   """Tunes the step size of every run spec: `train.tune_sweep` of ``build(spec)``.
 
@@ -163,6 +163,8 @@ def tune_runs(specs: Sequence[optim.RunSpec], build: Callable[[optim.RunSpec], t
       ``<key_prefix><run name>/round<i>``.
     keys_S, threshold, segment_steps: as for `train.tune_sweep`.
     members_at_once: ``(seeds, rates)`` computed at once (`train.Sweep`; None: all).
+    drop_decided: as for `train.tune_sweep` (False: one compiled program per round, for
+      compile-bound runs whose narrower re-compiles cost more than the dropped steps).
     log: progress printer (``log(format, *args)``).
   """
   tuned, steps = {}, None
@@ -174,7 +176,7 @@ def tune_runs(specs: Sequence[optim.RunSpec], build: Callable[[optim.RunSpec], t
         params_S, data, keys_S=keys_S,
         exponents=grid.exponents, refine_rounds=grid.refine_rounds, threshold=threshold,
         store=store, store_key=key_prefix + spec.name, segment_steps=segment_steps,
-        log=log)
+        drop_decided=drop_decided, log=log)
     tuned[spec.name] = result
     log("%s: selected lr=%.3g (final loss %.4f)", spec.name, result.selection.learning_rate,
         float(np.mean(result.stats[result.selection.exponent].final)))
