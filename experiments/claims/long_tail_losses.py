@@ -66,7 +66,8 @@ def _remedies_lower_rare_valid(run):
 
 EXPERIMENT = Experiment(
     binary="long_tail_losses",
-    cpu_runs={"quick": 530.0},  # measured: 8 min 48 s wall at load 5-7.7 (2 cores)
+    # measured: 8 min 29 s wall, 4 min 44 s user at load 5-7 (2 cores; digits + TinyPTB)
+    cpu_runs={"quick": 509.0},
     paper_runs=("paper",),
     notes="embedded MNIST digits under the exponential profile (rho=100), linear model; "
           "TinyPTB next-token prediction, 1-layer transformer, validation loss per group",
