@@ -15,8 +15,8 @@ worst-group accuracy, ECE, and the post hoc logit-adjusted balanced accuracy
 (``test/posthoc_balanced_accuracy``, tau = ``config.tau``), so a plain-CE run is
 also judged post hoc.
 
-Writes config.json, summary.json (``{"digits": {run: entry}, "tinyptb": ...}``: learning_rate,
-final_loss, final_group_losses (group 0 = most frequent) and the held-out
+Writes config.json, summary.json (``{"digits": {run: entry}, "tinyptb": ...}``:
+learning_rate, final_loss, final_group_losses (group 0 = most frequent) and the held-out
 numbers), metrics.jsonl, dataset.json, table.json (balanced / few-shot /
 worst-group test accuracy per run), remedy_heatmap.png (few-shot test accuracy
 gain of each remedy over plain CE per optimizer) and group_curves.png.
@@ -28,12 +28,17 @@ resolved as a sub-config: ``quick`` = 1 layer, d=32, compacted vocabulary;
 counts = the training split's token counts; recorded every ``log_every`` steps
 of that preset: the training and validation (``valid/``) loss and accuracy of
 every token-frequency group, the groups defined by the *training* counts
-(`data.frequency_groups`, the preset's 10). Accuracy-based shot bins and
-balanced accuracy are not recorded there (see docs/long_tail.md). Its summary
+(`data.frequency_groups`, the preset's 10), on ``ptb_valid_windows`` validation
+windows (more than the training windows, so the rare groups have validation tokens).
+Accuracy-based shot bins and balanced accuracy are not recorded there (see
+docs/long_tail.md). Its summary
 entries (``summary["tinyptb"]``) add ``initial_group_losses``,
 ``final_valid_loss`` and ``final_valid_group_losses``; its figures are
 remedy_heatmap_tinyptb.png (rarest group's validation-loss reduction over plain
-CE) and group_curves_tinyptb.png (per-group training and validation loss).
+CE) and group_curves_tinyptb.png (per-group training and validation loss), its data
+dataset_tinyptb.json (with the validation tokens per group). The quick preset runs
+a subset on TinyPTB (`PTB_QUICK_RUNS`: each transformer run is compile-bound) and
+no balanced softmax on the digits (= logit adjustment at tau = 1).
 
   python -m experiments.long_tail_losses --workdir /tmp/ltl
   python -m experiments.long_tail_losses --workdir /tmp/ltl_fashion --config.preset=paper \
