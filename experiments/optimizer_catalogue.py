@@ -75,23 +75,32 @@ FULL_RUNS = ",".join(
 _STEPS = dict(num_seeds=2, log_every=10, refine_rounds=0, segment_steps=0, learning_rate=0.0)
 
 
-def cnn_config(config):
+def _sub_config(binary_config, overrides, planning: bool):
+  """A sub-binary's resolved config; ``planning``: unchecked (`experiment.plan.preset_values`:
+  no data directory or memory check, the data directory taken as given)."""
+  if planning:
+    overrides = {k: v for k, v in overrides.items() if k != "data_dir"}
+    return ex.plan.preset_values(binary_config, overrides.pop("preset"), **overrides)
+  return binary_config.resolve(overrides)
+
+
+def cnn_config(config, planning: bool = False):
   """The `experiments.barcoded_mnist` config of the CNN task (MNIST+Barcoded only)."""
   overrides = {"preset": config.cnn_preset, "variants": barcoded_mnist.HEAVY_TAILED,
                "runs": "gd+m", "heavy_tailed_runs": "", "data_dir": config.data_dir,
                "exponents": config.raw.cnn_exponents, "seed": config.seed}
   if config.cnn_num_steps:
     overrides["num_steps"] = config.cnn_num_steps
-  return barcoded_mnist.CONFIG.resolve(overrides)
+  return _sub_config(barcoded_mnist.CONFIG, overrides, planning)
 
 
-def transformer_config(config):
+def transformer_config(config, planning: bool = False):
   """The `experiments.transformer_ptb` config of the transformer task."""
   overrides = {"preset": config.transformer_preset, "runs": "gd",
                "exponents": config.raw.transformer_exponents, "seed": config.seed}
   if config.transformer_num_steps:
     overrides["num_steps"] = config.transformer_num_steps
-  return transformer_ptb.CONFIG.resolve(overrides)
+  return _sub_config(transformer_ptb.CONFIG, overrides, planning)
 
 
 def _task_subset(text: str) -> tuple[str, ...]:
@@ -320,22 +329,77 @@ def transformer_task(config, store):
   model, params_S, keys_S, _ = transformer_ptb.init_model(sub, windows["train"])
   counts = np.asarray(windows["train"].class_counts)
   groups = data.frequency_groups(counts, sub.num_groups)
-  if sub.batch_size:
-    batching = train.MiniBatch(sub.batch_size, sub.accumulation_steps,
-                               eval_chunk_size=sub.chunk_size or None, order=sub.batch_order)
-  else:
-    batching = train.FullBatch(sub.chunk_size or None)
   logging.info("transformer task, %s (%s preset): %d classes, %d runs", sub.corpus,
                config.transformer_preset, windows["train"].num_classes,
                len(config.transformer_runs))
   build = builder(model.apply, counts, groups, config, num_steps=sub.num_steps,
-                  log_every=sub.log_every, stateful=True, batching=batching,
+                  log_every=sub.log_every, stateful=True,
+                  batching=transformer_ptb.batching(sub),
                   record_train_mode=sub.record_mode == "train")
   tuned, timing = tune_timed(config.transformer_runs, lambda specs: ex.tune_runs(
       specs, build, params_S, dict(windows), grid=ex.Grid.from_config(sub), store=store,
       keys_S=keys_S, data_per_seed=False, threshold=config.divergence_threshold,
       key_prefix="transformer/", drop_decided="transformer" in config.drop_diverged))
   return tuned, timing, groups, transformer_ptb.dataset_json(sub, windows, info, counts, groups)
+
+
+# Optimizers whose step costs clearly more than GD's (the paper preset's plan, measured on
+# abstract shapes: Muon's Newton-Schulz iterations, Sophia's Hessian-vector products,
+# the line search's extra objective evaluations) are lowered on their own; every other run
+# is counted at the cost of the task's first run (elementwise updates; schedule-free and
+# the rotation wrapper measured within 10% of GD+m's FLOPs, docs/paper_scale.md).
+_COSTLIER = ("muon", "sophia", "line_search_sgd")
+
+
+def _plan_task(task, runs, build, params, ds, *, num_seeds, grid, data_per_seed=False):
+  """One `experiment.plan.StepPlan` per cost class of ``runs`` (lowered with its first run)."""
+  classes = {}
+  for spec in runs:
+    classes.setdefault(spec.optimizer if spec.optimizer in _COSTLIER else "", []).append(spec)
+  return [ex.plan.StepPlan(f"{task}: {specs[0].name}" + (f" and {len(specs) - 1} more"
+                                                          if len(specs) > 1 else ""),
+                           build(specs[0]), params, ds, num_runs=len(specs), num_seeds=num_seeds,
+                           grid=grid, data_per_seed=data_per_seed)
+          for specs in classes.values()]
+
+
+def plan_steps(config) -> list[ex.plan.StepPlan]:
+  """Every task's sweeps on abstract shapes (`experiment.plan`): one program per cost class
+  of its runs, on the sub-config's data sizes (`barcoded_mnist`, `transformer_ptb`)."""
+  steps = []
+  if "linear" in config.tasks and config.runs:
+    ds = jax.eval_shape(lambda k: data.heavy_tailed_labels(k, config.m), jax.random.key(0))
+    counts = data.heavy_tailed_class_counts(config.m)
+    model = models.LinearSoftmax(ds.num_classes)
+    build = builder(model.apply, counts, data.frequency_groups(counts, config.num_groups),
+                    config, num_steps=config.num_steps, log_every=config.log_every)
+    steps += _plan_task("linear", config.runs, build, ex.plan.init_shapes(model.init, ds.x),
+                        ds, num_seeds=config.num_seeds, grid=ex.Grid.from_config(config),
+                        data_per_seed=True)
+  if "cnn" in config.tasks and config.cnn_runs:
+    sub = cnn_config(config, planning=True)
+    c = barcoded_mnist.variant_classes(sub, barcoded_mnist.HEAVY_TAILED)
+    ds = ex.plan.abstract_dataset(
+        barcoded_mnist.num_train_examples(sub, barcoded_mnist.HEAVY_TAILED), (28, 28, 1), c)
+    model = SmallCNN(c, features=sub.cnn_features, kernel_size=sub.kernel_size)
+    build = builder(model.apply, np.ones(c), ex.plan.spread_groups(c, 2), config,
+                    num_steps=sub.num_steps, log_every=sub.log_every,
+                    batching=train.FullBatch(sub.chunk_size or None))
+    steps += _plan_task("cnn", config.cnn_runs, build, ex.plan.init_shapes(model.init, ds.x),
+                        ds, num_seeds=sub.num_seeds, grid=ex.Grid.from_config(sub))
+  if "transformer" in config.tasks and config.transformer_runs:
+    sub = transformer_config(config, planning=True)
+    windows = transformer_ptb.abstract_windows(sub)
+    c = windows["train"].num_classes
+    model = models.make_transformer(sub.model, c, **transformer_ptb.model_fields(sub))
+    build = builder(model.apply, np.ones(c), ex.plan.spread_groups(c, sub.num_groups), config,
+                    num_steps=sub.num_steps, log_every=sub.log_every, stateful=True,
+                    batching=transformer_ptb.batching(sub),
+                    record_train_mode=sub.record_mode == "train")
+    steps += _plan_task("transformer", config.transformer_runs, build,
+                        ex.plan.init_shapes(model.init, windows["train"].x), windows,
+                        num_seeds=sub.num_seeds, grid=ex.Grid.from_config(sub))
+  return steps
 
 
 TASK_RUNNERS = {"linear": linear_task, "cnn": cnn_task, "transformer": transformer_task}

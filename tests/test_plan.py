@@ -123,3 +123,16 @@ def test_hutchinson_probe_batches_are_counted_at_full_flops():
                           for train in (step.train, step.flops_train))
       assert looped < 0.9 * unrolled
   np.testing.assert_allclose(flops[2], flops[0], rtol=1e-6)
+
+
+def test_catalogue_plan_lowers_each_costlier_optimizer_on_its_own():
+  """optimizer_catalogue: runs with elementwise updates share one program's cost; Muon (its
+  Newton-Schulz iterations) is lowered on its own and costs more per step."""
+  from experiments import optimizer_catalogue
+  config = plan.preset_values(optimizer_catalogue.CONFIG, "quick", tasks="linear", m=4,
+                              runs="gd+m,adam+m,muon+m,signum+m")
+  steps = optimizer_catalogue.plan_steps(config)
+  assert [(s.name, s.num_runs) for s in steps] == [("linear: gd+m and 2 more", 3),
+                                                    ("linear: muon+m", 1)]
+  gd, muon = (plan.measure(s, memory=False).step_flops for s in steps)
+  assert muon > 1.2 * gd
