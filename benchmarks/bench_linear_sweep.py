@@ -97,8 +97,11 @@ def bench_m7(repeats):
   x_bytes = ds.x.nbytes
   print(f"[2] dataset: {x_bytes / 2**20:.1f} MiB for 3 seeds; compiled memory by members:")
   for num_rates in (1, 2, 4, 8, 16):
-    stats = sweep._full.lower(params, ds, jnp.asarray(np.logspace(-4, -1, num_rates),
-                                                      jnp.float32)).compile().memory_analysis()
+    placed = sweep._place(params, ds, jnp.asarray(np.logspace(-4, -1, num_rates), jnp.float32),
+                          None)  # as Sweep.__call__ lays the members out
+    layout, args = placed[0], placed[1:]
+    stats = sweep._full.lower(*args, layout.num_seeds, layout.num_rates
+                              ).compile().memory_analysis()
     print(f"[2]   {3 * num_rates:3d} members: arguments {stats.argument_size_in_bytes / 2**20:7.1f}"
           f" MiB (data held once: {x_bytes / 2**20:.1f} MiB), temporaries "
           f"{stats.temp_size_in_bytes / 2**20:7.1f} MiB, outputs "
