@@ -366,3 +366,84 @@ def test_blocks_at_once_gives_the_all_at_once_measures(x64):
   with pytest.raises(ValueError, match="blocks_at_once"):
     spectra.block_spectra(loss, w, ids, num_blocks=5, key=key, num_probes=1, num_steps=1,
                           blocks_at_once=0)
+
+
+def _head_problem(bias, n=30, d=5, c=4):
+  kx, ky, kp = jax.random.split(jax.random.key(50), 3)
+  x = jax.random.normal(kx, (n, d), jnp.float64)
+  y = jax.random.randint(ky, (n,), 0, c)
+  model = models.LinearSoftmax(c, use_bias=bias, param_dtype=jnp.float64)
+  params = model.init(kp, x)
+
+  def objective(p, data):
+    logits = model.apply(p, data[0])
+    nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), data[1][:, None], 1)
+    return jnp.mean(nll), {"loss": jnp.mean(nll)}
+  head_inputs = lambda p, data: (model.apply(p, data[0]), data[0])  # noqa: E731
+  return params, objective, head_inputs, (x, y)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_closed_form_head_blocks_match_dense_hessian(x64, bias):
+  from imbalance_jax.curvature import head_blocks as hb
+  from imbalance_jax.curvature.hvp import restrict_to_layer
+  params, objective, head_inputs, data_ = _head_problem(bias)
+  loss, head = restrict_to_layer(lambda p: objective(p, data_)[0], params, "head")
+  ids, names = spectra.block_partition(head, "class")
+  blocks, dense, idx = _dense_blocks(loss, head, ids, len(names))
+  logits, features = head_inputs(params, data_)
+  hc = hb.head_curvature(logits, features, bias=hb.check_head_params(head, features, logits))
+  assert hc.bias == bias and hc.block_size == data_[0].shape[1] + bias
+  u = np.asarray(jax.random.normal(jax.random.key(51), (hc.block_size,), jnp.float64))
+  products = jax.jit(jax.vmap(lambda k: (hb.diagonal_block_matvec(hc, jnp.asarray(u), k),
+                                          hb.column_block_product(hc, jnp.asarray(u), k))))
+  diagonal, columns = products(jnp.array([0, 2]))
+  for j, k in enumerate((0, 2)):  # a few blocks: the matvecs of H_kk and of every H_ik
+    np.testing.assert_allclose(diagonal[j], blocks[k] @ u, rtol=1e-12, atol=1e-14)
+    column = np.stack([dense[np.ix_(idx[i], idx[k])] @ u for i in range(len(names))], 1)
+    np.testing.assert_allclose(columns[j], column, rtol=1e-12, atol=1e-14)
+  # Lanczos with n_b steps: every Ritz value is a block eigenvalue.
+  spec = jax.jit(lambda h: hb.head_block_spectra(h, key=jax.random.key(52), num_probes=1,
+                                                 num_steps=h.block_size))(hc)
+  for k, block in enumerate(blocks):
+    np.testing.assert_allclose(np.sort(spec.nodes[k, 0]), np.linalg.eigvalsh(block),
+                               rtol=1e-10, atol=1e-12)
+  if not bias:
+    return
+  # spectral_curvature_metrics on the closed-form path against the dense Hessian: Lanczos
+  # with n_b steps (exact top eigenvalues), all n_b columns of the (1,1)-norm (exact), and
+  # the Frobenius mass with the probes the hvp path draws from the same keys (the same
+  # measures as that path up to rounding: block_frobenius_mass's key layout).
+  n_b = hc.block_size
+  fast = het.spectral_curvature_metrics(objective, key=jax.random.key(53), num_probes=1,
+                                        num_steps=n_b, top_k=2, frobenius_probes=2,
+                                        one_one_columns=n_b,
+                                        head_inputs_fn=head_inputs)
+  got = jax.jit(lambda p: fast(p, None, {"loss": 0.0}, data_))(params)
+  eigs = np.stack([np.linalg.eigvalsh(b)[::-1][:2] for b in blocks])
+  np.testing.assert_allclose(got["top_eigs_BK"], eigs, rtol=1e-10)
+  np.testing.assert_allclose(got["one_one_B"], [np.abs(b).sum() for b in blocks], rtol=1e-10)
+  column_keys = jax.random.split(jax.random.split(jax.random.key(53), 3)[1], len(names))
+  mass = np.zeros((len(names), len(names)))
+  for c in range(len(names)):
+    for probe_key in jax.random.split(column_keys[c], 2):
+      v = np.asarray(jax.random.rademacher(probe_key, (n_b,), jnp.float64))
+      mass[:, c] += [np.sum((dense[np.ix_(idx[b], idx[c])] @ v) ** 2) / 2
+                     for b in range(len(names))]
+  np.testing.assert_allclose(got["frob_mass_BS"], mass, rtol=1e-10)
+  assert 0 < float(got["offdiag_share"]) < 1 and np.ptp(eigs[:, 0]) > 0
+
+
+def test_closed_form_head_blocks_refuse_what_they_do_not_support():
+  from imbalance_jax.curvature import head_blocks as hb
+  with pytest.raises(ValueError, match="partition='class'"):
+    het.spectral_curvature_metrics(lambda p, d: (0.0, {}), key=jax.random.key(0),
+                                   partition="layer", head_inputs_fn=lambda p, d: (p, d))
+  with pytest.raises(ValueError, match="one Dense head"):
+    hb.check_head_params({"kernel": np.zeros((3, 2)), "scale": np.zeros(2)}, np.zeros((4, 3)),
+                         np.zeros((4, 2)))
+  with pytest.raises(ValueError, match="features"):
+    hb.check_head_params({"kernel": np.zeros((3, 2))}, np.zeros((4, 5)), np.zeros((4, 2)))
+  with pytest.raises(ValueError, match="num_steps"):
+    hb.head_block_spectra(hb.head_curvature(jnp.zeros((4, 2)), jnp.zeros((4, 3))),
+                          key=jax.random.key(0), num_probes=1, num_steps=5)

@@ -29,6 +29,7 @@ MODULES = [
     "imbalance_jax.curvature.study",
     "imbalance_jax.curvature.spectra",
     "imbalance_jax.curvature.heterogeneity",
+    "imbalance_jax.curvature.head_blocks",
     "imbalance_jax.data.synthetic",
     "imbalance_jax.data.theory_problems",
     "imbalance_jax.losses",

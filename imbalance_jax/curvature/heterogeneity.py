@@ -35,6 +35,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from imbalance_jax import _checks
+from imbalance_jax.curvature import head_blocks
 from imbalance_jax.curvature.hvp import hvp, restrict_to_layer
 from imbalance_jax.curvature.spectra import (PARTITIONS, block_indices, block_partition,
                                              block_spectra, check_blocks_at_once,
@@ -305,7 +306,9 @@ def spectral_curvature_metrics(objective_fn: Callable[[Any, Any], tuple[jax.Arra
                                frobenius_probes: int = 2, frobenius_columns=None,
                                one_one_columns: int = 8, num_points: int = 512,
                                relative_sigma: float = 0.01,
-                               blocks_at_once: int | None = None
+                               blocks_at_once: int | None = None,
+                               head_inputs_fn: Callable[[Any, Any], tuple[jax.Array, jax.Array]]
+                               | None = None
                                ) -> Callable[..., dict[str, jax.Array]]:
   """``metrics_fn`` for `imbalance_jax.train.make_train` recording the block-structure measures.
 
@@ -328,6 +331,15 @@ def spectral_curvature_metrics(objective_fn: Callable[[Any, Any], tuple[jax.Arra
   ``blocks_at_once * max(K, K_F, J)`` hvps at once (``None``: every block of a
   size group at once; the same measures up to rounding).
 
+  ``head_inputs_fn(params, data) -> (logits [N, C], features [N, D])`` switches
+  the class blocks of a Dense ``layer`` to their closed form
+  (`imbalance_jax.curvature.head_blocks`: every block matvec ``O(n n_b)``, the
+  Frobenius column products ``O(n n_b C)``, no Hessian-vector product; the same
+  probes, so the same measures up to rounding). It needs ``partition="class"``, and
+  ``objective_fn`` must be the unweighted mean softmax cross-entropy of those logits
+  (nothing else can be checked here: a reweighted or other loss would give wrong
+  blocks).
+
   Example:
     >>> from imbalance_jax import data, models, optim, train
     >>> ds = data.heavy_tailed_labels(jax.random.key(0), m=3)  # 7 classes, d = 32
@@ -349,25 +361,43 @@ def spectral_curvature_metrics(objective_fn: Callable[[Any, Any], tuple[jax.Arra
   if top_k > num_steps:
     raise ValueError(f"top_k must be <= num_steps={num_steps}, got {top_k}")
   blocks_at_once = check_blocks_at_once(blocks_at_once)
+  if head_inputs_fn is not None and (partition != "class" or layer is None):
+    raise ValueError("head_inputs_fn (the closed-form head blocks) needs partition='class' "
+                     f"on a Dense layer, got partition={partition!r}, layer={layer!r}")
   k_spec, k_frob, k_one = jax.random.split(key, 3)
 
   def metrics_fn(params, grads, aux, data) -> dict[str, jax.Array]:
     del grads
+    full_params = params
     loss_fn = lambda p: objective_fn(p, data)[0]  # noqa: E731
     if layer is not None:
       loss_fn, params = restrict_to_layer(loss_fn, params, layer)
     block_ids, names = block_partition(params, partition)
     num_blocks = len(names)
-    spectra = block_spectra(loss_fn, params, block_ids, num_blocks=num_blocks, key=k_spec,
-                            num_probes=num_probes, num_steps=num_steps,
-                            blocks_at_once=blocks_at_once)
+    if head_inputs_fn is not None:
+      logits, features = head_inputs_fn(full_params, data)
+      hc = head_blocks.head_curvature(
+          logits, features, bias=head_blocks.check_head_params(params, features, logits))
+      spectra = head_blocks.head_block_spectra(hc, key=k_spec, num_probes=num_probes,
+                                               num_steps=num_steps,
+                                               blocks_at_once=blocks_at_once)
+      mass = head_blocks.head_frobenius_mass(hc, key=k_frob, num_probes=frobenius_probes,
+                                             columns=frobenius_columns,
+                                             blocks_at_once=blocks_at_once)
+      one_one = head_blocks.head_one_one_norms(hc, key=k_one, num_columns=one_one_columns,
+                                               blocks_at_once=blocks_at_once)
+    else:
+      spectra = block_spectra(loss_fn, params, block_ids, num_blocks=num_blocks, key=k_spec,
+                              num_probes=num_probes, num_steps=num_steps,
+                              blocks_at_once=blocks_at_once)
+      mass = block_frobenius_mass(loss_fn, params, block_ids, num_blocks=num_blocks,
+                                  key=k_frob, num_probes=frobenius_probes,
+                                  columns=frobenius_columns, blocks_at_once=blocks_at_once)
+      one_one = block_one_one_norms(loss_fn, params, block_ids, num_blocks=num_blocks,
+                                    key=k_one, num_columns=one_one_columns,
+                                    blocks_at_once=blocks_at_once)
     score, dist = block_heterogeneity(spectra.nodes, spectra.weights, num_points=num_points,
                                       relative_sigma=relative_sigma)
-    mass = block_frobenius_mass(loss_fn, params, block_ids, num_blocks=num_blocks, key=k_frob,
-                                num_probes=frobenius_probes, columns=frobenius_columns,
-                                blocks_at_once=blocks_at_once)
-    one_one = block_one_one_norms(loss_fn, params, block_ids, num_blocks=num_blocks, key=k_one,
-                                  num_columns=one_one_columns, blocks_at_once=blocks_at_once)
     top = top_eigenvalues(spectra, top_k)
     return {"loss": aux["loss"], "top_eigs_BK": top, "moments_BP": density_moments(spectra),
             "slq_nodes": spectra.nodes, "slq_weights": spectra.weights,
