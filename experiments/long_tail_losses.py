@@ -75,6 +75,11 @@ QUICK_RUNS = grid(OPTIMIZERS, [r for r in REMEDIES if r != "balanced_softmax"])
 # 1/sqrt(pi), focal, LDAM-DRW, class-balanced and balanced softmax (at tau = 1 logit
 # adjustment itself) run in the paper preset only.
 PTB_QUICK_RUNS = grid(("gd+m", "adam+m"), ("none", "inverse", "logit_adjust"))
+# Every member of a sweep computed to the end (`ex.tune_runs(drop_decided=False)`): both tasks
+# are compile-bound on a CPU and dropping diverged members recompiles the narrower sweep
+# (measured: 27.6 -> 18.1 CPU-s for two digits runs, 60 -> 36 for one TinyPTB run); the
+# surviving members' numbers are the same either way.
+DROP_DECIDED = False
 _COMMON = dict(num_seeds=1, log_every=15, exponents="-4,-3,-2,-1,0", refine_rounds=0,
                segment_steps=0, learning_rate=0.0, runs=_GRID)
 
@@ -272,26 +277,6 @@ def remedy_gains(summary: dict, metric, sign: float = 1.0) -> np.ndarray:
   return out
 
 
-def tune_runs(specs, build, params_S, data_splits, *, grid, store, key_prefix, keys_S=None,
-              threshold, segment_steps=None) -> ex.TunedRuns:
-  """`ex.tune_runs` (same store keys, data shared by the seeds) computing every member to
-  the end: `train.tune_sweep` with ``drop_decided=False``, one compiled program per run and
-  round. Both tasks are compile-bound on a CPU and dropping diverged members recompiles the
-  narrower sweep (measured: 27.6 -> 18.1 CPU-s for two digits runs, 60 -> 36 for one
-  TinyPTB run); the surviving members' numbers are the same either way."""
-  tuned, steps = {}, None
-  for spec in specs:
-    run = build(spec)
-    steps = run.history_steps
-    tuned[spec.name] = result = train.tune_sweep(
-        train.Sweep(run, data_per_seed=False), params_S, data_splits, keys_S=keys_S,
-        exponents=grid.exponents, refine_rounds=grid.refine_rounds, threshold=threshold,
-        store=store, store_key=key_prefix + spec.name, segment_steps=segment_steps,
-        drop_decided=False, log=logging.info)
-    logging.info("%s: selected lr=%.3g", spec.name, result.selection.learning_rate)
-  return ex.TunedRuns(tuned, np.asarray(steps))
-
-
 def figures_of(task, runs, histories, steps, metric, *, sign=1.0, what, test_key):
   """``(remedy heat map, per-group curves)`` of ``task`` over the remedies and optimizers
   that ran (a preset may run a subset of the grid)."""
@@ -322,11 +307,12 @@ def digits_task(config, store):
   logging.info("%s under the exponential profile (rho=%g): train counts %s, test %d, "
                "%d groups, DRW from step %d", config.dataset, config.ratio, counts.tolist(),
                test_ds.num_examples, int(groups.max()) + 1, drw_step(config))
-  tuned = tune_runs(
+  tuned = ex.tune_runs(
       config.runs, builder(model.apply, config, digits_metrics(counts, groups, config)),
       params_S, {"train": train_ds, "test": test_ds}, grid=ex.Grid.from_config(config),
-      store=store, threshold=config.divergence_threshold,
-      segment_steps=config.segment_steps or None, key_prefix=TASK + "/")
+      store=store, data_per_seed=False, threshold=config.divergence_threshold,
+      segment_steps=config.segment_steps or None, key_prefix=TASK + "/",
+      drop_decided=DROP_DECIDED)
   histories = tuned.best_histories()
   runs = {name: {**entry, **held_out_entry(histories[name])}
           for name, entry in tuned.summaries().items()}
@@ -375,11 +361,12 @@ def ptb_task(config, store):
                int(groups.max()) + 1, len(config.ptb_runs))
   build = builder(model.apply, config, metrics.classification_metrics(groups),
                   num_steps=sub.num_steps, log_every=sub.log_every, stateful=True,
-                  batching=train.FullBatch(sub.chunk_size or None),
+                  batching=transformer_ptb.batching(sub),
                   record_train_mode=sub.record_mode == "train")
-  tuned = tune_runs(config.ptb_runs, build, params_S, dict(windows),
-                    grid=ex.Grid.from_config(sub), store=store, keys_S=keys_S,
-                    threshold=config.divergence_threshold, key_prefix="tinyptb/")
+  tuned = ex.tune_runs(config.ptb_runs, build, params_S, dict(windows),
+                       grid=ex.Grid.from_config(sub), store=store, keys_S=keys_S,
+                       data_per_seed=False, threshold=config.divergence_threshold,
+                       key_prefix="tinyptb/", drop_decided=DROP_DECIDED)
   runs = language_data.summary_entries(tuned, valid=True)
   for name, entry in runs.items():
     logging.info("%-24s lr %.3g  rarest group: train %.3f  valid %.3f", name,
