@@ -75,15 +75,6 @@ FULL_RUNS = ",".join(
 _STEPS = dict(num_seeds=2, log_every=10, refine_rounds=0, segment_steps=0, learning_rate=0.0)
 
 
-def _sub_config(binary_config, overrides, planning: bool):
-  """A sub-binary's resolved config; ``planning``: unchecked (`experiment.plan.preset_values`:
-  no data directory or memory check, the data directory taken as given)."""
-  if planning:
-    overrides = {k: v for k, v in overrides.items() if k != "data_dir"}
-    return ex.plan.preset_values(binary_config, overrides.pop("preset"), **overrides)
-  return binary_config.resolve(overrides)
-
-
 def cnn_config(config, planning: bool = False):
   """The `experiments.barcoded_mnist` config of the CNN task (MNIST+Barcoded only)."""
   overrides = {"preset": config.cnn_preset, "variants": barcoded_mnist.HEAVY_TAILED,
@@ -91,7 +82,7 @@ def cnn_config(config, planning: bool = False):
                "exponents": config.raw.cnn_exponents, "seed": config.seed}
   if config.cnn_num_steps:
     overrides["num_steps"] = config.cnn_num_steps
-  return _sub_config(barcoded_mnist.CONFIG, overrides, planning)
+  return ex.plan.resolve(barcoded_mnist.CONFIG, overrides, planning=planning)
 
 
 def transformer_config(config, planning: bool = False):
@@ -100,7 +91,7 @@ def transformer_config(config, planning: bool = False):
                "exponents": config.raw.transformer_exponents, "seed": config.seed}
   if config.transformer_num_steps:
     overrides["num_steps"] = config.transformer_num_steps
-  return _sub_config(transformer_ptb.CONFIG, overrides, planning)
+  return ex.plan.resolve(transformer_ptb.CONFIG, overrides, planning=planning)
 
 
 def _task_subset(text: str) -> tuple[str, ...]:

@@ -124,6 +124,16 @@ def preset_values(config: Config, preset: str, **overrides) -> Values:
   return unchecked.resolve({"preset": preset, **directories, **overrides})
 
 
+def resolve(config: Config, overrides: dict, *, planning: bool = False) -> Values:
+  """``config.resolve(overrides)`` (``overrides`` holds ``"preset"``), or with ``planning``
+  `preset_values` (unchecked; a ``data_dir`` override is dropped, the directory taken as
+  given): how a binary resolves another binary's config as its sub-config for both."""
+  if not planning:
+    return config.resolve(overrides)
+  overrides = {k: v for k, v in overrides.items() if k != "data_dir"}
+  return preset_values(config, overrides.pop("preset"), **overrides)
+
+
 def _bytes(tree) -> int:
   return int(sum(math.prod(x.shape) * jnp.dtype(x.dtype).itemsize
                  for x in jax.tree.leaves(tree)))
