@@ -66,8 +66,9 @@ def _remedies_lower_rare_valid(run):
 
 EXPERIMENT = Experiment(
     binary="long_tail_losses",
-    # measured: 8 min 29 s wall, 4 min 44 s user at load 5-7 (2 cores; digits + TinyPTB)
-    cpu_runs={"quick": 509.0},
+    # measured (2 cores, digits + TinyPTB, fresh workdir): 5 min 2 s wall, 4 min 23 s user at
+    # load 3.9-5.8 (b455992); 8 min 29 s wall, 4 min 44 s user at load 5-7 (04777f3)
+    cpu_runs={"quick": 302.0},
     paper_runs=("paper",),
     notes="embedded MNIST digits under the exponential profile (rho=100), linear model; "
           "TinyPTB next-token prediction, 1-layer transformer, validation loss per group",
