@@ -1,7 +1,7 @@
 """Cost of the per-block Lanczos (issue 23), as ratios to a baseline timed in the same run.
 
   python benchmarks/bench_curvature_spectra.py [--m 5] [--steps 32] [--probes 2] [--repeats 3]
-      [--blocks_at_once 1]
+      [--blocks_at_once 1] [--closed_form 1]
 
 1. Lanczos with k steps on one block (the whole head of the linear model, and
    one class row) vs k x one Hessian-vector product of the same block (target
@@ -12,6 +12,10 @@
    probes, so the ratio can be below 1).
 3. The same with ``blocks_at_once`` (--blocks_at_once, `spectra.map_blocks`: a
    lax.map over batches of blocks, for memory) vs all blocks at once.
+4. `curvature.head_blocks.head_block_spectra` (the closed-form class blocks, no
+   hvp: each Lanczos matvec O(n d)) vs `block_spectra` on hvps (part 2), the
+   same probes: the fast path's speed-up (the hvp path's time / the closed
+   form's is printed as "speed-up"; --closed_form 0 skips it).
 
 Each timing is the min and median over --repeats runs after a warm-up
 (compile) call; the k hvps of the baseline run inside one jitted lax.scan
@@ -26,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from imbalance_jax import curvature, data, models, train
-from imbalance_jax.curvature import spectra
+from imbalance_jax.curvature import head_blocks, spectra
 
 
 def timeit(fn, repeats):
@@ -54,6 +58,7 @@ def main():
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--all_blocks", type=int, default=1, help="0 skips parts 2 and 3")
   parser.add_argument("--blocks_at_once", type=int, default=1, help="part 3 (0 skips it)")
+  parser.add_argument("--closed_form", type=int, default=1, help="part 4 (0 skips it)")
   args = parser.parse_args()
 
   ds = data.heavy_tailed_labels(jax.random.key(0), args.m)
@@ -104,6 +109,18 @@ def main():
   t_all = (t_hvps[0] * c * kp, t_hvps[1] * c * kp)
   report(f"block_spectra, {c} class blocks x {kp} probes x {k} steps / {c * kp * k} x one hvp",
          t_block, t_all)
+  if args.closed_form:
+    hc = head_blocks.head_curvature(model.apply(params, ds.x), ds.x, bias=True)
+    closed = jax.jit(lambda h: head_blocks.head_block_spectra(
+        h, key=jax.random.key(3), num_probes=kp, num_steps=k))
+    t_closed = timeit(lambda: closed(hc), args.repeats)
+    nodes = np.asarray(block(head).nodes)
+    print(f"  closed form vs hvp path: max |top Ritz value difference| / top = "
+          f"{np.max(np.abs(np.asarray(closed(hc).nodes) - nodes)[..., -1]) / nodes.max():.1e}")
+    report(f"head_block_spectra (closed form), {c} blocks / block_spectra on hvps", t_closed,
+           t_block)
+    print(f"  speed-up of the closed form: {t_block[0] / t_closed[0]:.1f}x "
+          f"(median {t_block[1] / t_closed[1]:.1f}x)")
   if not args.blocks_at_once:
     return
   batched = jax.jit(lambda p: spectra.block_spectra(

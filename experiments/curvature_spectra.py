@@ -34,7 +34,10 @@ barcoded images, with the CNN of curvature_cnn's quick preset, 32 TinyPTB window
 width 16; a coarse grid; records at the first and last step, 2 SLQ probes);
 ``paper`` (the papers' sizes: m=11, 10-bit barcodes and the paper's CNN on
 MNIST, TinyPTB at width 1,200, paper H's grid; GPU-scale; the blocks' measures one
-block at a time, ``--config.blocks_at_once=1``, for the 2,047 class blocks at m=11).
+block at a time, ``--config.blocks_at_once=1``, for the 2,047 class blocks at m=11,
+and the linear model's class blocks in closed form, ``--config.head_blocks=closed_form``:
+`curvature.head_blocks`, block matvecs in ``O(n d)`` instead of Hessian-vector products
+of ``O(n d C)``; the quick preset keeps ``hvp``, the same measures up to rounding).
 
   python -m experiments.curvature_spectra --workdir /tmp/spectra
   python -m experiments.curvature_spectra --workdir /tmp/spectra_p --config.preset=paper \
@@ -49,7 +52,7 @@ from absl import logging
 
 from experiments import language_data
 from imbalance_jax import curvature, data, experiment as ex, models, plotting, train
-from imbalance_jax.curvature import study
+from imbalance_jax.curvature import head_blocks, study
 from imbalance_jax.experiment import fields
 from imbalance_jax.models.cnn import SmallCNN, check_pooled_layers
 
@@ -85,7 +88,8 @@ def _at_once(config, num_blocks: int) -> int:
 
 
 def _task_bytes(config, *, steps: int, examples: int, per_example: int, data: int,
-                params: int, blocks: int, block_params: int) -> int:
+                params: int, blocks: int, block_params: int,
+                measures: int | None = None) -> int:
   """Rough peak memory of one task (Python ints: absurd sizes cannot overflow).
 
   The larger of the step-size sweep (``members`` = the grid's step sizes trained at
@@ -97,18 +101,43 @@ def _task_bytes(config, *, steps: int, examples: int, per_example: int, data: in
   tangent and an output of all the ``params`` and the activations and their tangents,
   ``3 per_example`` per example, and the Lanczos bases, ``num_probes (lanczos_steps + 1)``
   vectors of the ``block_params`` coordinates of those blocks), plus the ``data``.
+  ``measures`` (floats) replaces that count of the measures (the closed-form class
+  blocks, `_closed_form_bytes`).
   """
   members = 1 if config.learning_rate > 0 else len(config.exponents)
   groups = min(config.num_groups, examples)  # frequency_groups never makes more than classes
   sweep = members * (4 * params + 3 * examples * per_example + steps * (1 + groups))
   hvps = max(config.num_probes, config.frobenius_probes, config.one_one_columns)
-  measures = (blocks * hvps * (3 * examples * per_example + 2 * params)
-              + config.num_probes * (config.lanczos_steps + 1) * block_params)
+  if measures is None:
+    measures = (blocks * hvps * (3 * examples * per_example + 2 * params)
+                + config.num_probes * (config.lanczos_steps + 1) * block_params)
   return ex.float_bytes() * (data + max(sweep, measures))
 
 
+def _closed_form_bytes(config, *, examples: int, dim: int, classes: int, blocks: int) -> int:
+  """Rough peak memory of the closed-form class-block measures (`curvature.head_blocks`),
+  in floats, without the data: the logits and probabilities ``2 N C``, and per block at
+  once the Lanczos probes (``2 N + n_b`` per matvec, bases ``(m + 1) n_b``), the (1,1)
+  columns (``2 N + 2 n_b`` each) and the Frobenius column products (``2 (N + n_b) C`` per
+  probe), summed (an upper bound: the three run one after the other)."""
+  n_b = dim + 1
+  per_block = (config.num_probes * (2 * examples + n_b + (config.lanczos_steps + 1) * n_b)
+               + config.one_one_columns * (2 * examples + 2 * n_b)
+               + config.frobenius_probes * 2 * (examples + n_b) * classes)
+  return 2 * examples * classes + blocks * per_block
+
+
+def _js_floats(num_blocks: int) -> int:
+  """The block heterogeneity's pairwise Jensen-Shannon terms (`curvature.heterogeneity.
+  js_distances`): two arrays ``[B, B, G]`` on the default grid of ``G = 512`` points
+  (8 GiB each in float32 at ``B = 2,047``, what XLA holds: 16.0 GiB of temporaries at
+  m = 11 with closed-form blocks; counted with the data, as they are held beside
+  either part)."""
+  return 2 * num_blocks**2 * 512
+
+
 _MEASURE_FIELDS = ("num_probes", "lanczos_steps", "one_one_columns", "frobenius_probes",
-                   "blocks_at_once")
+                   "blocks_at_once", "head_blocks")
 
 
 def check_memory(config) -> None:
@@ -119,21 +148,26 @@ def check_memory(config) -> None:
   # class blocks (d + 1 coordinates each) are one size group.
   n, d, c = config.m * 2**config.m, (config.m + 1) * 2**config.m, 2**config.m - 1
   blocks = _at_once(config, c)
+  closed_form = config.head_blocks == "closed_form"
   ex.check_memory(
-      _task_bytes(config, steps=config.linear_steps, examples=n, per_example=c, data=n * d,
-                  params=c * (d + 1), blocks=blocks, block_params=blocks * (d + 1)),
+      _task_bytes(config, steps=config.linear_steps, examples=n, per_example=c,
+                  data=n * d + _js_floats(c), params=c * (d + 1), blocks=blocks,
+                  block_params=blocks * (d + 1),
+                  measures=_closed_form_bytes(config, examples=n, dim=d, classes=c,
+                                              blocks=blocks) if closed_form else None),
       what=f"the linear task at config.m={config.m} (n={n}, d={d}) over "
            f"config.linear_steps={config.linear_steps} with {measures}",
       lower=f"config.m, config.linear_steps, {lower}")
   # class sweep at its largest m: the Frobenius probes of the class blocks at init.
   top = max(config.sweep_m)
   n, d, c = top * 2**top, (top + 1) * 2**top, 2**top - 1
+  per_probe = 2 * (n + d + 1) * c if closed_form else 3 * n * c + 2 * c * (d + 1)
   ex.check_memory(
-      ex.float_bytes() * (n * d + _at_once(config, c) * config.frobenius_probes
-                          * (3 * n * c + 2 * c * (d + 1))),
+      ex.float_bytes() * (n * d + (2 * n * c if closed_form else 0)
+                          + _at_once(config, c) * config.frobenius_probes * per_probe),
       what=f"the class sweep at m={top} of config.sweep_m={config.raw.sweep_m} (n={n}, d={d}) "
            f"with config.frobenius_probes={config.frobenius_probes}, config.blocks_at_once="
-           f"{config.blocks_at_once}",
+           f"{config.blocks_at_once}, config.head_blocks={config.head_blocks}",
       lower="config.sweep_m, config.frobenius_probes, config.blocks_at_once")
   # CNN: every conv layer's output before and after pooling, and the logits.
   _, _, images = _cnn_sizes(config)
@@ -227,10 +261,11 @@ CONFIG = ex.Config(
                       d_model=16, mlp_dim=16, linear_steps=200, cnn_steps=100,
                       transformer_steps=100, log_every=10, num_records=1,
                       exponents="-3,-2,-1,0,1", refine_rounds=0),
-        # blocks_at_once=1: the linear task's 2,047 class blocks one at a time (~59 GiB by
-        # check_memory; all at once ~114 TiB).
+        # blocks_at_once=1: the linear task's 2,047 class blocks one at a time (with
+        # head_blocks="hvp" ~59 GiB by check_memory, all at once ~114 TiB);
+        # head_blocks="closed_form": no hvps of the class blocks (docs/curvature.md).
         "paper": dict(num_probes=16, lanczos_steps=64, top_k=5, one_one_columns=64,
-                      frobenius_probes=4, blocks_at_once=1, m=11,
+                      frobenius_probes=4, blocks_at_once=1, head_blocks="closed_form", m=11,
                       sweep_m="3,4,5,6,7,8,9,10,11", num_bits=10,
                       copies=5, plain_per_digit=0, cnn_features="32,100", kernel_size=5,
                       num_windows=0, d_model=1200, mlp_dim=1200, linear_steps=1000,
@@ -273,6 +308,10 @@ CONFIG = ex.Config(
         blocks_at_once=fields.Int(minimum=0, default=0, help="blocks of one size whose "
                                   "measures are computed at once (0: all; lower it to fit "
                                   "memory, the same measures up to rounding)"),
+        head_blocks=fields.Choice(choices=("hvp", "closed_form"), default="hvp",
+                                  help="the linear task's class blocks (and the class sweep): "
+                                  "Hessian-vector products, or the softmax head's closed form "
+                                  "(curvature.head_blocks; the same measures up to rounding)"),
         num_groups=fields.Int(minimum=1, default=10, help="frequency groups (linear, "
                               "transformer; the CNN has plain vs barcoded)"),
         divergence_threshold=fields.DivergenceThreshold(),
@@ -280,16 +319,22 @@ CONFIG = ex.Config(
     validate=validate)
 
 
-def _measures_fn(config, loss_fn, measure_data, partition: str, key):
+def _measures_fn(config, loss_fn, measure_data, partition: str, key, head_inputs=None):
   """``params -> measures``: `curvature.spectral_curvature_metrics` of ``loss_fn(params,
   measure_data)`` (class blocks: of the ``head`` layer; weight blocks: of the whole model).
-  The data are an argument of the jitted function, not a constant XLA would fold."""
+  The data are an argument of the jitted function, not a constant XLA would fold.
+  ``head_inputs(params, data) -> (logits, features)``: the closed-form class blocks
+  (``config.head_blocks="closed_form"``, class partition only)."""
+  closed_form = config.head_blocks == "closed_form" and partition == "class"
+  if closed_form and head_inputs is None:
+    raise ValueError("config.head_blocks='closed_form' needs the task's head inputs")
   metrics_fn = curvature.spectral_curvature_metrics(
       lambda p, d: (loss_fn(p, d), {}), key=key, partition=partition,
       layer="head" if partition == "class" else None,
       num_probes=config.num_probes, num_steps=config.lanczos_steps, top_k=config.top_k,
       frobenius_probes=config.frobenius_probes, one_one_columns=config.one_one_columns,
-      blocks_at_once=config.blocks_at_once or None)
+      blocks_at_once=config.blocks_at_once or None,
+      head_inputs_fn=head_inputs if closed_form else None)
   measures = jax.jit(lambda p, d: metrics_fn(p, None, {"loss": loss_fn(p, d)}, d))
   return lambda p: measures(p, measure_data)
 
@@ -304,6 +349,7 @@ def _linear_task(config, key):
   return dict(apply=model.apply, params=params, data=ds, counts=ds.class_counts,
               groups=groups, stateful=False, partition="class",
               loss_fn=lambda p, d: objective(p, d)[0], measure_data=ds,
+              head_inputs=lambda p, d: (model.apply(p, d.x), d.x),  # the plain mean loss
               info={"m": config.m, "num_examples": int(ds.x.shape[0]),
                     "num_classes": ds.num_classes, "dim": int(ds.x.shape[1])})
 
@@ -364,7 +410,7 @@ def _study_task(config, name, task, key, store):
                        data_per_seed=not task["stateful"],
                        threshold=config.divergence_threshold)
   measures_fn = _measures_fn(config, task["loss_fn"], task["measure_data"], task["partition"],
-                             key)
+                             key, task.get("head_inputs"))
   summary, records = tuned.summaries(), {}
   for spec in config.runs:
     began = time.perf_counter()
@@ -395,10 +441,17 @@ def class_sweep(config, key) -> dict:
     head = model.init(init_key, ds.x[:1])["params"]["head"]
     objective = train.classification_objective(model.apply)
     ids, names = curvature.block_partition(head, "class")
-    mass = jax.jit(lambda h, d, ids=ids, n=len(names): curvature.block_frobenius_mass(
-        lambda w: objective({"params": {"head": w}}, d)[0], h, ids, num_blocks=n,
-        key=probe_key, num_probes=config.frobenius_probes,
-        blocks_at_once=config.blocks_at_once or None))(head, ds)
+    if config.head_blocks == "closed_form":
+      mass = jax.jit(lambda h, d: head_blocks.head_frobenius_mass(
+          head_blocks.head_curvature(model.apply({"params": {"head": h}}, d.x), d.x,
+                                     bias="bias" in h),
+          key=probe_key, num_probes=config.frobenius_probes,
+          blocks_at_once=config.blocks_at_once or None))(head, ds)
+    else:
+      mass = jax.jit(lambda h, d, ids=ids, n=len(names): curvature.block_frobenius_mass(
+          lambda w: objective({"params": {"head": w}}, d)[0], h, ids, num_blocks=n,
+          key=probe_key, num_probes=config.frobenius_probes,
+          blocks_at_once=config.blocks_at_once or None))(head, ds)
     shares.append(float(curvature.offdiag_share(mass)))
     num_classes.append(ds.num_classes)
   return {"m": list(config.sweep_m), "num_classes": num_classes, "offdiag_share": shares}
