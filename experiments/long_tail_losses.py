@@ -107,14 +107,15 @@ def drw_step(config, num_steps: int | None = None) -> int:
   return int(round(config.drw_fraction * (num_steps or config.num_steps)))
 
 
-def ptb_config(config):
-  """The `experiments.transformer_ptb` config of the TinyPTB task (validation recorded)."""
+def ptb_config(config, planning: bool = False):
+  """The `experiments.transformer_ptb` config of the TinyPTB task (validation recorded;
+  ``planning``: unchecked, `experiment.plan.resolve`)."""
   overrides = {"preset": config.ptb_preset, "runs": "gd", "valid": True, "seed": config.seed,
                "exponents": config.raw.ptb_exponents}
   for name in ("num_steps", "num_windows", "seq_len", "log_every"):
     if config[f"ptb_{name}"]:
       overrides[name] = config[f"ptb_{name}"]
-  return transformer_ptb.CONFIG.resolve(overrides)
+  return ex.plan.resolve(transformer_ptb.CONFIG, overrides, planning=planning)
 
 
 def loss_params(config) -> dict:
@@ -382,6 +383,42 @@ def ptb_task(config, store):
              "valid_top_class_share": float(valid_counts.max() / valid_counts.sum()),
              "classes_without_training_target": int(np.sum(counts == 0))}
   return runs, figures, list(tuned.records(task="tinyptb")), dataset
+
+
+def plan_steps(config) -> list[ex.plan.StepPlan]:
+  """Both tasks' sweeps on abstract shapes (`experiment.plan`): every run of a task in one
+  program's cost (the remedies and optimizers change only the loss and elementwise updates).
+  Digits: the exponential profile's counts, and the test split (10,000 with ``data_dir``,
+  else the embedded 1,000); TinyPTB: `transformer_ptb.abstract_windows` of the sub-config."""
+  steps = []
+  if TASK in config.tasks and config.runs:
+    c, side = 10, 28 * 28
+    counts = data.exponential_counts(c, config.max_per_class, config.ratio)
+    splits = {"train": ex.plan.abstract_dataset(int(counts.sum()), (side,), c),
+              "test": ex.plan.abstract_dataset(10_000 if config.data_dir else 1_000, (side,), c)}
+    model = (models.LinearSoftmax(c) if not config.hidden
+             else models.MLP(c, hidden=(config.hidden,)))
+    groups = data.frequency_groups(counts, config.num_groups)
+    build = builder(model.apply, config, digits_metrics(counts, groups, config))
+    steps.append(ex.plan.StepPlan(f"{TASK}: all runs", build(config.runs[0]),
+                                  ex.plan.init_shapes(model.init, splits["train"].x), splits,
+                                  num_runs=len(config.runs), num_seeds=config.num_seeds,
+                                  grid=ex.Grid.from_config(config)))
+  if "tinyptb" in config.tasks and config.ptb_runs:
+    sub = ptb_config(config, planning=True)
+    windows = transformer_ptb.abstract_windows(sub)
+    c = windows["train"].num_classes
+    model = models.make_transformer(sub.model, c, **transformer_ptb.model_fields(sub))
+    build = builder(model.apply, config,
+                    metrics.classification_metrics(ex.plan.spread_groups(c, sub.num_groups)),
+                    num_steps=sub.num_steps, log_every=sub.log_every, stateful=True,
+                    batching=transformer_ptb.batching(sub),
+                    record_train_mode=sub.record_mode == "train")
+    steps.append(ex.plan.StepPlan("tinyptb: all runs", build(config.ptb_runs[0]),
+                                  ex.plan.init_shapes(model.init, windows["train"].x), windows,
+                                  num_runs=len(config.ptb_runs), num_seeds=sub.num_seeds,
+                                  grid=ex.Grid.from_config(sub)))
+  return steps
 
 
 def run(config, workdir: str) -> dict:
