@@ -41,7 +41,8 @@ from imbalance_jax.train.checkpoint import set_aside
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for every run and the report.")
 _SCALE = flags.DEFINE_enum("scale", "cpu", ["cpu", "paper"],
-                           "cpu: the quick presets (about 30 min on 2 cores); paper: the "
+                           "cpu: the quick presets (their measured times add up to about 75 min; "
+                           "about 40 min with --jobs=2 on 2 cores); paper: the "
                            "papers' scale (GPU).")
 _ONLY = flags.DEFINE_list("only", [], "Run only these binaries (default: all).")
 _SKIP = flags.DEFINE_list("skip", [], "Binaries not to run.")
