@@ -89,7 +89,7 @@ def _at_once(config, num_blocks: int) -> int:
 
 def _task_bytes(config, *, steps: int, examples: int, per_example: int, data: int,
                 params: int, blocks: int, block_params: int,
-                measures: int | None = None) -> int:
+                measures: int | None = None, chunk: int | None = None) -> int:
   """Rough peak memory of one task (Python ints: absurd sizes cannot overflow).
 
   The larger of the step-size sweep (``members`` = the grid's step sizes trained at
@@ -102,14 +102,16 @@ def _task_bytes(config, *, steps: int, examples: int, per_example: int, data: in
   ``3 per_example`` per example, and the Lanczos bases, ``num_probes (lanczos_steps + 1)``
   vectors of the ``block_params`` coordinates of those blocks), plus the ``data``.
   ``measures`` (floats) replaces that count of the measures (the closed-form class
-  blocks, `_closed_form_bytes`).
+  blocks, `_closed_form_bytes`). ``chunk``: the examples the hvps hold at once
+  (``config.chunk_size``, `curvature.chunked_loss`); ``None``: all of them.
   """
   members = 1 if config.learning_rate > 0 else len(config.exponents)
   groups = min(config.num_groups, examples)  # frequency_groups never makes more than classes
   sweep = members * (4 * params + 3 * examples * per_example + steps * (1 + groups))
   hvps = max(config.num_probes, config.frobenius_probes, config.one_one_columns)
   if measures is None:
-    measures = (blocks * hvps * (3 * examples * per_example + 2 * params)
+    held = examples if chunk is None else min(chunk, examples)
+    measures = (blocks * hvps * (3 * held * per_example + 2 * params)
                 + config.num_probes * (config.lanczos_steps + 1) * block_params)
   return ex.float_bytes() * (data + max(sweep, measures))
 
@@ -137,7 +139,7 @@ def _js_floats(num_blocks: int) -> int:
 
 
 _MEASURE_FIELDS = ("num_probes", "lanczos_steps", "one_one_columns", "frobenius_probes",
-                   "blocks_at_once", "head_blocks")
+                   "blocks_at_once", "head_blocks", "chunk_size")
 
 
 def check_memory(config) -> None:
@@ -152,7 +154,7 @@ def check_memory(config) -> None:
   ex.check_memory(
       _task_bytes(config, steps=config.linear_steps, examples=n, per_example=c,
                   data=n * d + _js_floats(c), params=c * (d + 1), blocks=blocks,
-                  block_params=blocks * (d + 1),
+                  block_params=blocks * (d + 1), chunk=config.chunk_size or None,
                   measures=_closed_form_bytes(config, examples=n, dim=d, classes=c,
                                               blocks=blocks) if closed_form else None),
       what=f"the linear task at config.m={config.m} (n={n}, d={d}) over "
@@ -184,7 +186,8 @@ def check_memory(config) -> None:
   ex.check_memory(
       _task_bytes(config, steps=config.cnn_steps, examples=images, per_example=activations,
                   data=images * IMAGE_SIZE**2, params=params,
-                  blocks=_at_once(config, len(config.cnn_features) + 1), block_params=params),
+                  blocks=_at_once(config, len(config.cnn_features) + 1), block_params=params,
+                  chunk=config.chunk_size or None),
       what=f"the CNN task at config.num_bits={config.num_bits}, config.copies={config.copies}, "
            f"config.plain_per_digit={config.plain_per_digit} ({images} images), "
            f"config.cnn_features={config.raw.cnn_features}, config.kernel_size="
@@ -204,7 +207,8 @@ def check_memory(config) -> None:
       _task_bytes(config, steps=config.transformer_steps, examples=windows * seq,
                   per_example=3 * vocab + 20 * dim + 2 * mlp + 3 * config.num_heads * seq,
                   data=2 * windows * seq, params=params, blocks=_at_once(config, group),
-                  block_params=params),
+                  block_params=params,
+                  chunk=config.chunk_size * seq if config.chunk_size else None),
       what=f"the transformer task at config.d_model={dim}, config.mlp_dim={mlp}, "
            f"config.num_heads={config.num_heads}, config.seq_len={seq}, config.num_windows="
            f"{config.num_windows} ({windows} windows) over config.transformer_steps="
@@ -312,6 +316,9 @@ CONFIG = ex.Config(
                                   help="the linear task's class blocks (and the class sweep): "
                                   "Hessian-vector products, or the softmax head's closed form "
                                   "(curvature.head_blocks; the same measures up to rounding)"),
+        chunk_size=fields.Int(minimum=0, default=0, help="the measures' hvps summed over "
+                              "chunks of this many examples (windows for the transformer; "
+                              "0: one pass; the same measures up to rounding)"),
         num_groups=fields.Int(minimum=1, default=10, help="frequency groups (linear, "
                               "transformer; the CNN has plain vs barcoded)"),
         divergence_threshold=fields.DivergenceThreshold(),
@@ -334,7 +341,8 @@ def _measures_fn(config, loss_fn, measure_data, partition: str, key, head_inputs
       num_probes=config.num_probes, num_steps=config.lanczos_steps, top_k=config.top_k,
       frobenius_probes=config.frobenius_probes, one_one_columns=config.one_one_columns,
       blocks_at_once=config.blocks_at_once or None,
-      head_inputs_fn=head_inputs if closed_form else None)
+      head_inputs_fn=head_inputs if closed_form else None,
+      chunk_size=config.chunk_size or None)
   measures = jax.jit(lambda p, d: metrics_fn(p, None, {"loss": loss_fn(p, d)}, d))
   return lambda p: measures(p, measure_data)
 

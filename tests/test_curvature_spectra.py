@@ -368,7 +368,7 @@ def test_blocks_at_once_gives_the_all_at_once_measures(x64):
                           blocks_at_once=0)
 
 
-def _head_problem(bias, n=30, d=5, c=4):
+def _softmax_head_problem(bias, n=30, d=5, c=4):
   kx, ky, kp = jax.random.split(jax.random.key(50), 3)
   x = jax.random.normal(kx, (n, d), jnp.float64)
   y = jax.random.randint(ky, (n,), 0, c)
@@ -387,7 +387,7 @@ def _head_problem(bias, n=30, d=5, c=4):
 def test_closed_form_head_blocks_match_dense_hessian(x64, bias):
   from imbalance_jax.curvature import head_blocks as hb
   from imbalance_jax.curvature.hvp import restrict_to_layer
-  params, objective, head_inputs, data_ = _head_problem(bias)
+  params, objective, head_inputs, data_ = _softmax_head_problem(bias)
   loss, head = restrict_to_layer(lambda p: objective(p, data_)[0], params, "head")
   ids, names = spectra.block_partition(head, "class")
   blocks, dense, idx = _dense_blocks(loss, head, ids, len(names))
@@ -447,3 +447,25 @@ def test_closed_form_head_blocks_refuse_what_they_do_not_support():
   with pytest.raises(ValueError, match="num_steps"):
     hb.head_block_spectra(hb.head_curvature(jnp.zeros((4, 2)), jnp.zeros((4, 3))),
                           key=jax.random.key(0), num_probes=1, num_steps=5)
+
+
+def test_chunked_loss_gives_the_one_pass_hvps(x64):
+  # The MLP on 24 examples: chunks of 5 (a scan of 4 and a remainder of 4) and of 8 (no
+  # remainder); float64 hvps equal to the one pass to 1e-12 (100 >= n is the one pass).
+  from imbalance_jax.curvature.hvp import chunked_loss, hvp
+  ds = data.heavy_tailed_labels(jax.random.key(60), m=3)
+  ds = ds.replace(x=ds.x.astype(jnp.float64))
+  model = MLP(num_classes=ds.num_classes, hidden=(4,), param_dtype=jnp.float64)
+  params = model.init(jax.random.key(61), ds.x)
+  objective = train.classification_objective(model.apply)
+  tangent = jax.tree.map(lambda v: jax.random.normal(jax.random.key(62), v.shape, v.dtype),
+                         params)
+  one_pass = ravel_pytree(hvp(lambda p: objective(p, ds)[0], params, tangent))[0]
+  products = jax.jit(lambda p, t: [ravel_pytree(hvp(chunked_loss(objective, ds, size), p, t))[0]
+                                   for size in (5, 8)])(params, tangent)
+  assert float(jnp.max(jnp.abs(one_pass))) > 1e-3
+  for got in products:
+    np.testing.assert_allclose(got, one_pass, rtol=1e-12, atol=1e-14)
+  assert float(chunked_loss(objective, ds, 100)(params)) == float(objective(params, ds)[0])
+  with pytest.raises(ValueError, match="chunk_size"):
+    chunked_loss(objective, ds, 0)

@@ -18,7 +18,7 @@ from imbalance_jax.curvature.hutchinson import (BlockTraceEstimate, dense_block_
 from imbalance_jax.curvature.heterogeneity import (block_frobenius_mass, block_heterogeneity,
                                                    block_one_one_norms, offdiag_share,
                                                    spectral_curvature_metrics)
-from imbalance_jax.curvature.hvp import hvp, replace_layer, restrict_to_layer
+from imbalance_jax.curvature.hvp import chunked_loss, hvp, replace_layer, restrict_to_layer
 from imbalance_jax.curvature.linear_exact import (linear_block_trace_matrix, linear_block_traces,
                                                   linear_hessian_entries)
 from imbalance_jax.curvature.prop2 import (DataMoments, class_true_probability, data_moments,
@@ -31,7 +31,8 @@ __all__ = [
     "block_frobenius_mass", "block_heterogeneity", "block_one_one_norms", "block_partition",
     "block_spectra", "density_moments", "offdiag_share", "spectral_curvature_metrics",
     "top_eigenvalues",
-    "class_true_probability", "data_moments", "dense_block_ids", "diag_to_offdiag_ratio",
+    "chunked_loss", "class_true_probability", "data_moments", "dense_block_ids",
+    "diag_to_offdiag_ratio",
     "hutchinson_block_traces", "hutchinson_block_traces_naive", "hutchinson_curvature_metrics",
     "hvp", "linear_block_trace_matrix", "linear_block_traces", "linear_curvature_metrics",
     "linear_hessian_entries", "log10_magnitude", "prop2_at_init", "prop2_training",

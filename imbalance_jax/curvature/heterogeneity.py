@@ -36,7 +36,7 @@ from jax.flatten_util import ravel_pytree
 
 from imbalance_jax import _checks
 from imbalance_jax.curvature import head_blocks
-from imbalance_jax.curvature.hvp import hvp, restrict_to_layer
+from imbalance_jax.curvature.hvp import chunked_loss, hvp, restrict_to_layer
 from imbalance_jax.curvature.spectra import (PARTITIONS, block_indices, block_partition,
                                              block_spectra, check_blocks_at_once,
                                              density_moments, flat_block_ids, map_blocks,
@@ -308,7 +308,7 @@ def spectral_curvature_metrics(objective_fn: Callable[[Any, Any], tuple[jax.Arra
                                relative_sigma: float = 0.01,
                                blocks_at_once: int | None = None,
                                head_inputs_fn: Callable[[Any, Any], tuple[jax.Array, jax.Array]]
-                               | None = None
+                               | None = None, chunk_size: int | None = None
                                ) -> Callable[..., dict[str, jax.Array]]:
   """``metrics_fn`` for `imbalance_jax.train.make_train` recording the block-structure measures.
 
@@ -340,6 +340,12 @@ def spectral_curvature_metrics(objective_fn: Callable[[Any, Any], tuple[jax.Arra
   (nothing else can be checked here: a reweighted or other loss would give wrong
   blocks).
 
+  ``chunk_size``: the hvps sum over chunks of ``chunk_size`` examples of ``data``
+  (`imbalance_jax.curvature.chunked_loss`: a checkpointed ``lax.scan``, weights
+  ``chunk examples / n``; ``objective_fn`` must be a mean over the examples), so that
+  they hold one chunk's activations at a time; the same measures up to rounding.
+  ``None``: one pass.
+
   Example:
     >>> from imbalance_jax import data, models, optim, train
     >>> ds = data.heavy_tailed_labels(jax.random.key(0), m=3)  # 7 classes, d = 32
@@ -364,12 +370,14 @@ def spectral_curvature_metrics(objective_fn: Callable[[Any, Any], tuple[jax.Arra
   if head_inputs_fn is not None and (partition != "class" or layer is None):
     raise ValueError("head_inputs_fn (the closed-form head blocks) needs partition='class' "
                      f"on a Dense layer, got partition={partition!r}, layer={layer!r}")
+  if chunk_size is not None:
+    _checks.check_int("chunk_size", chunk_size, minimum=1)
   k_spec, k_frob, k_one = jax.random.split(key, 3)
 
   def metrics_fn(params, grads, aux, data) -> dict[str, jax.Array]:
     del grads
     full_params = params
-    loss_fn = lambda p: objective_fn(p, data)[0]  # noqa: E731
+    loss_fn = chunked_loss(objective_fn, data, chunk_size)
     if layer is not None:
       loss_fn, params = restrict_to_layer(loss_fn, params, layer)
     block_ids, names = block_partition(params, partition)

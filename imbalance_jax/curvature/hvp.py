@@ -86,3 +86,53 @@ def restrict_to_layer(loss_fn: Callable[[Any], jax.Array], params: Any,
   for key in path:
     node = node[key]
   return (lambda layer_params: loss_fn(replace_layer(params, layer, layer_params))), node
+
+
+def chunked_loss(objective_fn: Callable[[Any, Any], Any], data: Any,
+                 chunk_size: int | None) -> Callable[[Any], jax.Array]:
+  """``params -> loss`` of ``objective_fn(params, data)`` summed over chunks of the data.
+
+  ``objective_fn(params, batch)`` returns the mean loss over ``batch``'s examples (or a
+  tuple whose first entry is it, as `imbalance_jax.train.classification_objective`);
+  the chunks (`imbalance_jax.train.batching.chunked`: ``chunk_size`` examples, the last
+  ``n % chunk_size`` as one remainder chunk) are weighted by ``chunk examples / n``, so
+  the loss, its gradient and its Hessian-vector products (`hvp`) are those of the
+  whole data up to rounding. The chunks run in a ``lax.scan`` whose body is
+  ``jax.checkpoint``-ed: the gradient (and so the hvp) holds one chunk's activations at
+  a time instead of every example's. ``None`` (or ``>= n``): one pass.
+
+  Example:
+    >>> from imbalance_jax import data as data_lib
+    >>> ds = data_lib.heavy_tailed_labels(jax.random.key(0), m=3)  # 24 examples
+    >>> mse = lambda w, d: jnp.mean((d.x @ w) ** 2)
+    >>> w = jnp.ones(ds.x.shape[1])
+    >>> bool(jnp.allclose(chunked_loss(mse, ds, 5)(w), mse(w, ds), rtol=1e-5))
+    True
+  """
+  from imbalance_jax.train import batching  # noqa: PLC0415 (train imports the curvature)
+
+  def mean_loss(params, batch):
+    out = objective_fn(params, batch)
+    return out[0] if isinstance(out, tuple) else out
+
+  if chunk_size is None:
+    return lambda params: mean_loss(params, data)
+  if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+    raise ValueError(f"chunk_size must be None or an int >= 1, got {chunk_size!r}")
+  n = batching.num_examples(data)
+  if chunk_size >= n:
+    return lambda params: mean_loss(params, data)
+  main, remainder = batching.chunked(data, chunk_size)
+
+  def loss(params):
+    total = 0.0
+    if main is not None:
+      @jax.checkpoint
+      def body(carry, xy):
+        return carry + mean_loss(params, main.replace(x=xy[0], y=xy[1])) * (chunk_size / n), None
+      total = jax.lax.scan(body, jax.numpy.zeros((), jax.numpy.result_type(float)),
+                           (main.x, main.y))[0]
+    if remainder is not None:
+      total = total + mean_loss(params, remainder) * (remainder.y.shape[0] / n)
+    return total
+  return loss
