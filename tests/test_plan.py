@@ -136,3 +136,12 @@ def test_catalogue_plan_lowers_each_costlier_optimizer_on_its_own():
                                                     ("linear: muon+m", 1)]
   gd, muon = (plan.measure(s, memory=False).step_flops for s in steps)
   assert muon > 1.2 * gd
+
+
+def test_every_binary_is_lowered_or_says_why_not():
+  """Every registered binary gives the plan its steps (`plan_steps`) or, training no network,
+  a `plan_note`: no paper preset is left out of the plan's hours unexplained."""
+  from experiments import claims
+  for binary in claims.BINARIES:
+    module = claims.binary_module(binary)
+    assert hasattr(module, "plan_steps") != hasattr(module, "plan_note"), binary
