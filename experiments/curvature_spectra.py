@@ -37,7 +37,9 @@ MNIST, TinyPTB at width 1,200, paper H's grid; GPU-scale; the blocks' measures o
 block at a time, ``--config.blocks_at_once=1``, for the 2,047 class blocks at m=11,
 and the linear model's class blocks in closed form, ``--config.head_blocks=closed_form``:
 `curvature.head_blocks`, block matvecs in ``O(n d)`` instead of Hessian-vector products
-of ``O(n d C)``; the quick preset keeps ``hvp``, the same measures up to rounding).
+of ``O(n d C)``; the quick preset keeps ``hvp``, the same measures up to rounding;
+the training steps and hvps over chunks of 128 examples, ``--config.chunk_size``, and
+6 SLQ probes of 48 Lanczos steps: each task within one 80 GB GPU, docs/curvature.md).
 
   python -m experiments.curvature_spectra --workdir /tmp/spectra
   python -m experiments.curvature_spectra --workdir /tmp/spectra_p --config.preset=paper \
