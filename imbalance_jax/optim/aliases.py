@@ -25,33 +25,25 @@ from imbalance_jax.optim.transforms import normalize_by_global_norm
 ScalarOrSchedule = optax.ScalarOrSchedule
 
 
-def _with_momentum(direction: optax.GradientTransformation, learning_rate: ScalarOrSchedule,
-                   momentum: float) -> optax.GradientTransformation:
-  _checks.check_positive("learning_rate", learning_rate)
-  momentum = _checks.check_fraction("momentum", momentum)
-  heavy_ball = optax.trace(decay=momentum) if momentum else optax.identity()
-  return optax.chain(direction, heavy_ball, optax.scale_by_learning_rate(learning_rate))
-
-
 def gd(learning_rate: ScalarOrSchedule, momentum: float = 0.0) -> optax.GradientTransformation:
   """Gradient descent with heavy-ball momentum: d_t = g_t.
 
   Example:
     >>> opt = gd(0.1, momentum=0.9)
   """
-  return _with_momentum(optax.identity(), learning_rate, momentum)
+  return blocks.heavy_ball(optax.identity(), learning_rate, momentum)
 
 
 def normalized_gd(learning_rate: ScalarOrSchedule,
                   momentum: float = 0.0) -> optax.GradientTransformation:
   """Normalized GD: d_t = g_t / ||g_t||_2, the norm over the whole parameter pytree."""
-  return _with_momentum(normalize_by_global_norm(), learning_rate, momentum)
+  return blocks.heavy_ball(normalize_by_global_norm(), learning_rate, momentum)
 
 
 def sign_descent(learning_rate: ScalarOrSchedule,
                  momentum: float = 0.0) -> optax.GradientTransformation:
   """Sign descent: d_t = sign(g_t), elementwise."""
-  return _with_momentum(optax.scale_by_sign(), learning_rate, momentum)
+  return blocks.heavy_ball(optax.scale_by_sign(), learning_rate, momentum)
 
 
 def adam(learning_rate: ScalarOrSchedule, momentum: float = 0.9, b2: float = 0.999,
