@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import os
 from collections.abc import Callable, Iterable
@@ -39,7 +40,7 @@ FROM_PRESET = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Field:
+class Field(abc.ABC):
   """A config field: ``type`` (of the ml_collections value), ``default`` (None: the
   preset sets it) and ``help``. Subclasses define `check` and `invalid_examples`."""
 
@@ -47,8 +48,9 @@ class Field:
   help: str = ""
   type = str
 
+  @abc.abstractmethod
   def check(self, name: str, value: Any) -> Any:
-    raise NotImplementedError
+    """The typed value of ``value`` (named ``config.<name>`` in errors), or a ValueError."""
 
   def invalid_examples(self) -> tuple[Any, ...]:
     """Values of the field's ``type`` that `check` refuses."""
